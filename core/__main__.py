@@ -1,0 +1,40 @@
+"""`python -m core ...`: the CLI over the same functions the dashboard calls.
+
+Each sub-command lives in `core/commands/<name>.py` with `add_parser(subparsers)` and
+`run(args) -> int`. A SigscopeError becomes one clear line on stderr and exit code 2.
+"""
+from __future__ import annotations
+
+import argparse
+import importlib
+import pkgutil
+import sys
+
+import core.commands
+from core.errors import SigscopeError
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m core", description="Sigscope engine CLI")
+    sub = parser.add_subparsers(dest="command", required=True)
+    for info in sorted(pkgutil.iter_modules(core.commands.__path__), key=lambda m: m.name):
+        module = importlib.import_module(f"core.commands.{info.name}")
+        module.add_parser(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return int(args.func(args) or 0)
+    except SigscopeError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

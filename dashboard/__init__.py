@@ -1,0 +1,1 @@
+"""Streamlit-side helpers: engine singleton, widgets built from specs, plotly figures."""

@@ -1,0 +1,71 @@
+"""Build: pick a model, set its knobs, see what it costs before training it."""
+import streamlit as st
+
+from core.errors import ConfigError
+from core.models import registry
+from dashboard import figures
+from dashboard.parts import input_shape_widgets, profile_cached
+from dashboard.widgets import hparam_form
+
+st.title("Build")
+st.caption("Pick a model and its hyperparameters; the cost figures update as you change them.")
+
+names = registry.list_models()
+name = st.selectbox("Model", names, index=names.index("har_transformer") if "har_transformer" in names else 0,
+                    key="build.model")
+spec = registry.spec(name)
+st.caption(f"{spec.description}  ·  input: **{spec.input_kind}**"
+           + ("  ·  exposes attention" if spec.has_attention else ""))
+
+
+@st.fragment
+def build_view() -> None:
+    with st.expander("Hyperparameters", expanded=True):
+        hparams = hparam_form(spec, "build.hp", columns=3)
+    c1, c2, c3, c4, c5 = st.columns(5)
+    with c1:
+        shape = input_shape_widgets(spec, "build.shape")
+    num_classes = c2.number_input("Classes", 2, 1000, 6, key="build.classes")
+    batch = c3.number_input("Batch size", 1, 4096, 64, key="build.batch")
+    optimizer = c4.selectbox("Optimizer", ["adamw", "adam", "sgd"], key="build.opt")
+    amp = c5.selectbox("Mixed precision", ["off", "bf16", "fp16"], key="build.amp")
+    checkpointing = st.toggle("Gradient checkpointing", key="build.ckpt",
+                              disabled=not spec.supports_checkpointing,
+                              help="Recompute block activations in backward: less memory, more compute."
+                              + ("" if spec.supports_checkpointing else " This model does not support it."))
+    args = dict(name=name, hparams=hparams, input_shape=shape, num_classes=int(num_classes),
+                batch_size=int(batch), optimizer=optimizer, amp=amp, grad_checkpointing=checkpointing)
+    try:
+        report = profile_cached(measure_latency=False, **args)
+    except ConfigError as e:
+        st.error(f"This combination cannot be built: {e}")
+        return
+    params, memory = report["params"], report["memory"]
+    m1, m2, m3, m4 = st.columns(4)
+    m1.metric("Parameters", figures.human_count(params["total"]),
+              help=f"{params['trainable']:,} trainable of {params['total']:,}")
+    m2.metric("FLOPs / batch", figures.human_count(report["flops"]), help=report.get("flops_convention", ""))
+    m3.metric("MACs / batch", figures.human_count(report["macs"]))
+    m4.metric("Training memory", figures.human_bytes(memory["total"]))
+    if report.get("unsupported_ops"):
+        st.warning("Operators no counter could price (left out of FLOPs): "
+                   + ", ".join(str(op) for op in report["unsupported_ops"]))
+    st.plotly_chart(figures.memory_bar(memory), width="stretch")
+
+    latency = dict(report["latency_ms"])
+    if st.button("Measure latency on this machine", key="build.measure"):
+        latency = profile_cached(measure_latency=True, **args)["latency_ms"]
+    st.plotly_chart(figures.latency_bar(latency), width="stretch")
+
+    st.subheader("Layers")
+    left, right = st.columns([3, 2])
+    with left:
+        table = figures.layer_table(report["layers"])
+        st.dataframe(figures.highlight_heaviest(table), hide_index=True, width="stretch", height=420)
+    with right:
+        st.plotly_chart(figures.layer_flops_bar(report["layers"]), width="stretch")
+    st.subheader("Block structure")
+    st.graphviz_chart(figures.block_diagram(report.get("blocks", [])))
+
+
+build_view()

@@ -1,0 +1,34 @@
+"""Shared test set-up: every test session writes runs and caches to a temp folder,
+never to ./runs, and librosa's numba cache goes somewhere writable."""
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+SHARED_DATA = (ROOT / ".." / "shared" / "data").resolve()
+
+_session_tmp = Path(tempfile.mkdtemp(prefix="sigscope-tests-"))
+os.environ.setdefault("SIGSCOPE_RUNS_DIR", str(_session_tmp / "runs"))
+os.environ.setdefault("SIGSCOPE_CACHE_DIR", str(_session_tmp / "cache"))
+os.environ.setdefault("NUMBA_CACHE_DIR", str(ROOT / ".cache" / "numba"))
+os.environ.setdefault("MPLCONFIGDIR", str(ROOT / ".cache" / "mpl"))
+
+
+def shared_data(*parts: str) -> Path:
+    """A path under ../shared/data; the test skips with the reason when it is absent."""
+    path = SHARED_DATA.joinpath(*parts)
+    if not path.exists():
+        pytest.skip(f"needs the full shared dataset at {path} (present in CI and dev machines, not in this checkout)")
+    return path
+
+
+@pytest.fixture
+def test_output() -> Path:
+    """Folder for screenshots and reports a person should look at after the run."""
+    out = ROOT / "test-output"
+    out.mkdir(exist_ok=True)
+    return out

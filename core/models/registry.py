@@ -147,7 +147,7 @@ class ModelSpec:
         want = 3 if self.input_kind == "spectrogram" else 2
         layout = "(channels, freq, time)" if want == 3 else "(channels, time)"
         if len(shape) != want or any(int(s) < 1 for s in shape):
-            return [f"input shape {tuple(shape)} does not fit a {self.input_kind} model: "
+            return [f"input shape {tuple(shape)} does not fit a model that takes {self.input_kind} input: "
                     f"give {want} positive sizes {layout} without the batch"]
         if self.input_kind == "waveform" and shape[0] != 1:
             return [f"input shape {tuple(shape)}: a waveform model takes 1 channel (mono)"]

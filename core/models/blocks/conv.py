@@ -1,0 +1,133 @@
+"""Convolution variants from the CNN design guide, 1-D: dilated (optionally causal),
+grouped, depthwise-separable and transposed."""
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from core.models.blocks._checks import check_divisible, check_int
+
+
+class DilatedConv1d(nn.Module):
+    """A Conv1d with dilation that keeps the length (stride 1).
+
+    Args:
+        in_channels: input channels C_in.
+        out_channels: output channels C_out.
+        kernel_size: taps per filter (>= 1).
+        dilation: gap between taps; the receptive field is (kernel_size - 1) * dilation + 1.
+        causal: pad on the left only, so output t sees inputs <= t (TCN style).
+
+    Shape: (B, C_in, T) -> (B, C_out, T), e.g. (8, 6, 128) -> (8, 32, 128).
+    """
+
+    def __init__(self, in_channels: int, out_channels: int, kernel_size: int = 3,
+                 dilation: int = 1, causal: bool = False, bias: bool = True) -> None:
+        super().__init__()
+        owner = "DilatedConv1d"
+        check_int(owner, "in_channels", in_channels)
+        check_int(owner, "out_channels", out_channels)
+        check_int(owner, "kernel_size", kernel_size)
+        check_int(owner, "dilation", dilation)
+        self.causal = causal
+        total_pad = (kernel_size - 1) * dilation
+        # causal: all padding on the left; otherwise split (extra tap on the right)
+        self.pad = (total_pad, 0) if causal else (total_pad // 2, total_pad - total_pad // 2)
+        self.conv = nn.Conv1d(in_channels, out_channels, kernel_size, dilation=dilation, bias=bias)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        # (B, C_in, T) -> (B, C_out, T)
+        return self.conv(F.pad(x, self.pad))
+
+
+class GroupedConv1d(nn.Module):
+    """A Conv1d whose channels are split into `groups` independent groups
+    (groups times fewer weights than a dense conv).
+
+    Args:
+        in_channels: input channels, divisible by groups.
+        out_channels: output channels, divisible by groups.
+        kernel_size: taps per filter; length is kept ("same" padding).
+        groups: number of channel groups.
+
+    Shape: (B, C_in, T) -> (B, C_out, T), e.g. (8, 32, 128) -> (8, 64, 128) with groups=4.
+    """
+
+    def __init__(self, in_channels: int, out_channels: int, kernel_size: int = 3, groups: int = 2,
+                 bias: bool = True) -> None:
+        super().__init__()
+        owner = "GroupedConv1d"
+        check_int(owner, "in_channels", in_channels)
+        check_int(owner, "out_channels", out_channels)
+        check_int(owner, "kernel_size", kernel_size)
+        check_int(owner, "groups", groups)
+        check_divisible(owner, "in_channels", in_channels, "groups", groups)
+        check_divisible(owner, "out_channels", out_channels, "groups", groups)
+        self.conv = nn.Conv1d(in_channels, out_channels, kernel_size, padding="same", groups=groups, bias=bias)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        # (B, C_in, T) -> (B, C_out, T)
+        return self.conv(x)
+
+
+class DepthwiseSeparableConv1d(nn.Module):
+    """Depthwise conv (one filter per channel) then a pointwise 1x1 conv that mixes
+    channels: about kernel_size times cheaper than a dense conv of the same shape.
+
+    Args:
+        in_channels: input channels C_in.
+        out_channels: output channels C_out.
+        kernel_size: depthwise taps; length is kept ("same" padding).
+        dilation: depthwise dilation.
+
+    Shape: (B, C_in, T) -> (B, C_out, T), e.g. (8, 16, 128) -> (8, 32, 128).
+    """
+
+    def __init__(self, in_channels: int, out_channels: int, kernel_size: int = 3, dilation: int = 1,
+                 bias: bool = True) -> None:
+        super().__init__()
+        owner = "DepthwiseSeparableConv1d"
+        check_int(owner, "in_channels", in_channels)
+        check_int(owner, "out_channels", out_channels)
+        check_int(owner, "kernel_size", kernel_size)
+        check_int(owner, "dilation", dilation)
+        self.depthwise = nn.Conv1d(in_channels, in_channels, kernel_size, padding="same",
+                                   dilation=dilation, groups=in_channels, bias=bias)
+        self.pointwise = nn.Conv1d(in_channels, out_channels, 1, bias=bias)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        # (B, C_in, T) -> (B, C_in, T) -> (B, C_out, T)
+        return self.pointwise(self.depthwise(x))
+
+
+class TransposedConv1d(nn.Module):
+    """Learned upsampling by an integer factor (a ConvTranspose1d sized so the output is
+    exactly `stride` times longer).
+
+    Args:
+        in_channels: input channels C_in.
+        out_channels: output channels C_out.
+        stride: upsampling factor (>= 1).
+        kernel_size: taps, at least `stride`; `kernel_size - stride` must be even so the
+            padding is symmetric (e.g. stride 2 with kernel 2 or 4).
+
+    Shape: (B, C_in, T) -> (B, C_out, T * stride), e.g. (8, 32, 64) -> (8, 16, 128).
+    """
+
+    def __init__(self, in_channels: int, out_channels: int, stride: int = 2, kernel_size: int = 4,
+                 bias: bool = True) -> None:
+        super().__init__()
+        owner = "TransposedConv1d"
+        check_int(owner, "in_channels", in_channels)
+        check_int(owner, "out_channels", out_channels)
+        check_int(owner, "stride", stride)
+        check_int(owner, "kernel_size", kernel_size, low=stride)
+        check_divisible(owner, "kernel_size - stride", kernel_size - stride, "2", 2)
+        # L_out = (T - 1) * stride - 2 * padding + kernel_size = T * stride
+        self.conv = nn.ConvTranspose1d(in_channels, out_channels, kernel_size, stride=stride,
+                                       padding=(kernel_size - stride) // 2, bias=bias)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        # (B, C_in, T) -> (B, C_out, T * stride)
+        return self.conv(x)

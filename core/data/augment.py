@@ -1,0 +1,225 @@
+"""On-the-fly augmentations for the training split only; each keeps shape and label.
+
+    aug = build_augmenter(cfg.augmentations(), signal="imu", sample_rate=50)
+    x = aug.on_signal(x, rng)       # raw signal, physical units: (C, T) IMU or (..., T) waveform
+    f = aug.on_features(f, rng)     # after featurizing and normalization (masks set to 0 = mean)
+
+Each entry of cfg.augment is {"name", "p", "params"}; `AUGMENTATIONS` lists them with
+their parameters and defaults (also shown by `python -m core data list --json`).
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Callable
+
+import numpy as np
+
+from core.config import AugmentConfig
+from core.errors import DataError
+
+
+# ---- waveform (audio) ------------------------------------------------------------------
+
+def noise(x: np.ndarray, rng: np.random.Generator, sr: float, snr_db=(10.0, 30.0)) -> np.ndarray:
+    """Additive white noise at a signal-to-noise ratio drawn from snr_db (dB)."""
+    power = float(np.mean(x ** 2)) + 1e-12
+    snr = rng.uniform(*snr_db)
+    return x + rng.normal(0.0, math.sqrt(power / 10 ** (snr / 10)), size=x.shape).astype(x.dtype)
+
+
+def time_shift(x: np.ndarray, rng: np.random.Generator, sr: float, max_fraction=0.1) -> np.ndarray:
+    """Shift along time by up to max_fraction of the length, filling with zeros. (..., T)"""
+    t = x.shape[-1]
+    shift = int(rng.integers(-int(max_fraction * t), int(max_fraction * t) + 1))
+    out = np.zeros_like(x)
+    if shift >= 0:
+        out[..., shift:] = x[..., :t - shift]
+    else:
+        out[..., :t + shift] = x[..., -shift:]
+    return out
+
+
+def _fit_length(y: np.ndarray, t: int) -> np.ndarray:
+    if y.shape[-1] >= t:
+        return y[..., :t]
+    pad = [(0, 0)] * (y.ndim - 1) + [(0, t - y.shape[-1])]
+    return np.pad(y, pad)
+
+
+def time_stretch(x: np.ndarray, rng: np.random.Generator, sr: float, rate=(0.8, 1.25)) -> np.ndarray:
+    """Phase-vocoder time stretch (pitch kept) by a rate drawn from `rate`, cropped/padded back."""
+    import librosa
+    r = float(rng.uniform(*rate))
+    y = librosa.effects.time_stretch(np.ascontiguousarray(x, dtype=np.float32), rate=r, n_fft=256)
+    return _fit_length(y, x.shape[-1]).astype(np.float32)
+
+
+def pitch_shift(x: np.ndarray, rng: np.random.Generator, sr: float, semitones=(-2.0, 2.0)) -> np.ndarray:
+    """Pitch shift (duration kept) by a number of semitones drawn from `semitones`."""
+    import librosa
+    steps = float(rng.uniform(*semitones))
+    y = librosa.effects.pitch_shift(np.ascontiguousarray(x, dtype=np.float32), sr=sr, n_steps=steps,
+                                    n_fft=256, res_type="soxr_hq")
+    return _fit_length(y, x.shape[-1]).astype(np.float32)
+
+
+def rolloff(x: np.ndarray, rng: np.random.Generator, sr: float, cutoff=(0.3, 0.9), width=0.05) -> np.ndarray:
+    """Spectral roll-off: a smooth low-pass at a cutoff drawn from `cutoff` (fraction of Nyquist)."""
+    spectrum = np.fft.rfft(x, axis=-1)
+    freq = np.linspace(0.0, 1.0, spectrum.shape[-1])
+    gain = 1.0 / (1.0 + np.exp((freq - rng.uniform(*cutoff)) / width))
+    return np.fft.irfft(spectrum * gain, n=x.shape[-1], axis=-1).astype(x.dtype)
+
+
+# ---- IMU (C, T) ------------------------------------------------------------------------
+
+def jitter(x: np.ndarray, rng: np.random.Generator, sr: float, sigma=0.05) -> np.ndarray:
+    """Gaussian noise of sigma x each channel's own std. (C, T)"""
+    scale = sigma * (x.std(axis=-1, keepdims=True) + 1e-8)
+    return x + (rng.standard_normal(x.shape) * scale).astype(x.dtype)
+
+
+def scaling(x: np.ndarray, rng: np.random.Generator, sr: float, sigma=0.1) -> np.ndarray:
+    """Multiply each channel by a factor drawn from N(1, sigma). (C, T)"""
+    return x * rng.normal(1.0, sigma, size=(x.shape[0], 1)).astype(x.dtype)
+
+
+def _rotation_matrix(rng: np.random.Generator, max_degrees: float) -> np.ndarray:
+    axis = rng.normal(size=3)
+    axis /= np.linalg.norm(axis) + 1e-12
+    angle = math.radians(rng.uniform(-max_degrees, max_degrees))
+    k = np.array([[0, -axis[2], axis[1]], [axis[2], 0, -axis[0]], [-axis[1], axis[0], 0]])
+    return np.eye(3) + math.sin(angle) * k + (1 - math.cos(angle)) * (k @ k)  # Rodrigues
+
+
+def rotation(x: np.ndarray, rng: np.random.Generator, sr: float, max_degrees=30.0) -> np.ndarray:
+    """One random 3-D rotation applied to every (x, y, z) channel triple, as if the device
+    were worn turned. (C, T) with C a multiple of 3."""
+    c, t = x.shape
+    r = _rotation_matrix(rng, max_degrees).astype(x.dtype)
+    return np.einsum("ij,gjt->git", r, x.reshape(c // 3, 3, t)).reshape(c, t)
+
+
+def time_warp(x: np.ndarray, rng: np.random.Generator, sr: float, sigma=0.2, knots=4) -> np.ndarray:
+    """Smoothly speed up and slow down time (random monotone warp through `knots` points). (C, T)"""
+    t = x.shape[-1]
+    speeds = np.clip(rng.normal(1.0, sigma, size=knots + 2), 0.2, None)
+    speed = np.interp(np.arange(t), np.linspace(0, t - 1, knots + 2), speeds)
+    warped = np.cumsum(speed)
+    warped = (warped - warped[0]) * (t - 1) / (warped[-1] - warped[0])  # monotone, same ends
+    grid = np.arange(t)
+    return np.stack([np.interp(warped, grid, ch) for ch in x.reshape(-1, t)]).reshape(x.shape).astype(x.dtype)
+
+
+# ---- after normalization ---------------------------------------------------------------
+
+def channel_dropout(x: np.ndarray, rng: np.random.Generator, sr: float, rate=0.1) -> np.ndarray:
+    """Zero (= the training mean, after normalization) each channel with probability `rate`. (C, T)"""
+    keep = rng.random(size=(x.shape[0],) + (1,) * (x.ndim - 1)) >= rate
+    return x * keep.astype(x.dtype)
+
+
+def spec_time_mask(x: np.ndarray, rng: np.random.Generator, sr: float, max_fraction=0.1, n_masks=2) -> np.ndarray:
+    """SpecAugment time masks: n_masks spans of up to max_fraction of the frames set to 0."""
+    x = x.copy()
+    t = x.shape[-1]
+    for _ in range(int(n_masks)):
+        width = int(rng.integers(0, max(1, int(max_fraction * t)) + 1))
+        start = int(rng.integers(0, t - width + 1))
+        x[..., start:start + width] = 0.0
+    return x
+
+
+def spec_freq_mask(x: np.ndarray, rng: np.random.Generator, sr: float, max_fraction=0.15, n_masks=2) -> np.ndarray:
+    """SpecAugment frequency masks: n_masks bands of up to max_fraction of the rows set to 0."""
+    x = x.copy()
+    f = x.shape[-2]
+    for _ in range(int(n_masks)):
+        width = int(rng.integers(0, max(1, int(max_fraction * f)) + 1))
+        start = int(rng.integers(0, f - width + 1))
+        x[..., start:start + width, :] = 0.0
+    return x
+
+
+@dataclass(frozen=True)
+class AugmentSpec:
+    name: str
+    fn: Callable
+    stage: str  # "signal" (raw, physical units) | "features" (after normalization)
+    signals: tuple  # which sources it fits: "imu", "audio"
+    help: str
+    defaults: dict = field(default_factory=dict)
+
+
+def _spec(fn, stage, signals, **defaults) -> AugmentSpec:
+    return AugmentSpec(fn.__name__, fn, stage, signals, (fn.__doc__ or "").split("\n")[0], defaults)
+
+
+AUGMENTATIONS: dict[str, AugmentSpec] = {s.name: s for s in [
+    _spec(noise, "signal", ("audio",), snr_db=[10.0, 30.0]),
+    _spec(time_shift, "signal", ("audio", "imu"), max_fraction=0.1),
+    _spec(time_stretch, "signal", ("audio",), rate=[0.8, 1.25]),
+    _spec(pitch_shift, "signal", ("audio",), semitones=[-2.0, 2.0]),
+    _spec(rolloff, "signal", ("audio",), cutoff=[0.3, 0.9], width=0.05),
+    _spec(jitter, "signal", ("imu",), sigma=0.05),
+    _spec(scaling, "signal", ("imu",), sigma=0.1),
+    _spec(rotation, "signal", ("imu",), max_degrees=30.0),
+    _spec(time_warp, "signal", ("imu",), sigma=0.2, knots=4),
+    _spec(channel_dropout, "features", ("imu",), rate=0.1),
+    _spec(spec_time_mask, "features", ("audio", "imu"), max_fraction=0.1, n_masks=2),
+    _spec(spec_freq_mask, "features", ("audio",), max_fraction=0.15, n_masks=2),
+]}
+
+
+def list_augmentations() -> list[dict]:
+    return [{"name": s.name, "stage": s.stage, "signals": list(s.signals), "help": s.help,
+             "params": dict(s.defaults)} for s in AUGMENTATIONS.values()]
+
+
+class Augmenter:
+    """A validated list of augmentations, each applied with its probability."""
+
+    def __init__(self, steps: list[tuple[AugmentSpec, float, dict]], sample_rate: float) -> None:
+        self.steps = steps
+        self.sample_rate = sample_rate
+
+    def _run(self, stage: str, x: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+        for spec, p, params in self.steps:
+            if spec.stage == stage and rng.random() < p:
+                x = spec.fn(x, rng, self.sample_rate, **params)
+        return x
+
+    def on_signal(self, x: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+        return self._run("signal", x, rng)
+
+    def on_features(self, x: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+        return self._run("features", x, rng)
+
+    @property
+    def has_signal_steps(self) -> bool:
+        return any(spec.stage == "signal" for spec, _, _ in self.steps)
+
+
+def build_augmenter(augments: list[AugmentConfig], signal: str, sample_rate: float,
+                    n_channels: int | None = None, features: str = "raw") -> Augmenter | None:
+    """Validate cfg.augment for this signal kind; None when the list is empty."""
+    steps = []
+    for a in augments:
+        if a.name not in AUGMENTATIONS:
+            raise DataError(f"augmentation {a.name!r} is not known; known: {', '.join(AUGMENTATIONS)}")
+        spec = AUGMENTATIONS[a.name]
+        if signal not in spec.signals:
+            raise DataError(f"augmentation {a.name!r} is for {'/'.join(spec.signals)} data, not {signal}")
+        if not 0.0 <= float(a.p) <= 1.0:
+            raise DataError(f"augmentation {a.name!r}: p={a.p} must be in [0, 1]")
+        unknown = sorted(set(a.params) - set(spec.defaults))
+        if unknown:
+            raise DataError(f"augmentation {a.name!r}: unknown param(s) {', '.join(unknown)}; "
+                            f"known: {', '.join(spec.defaults) or 'none'}")
+        if a.name == "rotation" and n_channels is not None and n_channels % 3:
+            raise DataError(f"rotation needs (x, y, z) channel triples; this data has {n_channels} channels")
+        if a.name == "spec_freq_mask" and features == "raw":
+            raise DataError("spec_freq_mask needs frequency rows; use features logmel, mfcc or stack4")
+        steps.append((spec, float(a.p), {**spec.defaults, **a.params}))
+    return Augmenter(steps, sample_rate) if steps else None

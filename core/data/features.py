@@ -1,0 +1,97 @@
+"""Audio features, the same code for training and for a user's file at inference.
+
+    feats = featurize_audio(waveform, sr, cfg)   # (T,) or (N, T) -> one of:
+      raw     (1, T)                 input_kind "waveform"
+      logmel  (n_mels, frames)       input_kind "imu" (features as channels, frames as time)
+      mfcc    (n_mfcc, frames)       input_kind "imu"
+      stack4  (4, n_mels, frames)    input_kind "spectrogram": log-mel, MFCC, delta, delta-delta
+
+Log-mel is ln(mel power + 1e-6); MFCC is the orthonormal DCT-II of that over the mel axis.
+In stack4 every plane has n_mels rows: the MFCC plane holds all n_mels cepstral
+coefficients (cfg.n_mfcc applies to features="mfcc" only); with mfcc_c0=False c0 (log
+energy, which follows loudness) is dropped and a zero row appended so F stays n_mels.
+For features="mfcc", mfcc_c0=False gives coefficients 1..n_mfcc (still n_mfcc rows).
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from core.config import DataConfig
+from core.errors import DataError
+
+FEATURES = ("raw", "logmel", "mfcc", "stack4")
+INPUT_KIND = {"raw": "waveform", "logmel": "imu", "mfcc": "imu", "stack4": "spectrogram"}
+
+
+def check_feature_config(cfg: DataConfig) -> None:
+    if cfg.features not in FEATURES:
+        raise DataError(f"features={cfg.features!r} is not known; use one of {', '.join(FEATURES)}")
+    if cfg.features == "raw":
+        return
+    if cfg.n_fft < 16 or cfg.hop_length < 1 or cfg.n_mels < 2:
+        raise DataError(f"n_fft={cfg.n_fft}, hop_length={cfg.hop_length}, n_mels={cfg.n_mels}: "
+                        "need n_fft >= 16, hop_length >= 1, n_mels >= 2")
+    if cfg.n_mels > cfg.n_fft // 2 + 1:
+        raise DataError(f"n_mels={cfg.n_mels} exceeds the {cfg.n_fft // 2 + 1} FFT bins of n_fft={cfg.n_fft}; "
+                        "lower n_mels or raise n_fft")
+    if cfg.features == "mfcc" and not 1 <= cfg.n_mfcc <= cfg.n_mels - (0 if cfg.mfcc_c0 else 1):
+        raise DataError(f"n_mfcc={cfg.n_mfcc} must be between 1 and n_mels={cfg.n_mels}"
+                        + ("" if cfg.mfcc_c0 else " - 1 (c0 is dropped)"))
+
+
+def _logmel(y: np.ndarray, sr: float, cfg: DataConfig) -> np.ndarray:
+    import librosa
+    mel = librosa.feature.melspectrogram(y=y, sr=sr, n_fft=cfg.n_fft, hop_length=cfg.hop_length,
+                                         n_mels=cfg.n_mels, power=2.0)
+    return np.log(mel + 1e-6).astype(np.float32)  # (..., n_mels, frames); natural-log power
+
+
+def _mfcc(logmel: np.ndarray, n: int, keep_c0: bool) -> np.ndarray:
+    import scipy.fft
+    # MFCC = DCT-II (orthonormal) of the log-mel spectrum over the mel axis, as librosa does.
+    cepstra = scipy.fft.dct(logmel, axis=-2, type=2, norm="ortho")
+    return cepstra[..., :n, :] if keep_c0 else cepstra[..., 1:n + 1, :]
+
+
+def _delta(x: np.ndarray, order: int) -> np.ndarray:
+    import librosa
+    width = min(9, x.shape[-1] if x.shape[-1] % 2 else x.shape[-1] - 1)
+    if width < 3:
+        return np.zeros_like(x)
+    return librosa.feature.delta(x, width=width, order=order, axis=-1).astype(np.float32)
+
+
+def featurize_audio(waveform: np.ndarray, sr: float, cfg: DataConfig) -> np.ndarray:
+    """Features of one clip (T,) or a batch (N, T), vectorized over the batch (see module doc)."""
+    check_feature_config(cfg)
+    y = np.asarray(waveform, dtype=np.float32)
+    if cfg.features == "raw":
+        return y[..., None, :]
+    logmel = _logmel(y, sr, cfg)
+    if cfg.features == "logmel":
+        return logmel
+    if cfg.features == "mfcc":
+        return _mfcc(logmel, cfg.n_mfcc, cfg.mfcc_c0).astype(np.float32)
+    cepstra = _mfcc(logmel, cfg.n_mels - (0 if cfg.mfcc_c0 else 1), cfg.mfcc_c0)
+    if not cfg.mfcc_c0:  # keep n_mels rows: pad the dropped c0's place at the end
+        cepstra = np.concatenate([cepstra, np.zeros_like(cepstra[..., :1, :])], axis=-2)
+    planes = [logmel, cepstra.astype(np.float32), _delta(cepstra, 1), _delta(cepstra, 2)]
+    return np.stack(planes, axis=-3)  # (..., 4, n_mels, frames)
+
+
+def feature_normalization_methods(cfg: DataConfig, n_channels: int) -> list[str]:
+    """Per-channel (axis 0) method: stack4 uses robust MAD on the delta planes."""
+    if cfg.features == "stack4" and cfg.normalization == "zscore":
+        return ["zscore", "zscore", "robust", "robust"]
+    return [cfg.normalization] * n_channels
+
+
+def feature_channel_names(cfg: DataConfig, n_channels: int) -> list[str]:
+    if cfg.features == "raw":
+        return ["audio"]
+    if cfg.features == "logmel":
+        return [f"mel{i}" for i in range(n_channels)]
+    if cfg.features == "mfcc":
+        first = 0 if cfg.mfcc_c0 else 1
+        return [f"mfcc{i}" for i in range(first, first + n_channels)]
+    return ["logmel", "mfcc", "delta", "delta2"]

@@ -84,7 +84,8 @@ class AudioResNetAttention(ZooModel):
         stages, width = [], base_channels
         # stage strides (freq, time): keep time resolution in the last stage for attention
         for out, stride in ((base_channels, 1), (base_channels * 2, (2, 2)), (base_channels * 4, (2, 1))):
-            blocks = [BasicBlock2d(width, out, (3, 5), stride if j == 0 else 1) for j in range(blocks_per_stage)]
+            blocks = [BasicBlock2d(width if j == 0 else out, out, (3, 5), stride if j == 0 else 1)
+                      for j in range(blocks_per_stage)]
             stages.append(nn.Sequential(*blocks))
             width = out
         self.stages = nn.ModuleList(stages)

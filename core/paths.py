@@ -1,0 +1,36 @@
+"""Where runs live on disk.
+
+The runs folder is `$SIGSCOPE_RUNS_DIR` when set, else `./runs` (relative to the current
+working directory). The SQLite store is `<runs>/sigscope.db`; each run keeps its
+checkpoints and config files in `<runs>/<run_id>/`.
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+RUNS_ENV = "SIGSCOPE_RUNS_DIR"
+STORE_FILE = "sigscope.db"
+
+
+def runs_dir(create: bool = True) -> Path:
+    """The runs folder (created when missing unless `create=False`)."""
+    path = Path(os.environ.get(RUNS_ENV) or "runs").expanduser().resolve()
+    if create:
+        path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def store_path(runs: Path | None = None) -> Path:
+    """The SQLite store file inside the runs folder."""
+    return (Path(runs) if runs is not None else runs_dir()) / STORE_FILE
+
+
+def run_dir(run_id: str, runs: Path | None = None, create: bool = True) -> Path:
+    """One run's folder: checkpoints, config.json, normalization.json, classes.json."""
+    if not run_id or "/" in run_id or "\\" in run_id or run_id.startswith("."):
+        raise ValueError(f"run id {run_id!r} cannot name a folder")
+    path = (Path(runs) if runs is not None else runs_dir()) / run_id
+    if create:
+        path.mkdir(parents=True, exist_ok=True)
+    return path

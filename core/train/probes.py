@@ -1,0 +1,327 @@
+"""Live probes: cheap health statistics sampled every N optimizer steps.
+
+Statistics are pure functions of tensors (`dead_unit_fraction`, `zero_fraction`,
+`grouped_l2_norms`, ...); each probe is a Callback that calls them on probe steps only.
+Forward hooks are attached in `on_step_start` of a probe step and removed before the
+backward pass, so other steps pay nothing and recomputation under gradient
+checkpointing is never counted twice.
+
+Probe keys written (per layer; a "layer" is a module name, "model" for the whole net):
+- grad_norm probe:   grad_norm (per module owning parameters, before clipping);
+                     grad_norm_before_clip, grad_norm_after_clip (layer "model")
+- dead_relu probe:   for ReLU/ReLU6 modules: dead_fraction (units that output exactly 0
+                     for every sample of the probe batch; a unit is one output element,
+                     channel x position) and zero_fraction (outputs that are exactly 0).
+                     GELU/SiLU/Mish/ELU/Hardswish never output exactly 0, so for them:
+                     near_zero_unit_fraction and near_zero_fraction with |y| < 1e-3.
+                     Activations called as functions (F.relu) have no module to hook
+                     and are not seen.
+- activations probe: act_mean, act_std, act_max per leaf module (not dropout/identity)
+- weights probe:     weight_norm and update_ratio (||w_after - w_before|| / ||w_before||)
+                     per module owning parameters
+- histograms:        grad and weight histograms per module owning parameters, every
+                     `histogram_every_n_steps`
+"""
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import torch
+from torch import nn
+
+from core.config import ProbeConfig
+from core.errors import ConfigError
+from core.train.callbacks import Callback
+
+if TYPE_CHECKING:
+    from core.train.trainer import Trainer
+
+RELU_TYPES = (nn.ReLU, nn.ReLU6)
+SMOOTH_TYPES = (nn.GELU, nn.SiLU, nn.Mish, nn.ELU, nn.Hardswish, nn.CELU, nn.SELU)
+SKIP_TYPES = (nn.Dropout, nn.Dropout1d, nn.Dropout2d, nn.Identity)
+NEAR_ZERO = 1e-3
+MODEL_LAYER = "model"
+
+
+# ---- pure statistics ------------------------------------------------------------------
+def dead_unit_fraction(acts: torch.Tensor) -> torch.Tensor:
+    """(B, ...) -> scalar: fraction of units (non-batch elements) that are 0 for every sample."""
+    alive = (acts != 0).flatten(1).any(dim=0)
+    return 1.0 - alive.float().mean()
+
+
+def zero_fraction(acts: torch.Tensor) -> torch.Tensor:
+    """(...) -> scalar: fraction of outputs that are exactly 0."""
+    return (acts == 0).float().mean()
+
+
+def near_zero_unit_fraction(acts: torch.Tensor, eps: float = NEAR_ZERO) -> torch.Tensor:
+    """(B, ...) -> scalar: fraction of units with |y| < eps for every sample (smooth activations)."""
+    active = (acts.abs() >= eps).flatten(1).any(dim=0)
+    return 1.0 - active.float().mean()
+
+
+def near_zero_fraction(acts: torch.Tensor, eps: float = NEAR_ZERO) -> torch.Tensor:
+    """(...) -> scalar: fraction of outputs with |y| < eps."""
+    return (acts.abs() < eps).float().mean()
+
+
+def activation_stats(acts: torch.Tensor) -> torch.Tensor:
+    """(...) -> (3,) tensor [mean, std, max] in float32, no host sync."""
+    acts = acts.float()
+    std = acts.std() if acts.numel() > 1 else acts.new_zeros(())
+    return torch.stack([acts.mean(), std, acts.max()])
+
+
+def grouped_l2_norms(tensors: list[torch.Tensor], groups: list[int], n_groups: int) -> torch.Tensor:
+    """L2 norm of each group of tensors, computed with one foreach pass: (n_groups,) float32.
+    `groups[i]` is the group index of `tensors[i]`."""
+    if not tensors:
+        return torch.zeros(n_groups)
+    norms = torch._foreach_norm(tensors)
+    squares = torch.stack([n.float() for n in norms]) ** 2
+    index = torch.as_tensor(groups, device=squares.device)
+    return torch.zeros(n_groups, device=squares.device).index_add_(0, index, squares).sqrt()
+
+
+def normalized_histogram(values: torch.Tensor, bins: int = 30) -> torch.Tensor:
+    """(N,) -> (bins + 2,) [min, max, counts...] without a host sync; edges are
+    linspace(min, max, bins + 1)."""
+    values = values.detach().float().flatten()
+    lo, hi = values.min(), values.max()
+    span = (hi - lo).clamp(min=1e-12)
+    counts = torch.histc((values - lo) / span, bins=bins, min=0.0, max=1.0)
+    return torch.cat([lo[None], hi[None], counts])
+
+
+def is_probe_step(step: int, every: int) -> bool:
+    """Probe steps are 1, every + 1, 2 * every + 1, ... (the first step is always seen)."""
+    return every > 0 and (step - 1) % every == 0
+
+
+# ---- module discovery -------------------------------------------------------------------
+def parameter_layers(model: nn.Module) -> list[tuple[str, list[nn.Parameter]]]:
+    """Modules that own trainable parameters directly, with those parameters."""
+    out = []
+    for name, module in model.named_modules():
+        params = [p for p in module.parameters(recurse=False) if p.requires_grad]
+        if params:
+            out.append((name or MODEL_LAYER, params))
+    return out
+
+
+def activation_modules(model: nn.Module) -> list[tuple[str, nn.Module]]:
+    """Activation modules a dead-unit probe can watch (ReLU family and smooth ones)."""
+    return [(n, m) for n, m in model.named_modules() if isinstance(m, RELU_TYPES + SMOOTH_TYPES)]
+
+
+def leaf_modules(model: nn.Module) -> list[tuple[str, nn.Module]]:
+    """Leaf modules whose outputs are worth describing (dropout and identity skipped)."""
+    return [(n or MODEL_LAYER, m) for n, m in model.named_modules()
+            if not any(True for _ in m.children()) and not isinstance(m, SKIP_TYPES)]
+
+
+def _first_tensor(output) -> torch.Tensor | None:
+    if isinstance(output, torch.Tensor):
+        return output
+    if isinstance(output, (tuple, list)) and output and isinstance(output[0], torch.Tensor):
+        return output[0]
+    return None
+
+
+# ---- probe callbacks ----------------------------------------------------------------------
+class Probe(Callback):
+    """Base for probes: `every` optimizer steps (0 = never)."""
+
+    def __init__(self, every: int = 10) -> None:
+        """every: probe on steps 1, every + 1, ...; 0 turns the probe off."""
+        self.every = int(every)
+
+    def active(self, step: int) -> bool:
+        return is_probe_step(step, self.every)
+
+
+class _ParameterProbe(Probe):
+    def on_fit_start(self, trainer: "Trainer") -> None:
+        self.layers = parameter_layers(trainer.model)
+        self.names = [name for name, _ in self.layers]
+        self.params = [p for _, ps in self.layers for p in ps]
+        self.groups = [i for i, (_, ps) in enumerate(self.layers) for _ in ps]
+
+
+class GradNormProbe(_ParameterProbe):
+    """Per-module gradient L2 norms (one foreach pass) and the global norm before and
+    after clipping."""
+
+    name = "grad_norm"
+
+    def on_after_backward(self, trainer: "Trainer", step: int) -> None:
+        if not self.active(step):
+            return
+        pairs = [(p.grad.detach(), g) for p, g in zip(self.params, self.groups) if p.grad is not None]
+        norms = grouped_l2_norms([t for t, _ in pairs], [g for _, g in pairs], len(self.names))
+        values = norms.tolist()
+        trainer.recorder.probes(step, "grad_norm", {n: v for n, v, has in
+                                                    zip(self.names, values, self._has_grad()) if has})
+        total = sum(v * v for v in values) ** 0.5
+        trainer.recorder.probe(step, MODEL_LAYER, "grad_norm_before_clip", total)
+
+    def _has_grad(self) -> list[bool]:
+        return [any(p.grad is not None for p in ps) for _, ps in self.layers]
+
+    def on_before_optimizer_step(self, trainer: "Trainer", step: int) -> None:
+        if not self.active(step):
+            return
+        grads = [p.grad.detach() for p in self.params if p.grad is not None]
+        total = float(grouped_l2_norms(grads, [0] * len(grads), 1)[0]) if grads else 0.0
+        trainer.recorder.probe(step, MODEL_LAYER, "grad_norm_after_clip", total)
+
+
+class WeightProbe(_ParameterProbe):
+    """Per-module weight L2 norm and update/weight ratio of the probe step's update."""
+
+    name = "weights"
+
+    def on_before_optimizer_step(self, trainer: "Trainer", step: int) -> None:
+        self.before = torch._foreach_mul([p.detach() for p in self.params], 1.0) if self.active(step) else None
+
+    def on_step_end(self, trainer: "Trainer", step: int) -> None:
+        before = getattr(self, "before", None)
+        if before is None:
+            return
+        self.before = None
+        after = [p.detach() for p in self.params]
+        updates = torch._foreach_sub(after, before)
+        n = len(self.names)
+        stacked = torch.stack([grouped_l2_norms(before, self.groups, n), grouped_l2_norms(updates, self.groups, n)])
+        weight_norms, update_norms = stacked.tolist()
+        trainer.recorder.probes(step, "weight_norm", dict(zip(self.names, weight_norms)))
+        trainer.recorder.probes(step, "update_ratio", {name: u / w if w > 0 else 0.0 for name, w, u
+                                                       in zip(self.names, weight_norms, update_norms)})
+
+
+class _ForwardHookProbe(Probe):
+    """Attaches forward hooks on probe steps only and records what they collected."""
+
+    def modules(self, model: nn.Module) -> list[tuple[str, nn.Module]]:
+        raise NotImplementedError
+
+    def statistics(self, module: nn.Module, acts: torch.Tensor) -> dict[str, torch.Tensor]:
+        raise NotImplementedError
+
+    def on_fit_start(self, trainer: "Trainer") -> None:
+        self.targets = self.modules(trainer.model)
+        self.handles: list = []
+        self.collected: dict[str, dict[str, torch.Tensor]] = {}
+
+    def on_step_start(self, trainer: "Trainer", step: int) -> None:
+        if not self.active(step):
+            return
+        self.collected = {}
+        for name, module in self.targets:
+            self.handles.append(module.register_forward_hook(self._hook(name)))
+
+    def _hook(self, name: str):
+        def hook(module: nn.Module, inputs, output) -> None:
+            acts = _first_tensor(output)
+            if acts is not None and acts.numel() and name not in self.collected:
+                with torch.no_grad():
+                    self.collected[name] = self.statistics(module, acts.detach())
+        return hook
+
+    def remove_hooks(self) -> None:
+        for handle in self.handles:
+            handle.remove()
+        self.handles = []
+
+    def on_before_backward(self, trainer: "Trainer", step: int) -> None:
+        self.remove_hooks()
+
+    def on_step_end(self, trainer: "Trainer", step: int) -> None:
+        self.remove_hooks()  # a step that ended early (stop requested) still leaves no hooks
+        if not self.collected:
+            return
+        rows = [(layer, key, value) for layer, stats in self.collected.items() for key, value in stats.items()]
+        self.collected = {}
+        values = torch.stack([v.float().reshape(()) for _, _, v in rows]).tolist()
+        by_key: dict[str, dict[str, float]] = {}
+        for (layer, key, _), value in zip(rows, values):
+            by_key.setdefault(key, {})[layer] = value
+        for key, layers in by_key.items():
+            trainer.recorder.probes(step, key, layers)
+
+    def on_fit_end(self, trainer: "Trainer") -> None:
+        self.remove_hooks()
+
+
+class DeadReluProbe(_ForwardHookProbe):
+    """Dead units per activation module (exact zeros for ReLU, near-zero for smooth ones)."""
+
+    name = "dead_relu"
+
+    def modules(self, model: nn.Module) -> list[tuple[str, nn.Module]]:
+        return activation_modules(model)
+
+    def statistics(self, module: nn.Module, acts: torch.Tensor) -> dict[str, torch.Tensor]:
+        if isinstance(module, RELU_TYPES):
+            return {"dead_fraction": dead_unit_fraction(acts), "zero_fraction": zero_fraction(acts)}
+        return {"near_zero_unit_fraction": near_zero_unit_fraction(acts), "near_zero_fraction": near_zero_fraction(acts)}
+
+
+class ActivationStatsProbe(_ForwardHookProbe):
+    """Mean, std and max of every leaf module's output."""
+
+    name = "activations"
+
+    def modules(self, model: nn.Module) -> list[tuple[str, nn.Module]]:
+        return leaf_modules(model)
+
+    def statistics(self, module: nn.Module, acts: torch.Tensor) -> dict[str, torch.Tensor]:
+        mean, std, peak = activation_stats(acts)
+        return {"act_mean": mean, "act_std": std, "act_max": peak}
+
+
+class HistogramProbe(_ParameterProbe):
+    """Histograms of each parameter-owning module's gradients (before clipping) and weights."""
+
+    name = "histograms"
+
+    def __init__(self, every: int = 50, bins: int = 30) -> None:
+        """every: steps between histograms (0 = off); bins: bins per histogram."""
+        super().__init__(every)
+        self.bins = bins
+
+    def on_after_backward(self, trainer: "Trainer", step: int) -> None:
+        if not self.active(step):
+            return
+        rows, tensors = [], []
+        for name, params in self.layers:
+            grads = [p.grad.detach().flatten() for p in params if p.grad is not None]
+            if grads:
+                rows.append((name, "grad"))
+                tensors.append(normalized_histogram(torch.cat(grads), self.bins))
+            rows.append((name, "weight"))
+            tensors.append(normalized_histogram(torch.cat([p.detach().flatten() for p in params]), self.bins))
+        if not tensors:
+            return
+        for (layer, kind), values in zip(rows, torch.stack(tensors).tolist()):
+            lo, hi, counts = values[0], values[1], values[2:]
+            edges = [lo + (hi - lo) * i / self.bins for i in range(self.bins + 1)]
+            trainer.recorder.histogram(step, layer, kind, edges, counts)
+
+
+PROBES = {"grad_norm": GradNormProbe, "dead_relu": DeadReluProbe, "activations": ActivationStatsProbe,
+          "weights": WeightProbe}
+
+
+def build_probes(cfg: ProbeConfig) -> list[Probe]:
+    """The probe callbacks a config asks for (none when probes are disabled)."""
+    if not cfg.enabled:
+        return []
+    unknown = [p for p in cfg.probes if p not in PROBES]
+    if unknown:
+        raise ConfigError(f"train.probes.probes: unknown probe(s) {unknown}; choose from {', '.join(PROBES)}")
+    probes: list[Probe] = [PROBES[name](cfg.every_n_steps) for name in cfg.probes]
+    if cfg.histogram_every_n_steps > 0:
+        probes.append(HistogramProbe(cfg.histogram_every_n_steps))
+    return probes

@@ -1,0 +1,372 @@
+"""The Trainer: a plain PyTorch loop; everything else hooks in as a callback.
+
+    trainer = Trainer(RunConfig(), run_dir=Path("runs/demo"))
+    result = trainer.fit()                 # FitResult(status="completed", test_metrics={...})
+    trainer.fit(resume_from="runs/demo/checkpoints/last.pt")  # continues the same curve
+
+Built-in callbacks, in order: NanGuard, the probes of `train.probes`, EarlyStopping (when
+enabled), Checkpointer (when a run folder is given), then the caller's callbacks.
+
+Metrics written to the recorder:
+- split "step" (every optimizer step): loss, lr (the lr that step used)
+- split "train" (every epoch, from the training forward passes, so with dropout on):
+  classification metrics, weight_norm, samples_per_sec, epoch_seconds
+- split "val" (every epoch) and "test" (once at the end, with the best checkpoint's
+  weights when there is one): classification metrics; val/test loss is plain
+  cross-entropy (label smoothing only shapes the training loss)
+- reports: confusion_matrix and per_class for each split and epoch
+"""
+from __future__ import annotations
+
+import random
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.optim.lr_scheduler import ReduceLROnPlateau
+from torch.utils.data import DataLoader
+
+from core.config import RunConfig
+from core.errors import ConfigError
+from core.train.callbacks import Callback, EarlyStopping, NanGuard
+from core.train.checkpoints import Checkpointer, read_checkpoint, set_rng_state
+from core.train.metrics import classification_metrics, weight_l2_norm
+from core.train.probes import build_probes
+from core.train.recorder import MemoryRecorder
+from core.train.schedulers import build_optimizer, build_scheduler
+
+
+@dataclass
+class FitResult:
+    """How a fit ended. status: "completed" | "cancelled" | "diverged"."""
+
+    status: str
+    message: str = ""
+    epochs_completed: int = 0
+    global_step: int = 0
+    best_metric: float | None = None
+    best_epoch: int | None = None
+    final_metrics: dict[str, float] = field(default_factory=dict)
+    test_metrics: dict[str, float] = field(default_factory=dict)
+
+    def to_dict(self) -> dict:
+        return dict(self.__dict__)
+
+
+def resolve_device(name: str = "auto") -> torch.device:
+    """"auto" -> cuda when available, else cpu; refuses a CUDA device this machine lacks."""
+    if name in ("auto", "", None):
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    device = torch.device(name)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ConfigError(f"train.device={name!r} but no CUDA GPU is visible; use 'auto' or 'cpu'")
+    return device
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+class Trainer:
+    """Trains one RunConfig on one device."""
+
+    def __init__(self, config: RunConfig, bundle: Any = None, *, model: nn.Module | None = None,
+                 callbacks: Sequence[Callback] = (), recorder: Any = None, run_dir: str | Path | None = None,
+                 device: str | torch.device | None = None) -> None:
+        """config: the run; bundle: a `core.data.DatasetBundle` (None = `core.data.load(config.data)`);
+        model: a ready module instead of building `config.model` from the registry;
+        callbacks: extra callbacks, called after the built-in ones; recorder: where numbers go
+        (a `core.store.RunWriter`; default `MemoryRecorder`); run_dir: folder for checkpoints and
+        run files (None = no checkpoints); device: overrides `config.train.device`."""
+        self.config = config
+        tc = config.train
+        if tc.epochs < 1:
+            raise ConfigError(f"train.epochs={tc.epochs}: train for at least 1 epoch")
+        if tc.batch_size < 1:
+            raise ConfigError(f"train.batch_size={tc.batch_size}: use a positive batch size, e.g. 64")
+        self.recorder = recorder if recorder is not None else MemoryRecorder()
+        self.device = device if isinstance(device, torch.device) else resolve_device(device or tc.device)
+        seed_everything(tc.seed)
+        if bundle is None:
+            from core.data import load
+            bundle = load(config.data)
+        self.bundle = bundle
+        if len(bundle.train) == 0:
+            raise ConfigError("the training split is empty: lower data.val_fraction/test_fraction or add data")
+        self.model = (model if model is not None else self._build_model()).to(self.device)
+        self._setup_grad_checkpointing()
+        self._setup_amp()
+        self.loader_generator = torch.Generator().manual_seed(tc.seed)
+        self.train_loader = self._loader(bundle.train, shuffle=True)
+        self.val_loader = self._loader(bundle.val, shuffle=False) if len(bundle.val) else None
+        self.test_loader = self._loader(bundle.test, shuffle=False) if len(bundle.test) else None
+        self.steps_per_epoch = len(self.train_loader)
+        self.epochs = tc.epochs
+        self.total_steps = self.epochs * self.steps_per_epoch
+        self.optimizer = build_optimizer([p for p in self.model.parameters() if p.requires_grad], config.optim)
+        self.scheduler = build_scheduler(self.optimizer, config.schedule, self.epochs, self.steps_per_epoch)
+        if isinstance(self.scheduler, ReduceLROnPlateau) and self.val_loader is None:
+            raise ConfigError("schedule 'plateau' watches the validation loss, but the validation split is empty")
+        self.criterion = nn.CrossEntropyLoss(label_smoothing=tc.label_smoothing)
+        self.run_dir = Path(run_dir) if run_dir is not None else None
+        self.callbacks: list[Callback] = self._builtin_callbacks() + list(callbacks)
+        self.global_step = 0
+        self.epoch = 0
+        self.start_epoch = 0
+        self.last_loss = float("nan")
+        self.last_grad_norm: torch.Tensor | None = None
+        self.stop_status: str | None = None
+        self.stop_message = ""
+
+    # ---- set-up ---------------------------------------------------------------------------
+    def _build_model(self) -> nn.Module:
+        from core.models import create, spec
+
+        model_spec = spec(self.config.model.name)
+        if model_spec.input_kind != self.bundle.input_kind:
+            raise ConfigError(f"model {model_spec.name!r} takes {model_spec.input_kind} input but data source "
+                              f"{self.config.data.source!r} gives {self.bundle.input_kind}; pick a model for "
+                              f"{self.bundle.input_kind} or change data.features")
+        return create(self.config.model.name, tuple(self.bundle.input_shape), self.bundle.num_classes,
+                      **self.config.model.hparams)
+
+    def _setup_grad_checkpointing(self) -> None:
+        self.notes: list[tuple[str, str]] = []
+        if not self.config.train.grad_checkpointing:
+            return
+        if hasattr(self.model, "set_grad_checkpointing"):
+            self.model.set_grad_checkpointing(True)
+        else:
+            self.notes.append(("warning", "this model does not support gradient checkpointing; trained without it"))
+
+    def _setup_amp(self) -> None:
+        amp = self.config.train.amp
+        if amp not in ("off", "fp16", "bf16"):
+            raise ConfigError(f"train.amp={amp!r}: use 'off', 'fp16' or 'bf16'")
+        self.amp_dtype: torch.dtype | None = None
+        if amp == "fp16" and self.device.type != "cuda":
+            self.notes.append(("warning", "train.amp='fp16' needs a CUDA GPU; trained in fp32 (try 'bf16' on CPU)"))
+        elif amp == "fp16":
+            self.amp_dtype = torch.float16
+        elif amp == "bf16":
+            self.amp_dtype = torch.bfloat16
+        use_scaler = self.amp_dtype == torch.float16
+        self.scaler = torch.amp.GradScaler("cuda", enabled=True) if use_scaler else None
+
+    def _loader(self, dataset: Any, shuffle: bool) -> DataLoader:
+        tc = self.config.train
+        n = len(dataset)
+        # a last batch of one sample breaks BatchNorm in training; drop only that case
+        drop_last = shuffle and n > tc.batch_size and n % tc.batch_size == 1
+        return DataLoader(dataset, batch_size=tc.batch_size, shuffle=shuffle, drop_last=drop_last,
+                          num_workers=tc.num_workers, pin_memory=self.device.type == "cuda",
+                          generator=self.loader_generator if shuffle else None,
+                          persistent_workers=tc.num_workers > 0)
+
+    def _builtin_callbacks(self) -> list[Callback]:
+        tc = self.config.train
+        out: list[Callback] = [NanGuard(), *build_probes(tc.probes)]
+        es = tc.early_stopping
+        if es.enabled:
+            out.append(EarlyStopping(es.metric, es.mode, es.patience))
+        if self.run_dir is not None:
+            out.append(Checkpointer(self.run_dir, metric=es.metric, mode=es.mode, save_last=True))
+        return out
+
+    # ---- control ----------------------------------------------------------------------------
+    def request_stop(self, status: str, message: str) -> None:
+        """Stop after the current step (the first request wins). status: completed | cancelled | diverged."""
+        if self.stop_status is None:
+            self.stop_status, self.stop_message = status, message
+            self.recorder.event(message, "warning" if status in ("cancelled", "diverged") else "info")
+
+    def _call(self, hook: str, *args: Any) -> None:
+        for cb in self.callbacks:
+            getattr(cb, hook)(self, *args)
+
+    def checkpointer(self) -> Checkpointer | None:
+        return next((cb for cb in self.callbacks if isinstance(cb, Checkpointer)), None)
+
+    def _autocast(self):
+        if self.amp_dtype is None:
+            return torch.autocast(self.device.type, enabled=False)
+        return torch.autocast(self.device.type, dtype=self.amp_dtype)
+
+    # ---- resume -------------------------------------------------------------------------------
+    def load_training_state(self, path: str | Path) -> None:
+        """Restore model, optimizer, scheduler, scaler, callbacks and RNG from a checkpoint."""
+        state = read_checkpoint(path, self.device)
+        self.model.load_state_dict(state["model"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        if self.scheduler is not None and state.get("scheduler") is not None:
+            self.scheduler.load_state_dict(state["scheduler"])
+        if self.scaler is not None and state.get("scaler"):
+            self.scaler.load_state_dict(state["scaler"])
+        for cb in self.callbacks:
+            if cb.key in state.get("callbacks", {}):
+                cb.load_state_dict(state["callbacks"][cb.key])
+        self.start_epoch = int(state["epoch"])
+        self.global_step = int(state["global_step"])
+        set_rng_state(state["rng"])
+        self.recorder.event(f"resumed from {Path(path).name} after epoch {self.start_epoch} (step {self.global_step})")
+
+    # ---- the loop -------------------------------------------------------------------------------
+    def fit(self, resume_from: str | Path | None = None) -> FitResult:
+        """Train for the configured epochs (from a checkpoint's epoch when resuming)."""
+        if resume_from is not None:
+            self.load_training_state(resume_from)
+        for level, message in self.notes:
+            self.recorder.event(message, level)
+        n_params = sum(p.numel() for p in self.model.parameters())
+        self.recorder.event(f"training {self.config.model.name} ({n_params:,} parameters) on {self.device}: "
+                            f"{len(self.bundle.train)} train / {len(self.bundle.val)} val / {len(self.bundle.test)} test "
+                            f"examples, {self.steps_per_epoch} steps per epoch")
+        self._call("on_fit_start")
+        final: dict[str, float] = {}
+        completed = self.start_epoch
+        try:
+            for epoch in range(self.start_epoch, self.epochs):
+                self.epoch = epoch
+                self._call("on_epoch_start", epoch)
+                train_metrics = self._train_epoch(epoch)
+                if self.stop_status in ("cancelled", "diverged"):
+                    break
+                final = self._end_epoch(epoch, train_metrics)
+                completed = epoch + 1
+                if self.stop_status is not None:
+                    break
+            test_metrics = {}
+            if self.stop_status in (None, "completed"):
+                test_metrics = self._test()
+        finally:
+            self._call("on_fit_end")
+            self.recorder.flush()
+        status = self.stop_status or "completed"
+        ckpt = self.checkpointer()
+        return FitResult(status=status, message=self.stop_message, epochs_completed=completed,
+                         global_step=self.global_step, best_metric=ckpt.best if ckpt else None,
+                         best_epoch=ckpt.best_epoch if ckpt else None, final_metrics=final,
+                         test_metrics=test_metrics)
+
+    def _train_epoch(self, epoch: int) -> dict[str, Any]:
+        model, optimizer, scaler = self.model, self.optimizer, self.scaler
+        clip = self.config.train.grad_clip
+        per_step_schedule = self.scheduler is not None and not isinstance(self.scheduler, ReduceLROnPlateau)
+        params = [p for p in model.parameters() if p.requires_grad]
+        # the epoch's order depends only on (seed, epoch), so a resumed run sees the same batches
+        self.loader_generator.manual_seed(self.config.train.seed * 1_000_003 + epoch)
+        model.train()
+        logits_seen, targets_seen = [], []
+        loss_sum, n_seen = 0.0, 0
+        started = time.perf_counter()
+        for x, y in self.train_loader:
+            step = self.global_step + 1
+            self._call("on_step_start", step)
+            x = x.to(self.device, non_blocking=True)
+            y = y.to(self.device, non_blocking=True)
+            optimizer.zero_grad(set_to_none=True)
+            with self._autocast():
+                logits = model(x)  # (B, C, T) -> (B, K)
+            loss = self.criterion(logits.float(), y)
+            self._call("on_before_backward", step)
+            if scaler is not None:
+                scaler.scale(loss).backward()
+                scaler.unscale_(optimizer)
+            else:
+                loss.backward()
+            self.last_loss = loss.item()
+            self._call("on_after_backward", step)
+            if self.stop_status == "diverged":
+                self.global_step = step
+                self._call("on_step_end", step)
+                break
+            if clip:
+                self.last_grad_norm = nn.utils.clip_grad_norm_(params, clip, foreach=True)
+            self._call("on_before_optimizer_step", step)
+            lr = optimizer.param_groups[0]["lr"]
+            if scaler is not None:
+                scaler.step(optimizer)
+                scaler.update()
+            else:
+                optimizer.step()
+            if per_step_schedule:
+                self.scheduler.step()
+            self.global_step = step
+            batch = len(y)
+            loss_sum += self.last_loss * batch
+            n_seen += batch
+            logits_seen.append(logits.detach())
+            targets_seen.append(y)
+            self.recorder.metric(step, epoch, "step", "loss", self.last_loss)
+            self.recorder.metric(step, epoch, "step", "lr", lr)
+            self._call("on_step_end", step)
+            if self.stop_status is not None:
+                break
+        seconds = time.perf_counter() - started
+        return {"logits": logits_seen, "targets": targets_seen, "loss": loss_sum / max(1, n_seen),
+                "seconds": seconds, "samples": n_seen}
+
+    @torch.no_grad()
+    def evaluate(self, loader: DataLoader) -> tuple[torch.Tensor, torch.Tensor, float]:
+        """(logits (N, K), targets (N,), mean cross-entropy) over a loader, in eval mode."""
+        self.model.eval()
+        logits_all, targets_all, loss_sum, n = [], [], 0.0, 0
+        for x, y in loader:
+            x = x.to(self.device, non_blocking=True)
+            y = y.to(self.device, non_blocking=True)
+            with self._autocast():
+                logits = self.model(x).float()
+            loss_sum += float(F.cross_entropy(logits, y, reduction="sum"))
+            n += len(y)
+            logits_all.append(logits)
+            targets_all.append(y)
+        self.model.train()
+        return torch.cat(logits_all), torch.cat(targets_all), loss_sum / max(1, n)
+
+    def _record_split(self, split: str, epoch: int, logits: torch.Tensor, targets: torch.Tensor,
+                      loss: float) -> dict[str, float]:
+        m = classification_metrics(logits, targets, self.bundle.class_names, loss=loss)
+        self.recorder.metrics(self.global_step, epoch, split, m.scalars)
+        self.recorder.report(self.global_step, epoch, split, "confusion_matrix", m.confusion)
+        self.recorder.report(self.global_step, epoch, split, "per_class", m.per_class)
+        return {f"{split}_{k}": v for k, v in m.scalars.items()}
+
+    def _end_epoch(self, epoch: int, train: dict[str, Any]) -> dict[str, float]:
+        metrics: dict[str, float] = {}
+        if train["logits"]:
+            metrics.update(self._record_split("train", epoch, torch.cat(train["logits"]),
+                                              torch.cat(train["targets"]), train["loss"]))
+        extra = {"weight_norm": weight_l2_norm(self.model), "epoch_seconds": train["seconds"],
+                 "samples_per_sec": train["samples"] / max(train["seconds"], 1e-9),
+                 "lr": self.optimizer.param_groups[0]["lr"]}
+        self.recorder.metrics(self.global_step, epoch, "train", extra)
+        metrics.update({f"train_{k}": v for k, v in extra.items()})
+        if self.val_loader is not None:
+            logits, targets, loss = self.evaluate(self.val_loader)
+            metrics.update(self._record_split("val", epoch, logits, targets, loss))
+        if isinstance(self.scheduler, ReduceLROnPlateau):
+            self.scheduler.step(metrics["val_loss"])
+        self._call("on_epoch_end", epoch, metrics)
+        return metrics
+
+    def _test(self) -> dict[str, float]:
+        if self.test_loader is None:
+            return {}
+        ckpt = self.checkpointer()
+        if ckpt is not None and ckpt.best_path.exists():
+            state = read_checkpoint(ckpt.best_path, self.device)
+            self.model.load_state_dict(state["model"])
+            self.recorder.event(f"test split evaluated with the best checkpoint (epoch {ckpt.best_epoch + 1}, "
+                                f"{ckpt.metric}={ckpt.best:.4g})")
+        logits, targets, loss = self.evaluate(self.test_loader)
+        out = self._record_split("test", self.epoch, logits, targets, loss)
+        self.recorder.flush()
+        return out
+

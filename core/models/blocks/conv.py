@@ -6,6 +6,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from core.errors import ConfigError
 from core.models.blocks._checks import check_divisible, check_int
 
 
@@ -123,7 +124,10 @@ class TransposedConv1d(nn.Module):
         check_int(owner, "out_channels", out_channels)
         check_int(owner, "stride", stride)
         check_int(owner, "kernel_size", kernel_size, low=stride)
-        check_divisible(owner, "kernel_size - stride", kernel_size - stride, "2", 2)
+        if (kernel_size - stride) % 2:
+            raise ConfigError(f"{owner}: kernel_size={kernel_size} with stride={stride}: kernel_size - stride "
+                              f"must be even for an output exactly stride times longer "
+                              f"(e.g. kernel_size {stride} or {stride + 2})")
         # L_out = (T - 1) * stride - 2 * padding + kernel_size = T * stride
         self.conv = nn.ConvTranspose1d(in_channels, out_channels, kernel_size, stride=stride,
                                        padding=(kernel_size - stride) // 2, bias=bias)

@@ -54,6 +54,7 @@ class ConvNeXtBlock1d(nn.Module):
         check_int(owner, "channels", channels)
         check_int(owner, "kernel_size", kernel_size)
         check_int(owner, "mlp_ratio", mlp_ratio)
+        check_prob(owner, "drop_path", drop_path)
         self.dwconv = nn.Conv1d(channels, channels, kernel_size, padding="same", groups=channels)
         self.norm = nn.LayerNorm(channels)
         self.pwconv1 = nn.Linear(channels, mlp_ratio * channels)

@@ -53,9 +53,9 @@ def window_labels(labels: np.ndarray, window: int, stride: int, mode: str,
                   unlabeled: int = -1) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Per-window label for an int label stream (`unlabeled` marks rows without a label).
 
-    Returns (starts, window_label, keep): majority label among labelled rows (ties -> lowest
-    class); a window is dropped when more than half its rows are unlabeled, or, with
-    mode="drop_mixed", when it holds more than one label or any unlabeled row.
+    Returns (starts, window_label, keep): the majority label (ties -> lowest class index);
+    a window holding any unlabeled row is dropped (unlabeled stretches never enter a
+    window), and with mode="drop_mixed" so is one that holds more than one label.
     """
     if mode not in LABEL_MODES:
         raise DataError(f"label_mode={mode!r} is not known; use one of {', '.join(LABEL_MODES)}")
@@ -70,7 +70,7 @@ def window_labels(labels: np.ndarray, window: int, stride: int, mode: str,
     hist = cum[starts + window] - cum[starts]  # (N, K+1); last column = unlabeled
     counts, n_unlabeled = hist[:, :n_classes], hist[:, n_classes]
     label = counts.argmax(axis=1).astype(np.int64)
-    keep = n_unlabeled * 2 <= window
+    keep = n_unlabeled == 0
     if mode == "drop_mixed":
-        keep &= (n_unlabeled == 0) & ((counts > 0).sum(axis=1) == 1)
+        keep &= (counts > 0).sum(axis=1) == 1
     return starts, label, keep

@@ -1,0 +1,168 @@
+"""Folders of audio recordings: class sub-folders, or labels from a file-name pattern.
+
+    root/yes/a.wav, root/no/b.flac ...                      label = sub-folder name
+    root/7_jackson_32.wav with pattern (?P<label>..)_(?P<group>..)_(?P<take>..)
+
+Every file is decoded (core.data.audio: content-checked, mono, resampled to
+cfg.sample_rate) and either padded/cropped to cfg.clip_seconds (options.mode="clip") or cut
+into clip_seconds windows every options.hop_seconds (mode="window"). The pattern's `group`
+(speaker) is the split group, else each file is its own group. `fsdd` is the preset for
+the Free Spoken Digit Dataset with its standard split: takes 0-4 of each speaker/digit are
+the test set (use split="fixed").
+"""
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import numpy as np
+
+from core.config import DataConfig
+from core.errors import DataError
+from core.data.audio import AUDIO_EXTENSIONS, DEFAULT_MAX_SECONDS, decode_audio, fit_clip
+from core.data.examples import Examples
+from core.data.paths import resolve_path, source_options
+from core.data.sources import SourceSpec, register_source
+from core.data.windowing import window_starts
+
+DEFAULT_OPTIONS = {
+    "pattern": None,  # regex on the file stem with groups label (required), group, take
+    "mode": "clip",  # "clip": pad/crop each file; "window": cut files into clips
+    "hop_seconds": None,  # window mode: seconds between clip starts (default clip_seconds / 2)
+    "align": "start",  # clip mode: keep the "start" or the "center" of a long file
+    "max_seconds": DEFAULT_MAX_SECONDS,  # longer files are refused
+    "on_error": "raise",  # "raise" | "skip" (skipped files are listed in info)
+    "test_takes": None,  # with a `take` group: takes forming the fixed test set
+    "max_windows": 500_000,
+}
+_OPTION_HELP = {
+    "pattern": "regex on the file name stem with groups label, group, take (default: class sub-folders)",
+    "mode": "'clip' (pad/crop to clip_seconds) or 'window' (cut into clips every hop_seconds)",
+    "align": "'start' or 'center' for crops/pads", "max_seconds": "longest file accepted (600)",
+    "on_error": "'raise' (default) or 'skip' unreadable files (listed in info)",
+    "test_takes": "takes that form the standard test set (split='fixed')",
+}
+FSDD_PATTERN = r"(?P<label>\d+)_(?P<group>[A-Za-z]+)_(?P<take>\d+)"
+
+
+def audio_files(root: Path) -> list[Path]:
+    if root.is_file():
+        return [root]
+    files = sorted(p for p in root.rglob("*") if p.is_file() and p.suffix.lower() in AUDIO_EXTENSIONS)
+    if not files:
+        raise DataError(f"{root}: holds no {'/'.join(AUDIO_EXTENSIONS)} files (searched sub-folders too)")
+    return files
+
+
+def _label_of(path: Path, root: Path, pattern: re.Pattern | None) -> tuple[str, str, int | None]:
+    """(label, group, take) of a file from the pattern or its class sub-folder."""
+    if pattern is not None:
+        m = pattern.fullmatch(path.stem)
+        if m is None:
+            raise DataError(f"{path}: the name does not match options.pattern {pattern.pattern!r}; "
+                            "rename it or adjust the pattern")
+        parts = m.groupdict()
+        take = int(parts["take"]) if parts.get("take") not in (None, "") else None
+        return parts["label"], parts.get("group") or path.stem, take
+    rel = path.relative_to(root)
+    if len(rel.parts) < 2:
+        raise DataError(f"{path}: lies directly in {root}; put recordings in one sub-folder per class "
+                        "(root/<class>/file.wav) or give options.pattern with a label group")
+    return rel.parts[0], path.stem, None
+
+
+def load_audio_files(cfg: DataConfig, root: Path, opts: dict, source_name: str) -> Examples:
+    if opts["mode"] not in ("clip", "window"):
+        raise DataError(f"{source_name}: options.mode={opts['mode']!r}; use 'clip' or 'window'")
+    if opts["align"] not in ("start", "center"):
+        raise DataError(f"{source_name}: options.align={opts['align']!r}; use 'start' or 'center'")
+    if cfg.sample_rate <= 0 or cfg.clip_seconds <= 0:
+        raise DataError(f"sample_rate={cfg.sample_rate} and clip_seconds={cfg.clip_seconds} must be positive")
+    pattern = None
+    if opts["pattern"]:
+        try:
+            pattern = re.compile(opts["pattern"])
+        except re.error as e:
+            raise DataError(f"{source_name}: options.pattern is not a valid regex: {e}") from None
+        if "label" not in pattern.groupindex:
+            raise DataError(f"{source_name}: options.pattern needs a (?P<label>...) group")
+    length = int(round(cfg.clip_seconds * cfg.sample_rate))
+    hop = int(round((opts["hop_seconds"] or cfg.clip_seconds / 2) * cfg.sample_rate))
+    test_takes = set(int(t) for t in opts["test_takes"]) if opts["test_takes"] is not None else None
+    clips, labels, groups, ids, takes, skipped = [], [], [], [], [], []
+    durations = []
+    for path in audio_files(root):
+        try:
+            label, group, take = _label_of(path, root if root.is_dir() else path.parent, pattern)
+            y = decode_audio(path, cfg.sample_rate, float(opts["max_seconds"]))
+        except DataError as e:
+            if opts["on_error"] != "skip":
+                raise
+            skipped.append({"file": str(path), "reason": str(e)})
+            continue
+        durations.append(len(y) / cfg.sample_rate)
+        if opts["mode"] == "clip":
+            pieces = [fit_clip(y, length, opts["align"])]
+            names = [path.name]
+        else:
+            starts = window_starts(len(y), length, hop) if len(y) >= length else np.array([0])
+            pieces = [fit_clip(y[s:s + length], length) for s in starts]
+            names = [f"{path.name}@{s}" for s in starts]
+        clips.extend(pieces)
+        labels.extend([label] * len(pieces))
+        groups.extend([group] * len(pieces))
+        ids.extend(names)
+        takes.extend([take] * len(pieces))
+        if len(clips) > int(opts["max_windows"]):
+            raise DataError(f"{root}: more than {opts['max_windows']} clips (options.max_windows); "
+                            "use a larger hop_seconds or fewer files")
+    if not clips:
+        raise DataError(f"{root}: no readable recordings ({len(skipped)} skipped: {skipped[:3]})")
+    class_names = sorted(set(labels), key=lambda s: (len(s), s) if s.isdigit() else (1 << 30, s))
+    index = {c: i for i, c in enumerate(class_names)}
+    fixed = None
+    if test_takes is not None:
+        if any(t is None for t in takes):
+            raise DataError(f"{source_name}: options.test_takes needs a (?P<take>...) group in options.pattern")
+        fixed = np.array([t in test_takes for t in takes])
+    info = {"path": str(root), "files": len(durations), "skipped_count": len(skipped), "skipped": skipped[:200],
+            "mode": opts["mode"], "clip_samples": length,
+            "seconds": {"min": round(min(durations), 3), "median": round(float(np.median(durations)), 3),
+                        "max": round(max(durations), 3)}}
+    return Examples(x=np.stack(clips).astype(np.float32), y=np.array([index[l] for l in labels], dtype=np.int64),
+                    groups=np.array(groups, dtype=str), ids=np.array(ids, dtype=str), class_names=class_names,
+                    channel_names=["audio"], sample_rate=float(cfg.sample_rate), signal="audio", info=info,
+                    fixed_test=fixed)
+
+
+def load_audio_folder(cfg: DataConfig) -> Examples:
+    opts = source_options(cfg, DEFAULT_OPTIONS)
+    return load_audio_files(cfg, resolve_path(cfg, None, None), opts, "audio_folder")
+
+
+FSDD_BUNDLED = "fsdd/recordings"
+FSDD_FULL = "fsdd/recordings"
+
+
+def load_fsdd(cfg: DataConfig) -> Examples:
+    opts = source_options(cfg, {"on_error": "raise", "align": "start", "test_takes": [0, 1, 2, 3, 4]})
+    opts = {**DEFAULT_OPTIONS, "pattern": FSDD_PATTERN, **opts}
+    return load_audio_files(cfg, resolve_path(cfg, FSDD_BUNDLED, FSDD_FULL), opts, "fsdd")
+
+
+register_source(SourceSpec(
+    "audio_folder", load_audio_folder,
+    "Folder of WAV/FLAC/OGG/MP3 in class sub-folders (or labels from a file-name pattern); mono, "
+    "resampled to sample_rate, padded/cropped to clip_seconds or windowed",
+    signal="audio", options=_OPTION_HELP, default_data="none: give path",
+    files=lambda cfg: audio_files(resolve_path(cfg, None, None))))
+register_source(SourceSpec(
+    "fsdd", load_fsdd,
+    "Free Spoken Digit Dataset (8 kHz, digits 0-9, 5 speakers); split='fixed' = standard split "
+    "(takes 0-4 test)",
+    signal="audio",
+    options={"full": "true: all 2,500 files in ../shared/data/fsdd (default: bundled 300-file sample)",
+             "test_takes": "takes forming the fixed test set ([0, 1, 2, 3, 4])",
+             "align": "'start' or 'center'", "on_error": "'raise' or 'skip'"},
+    default_data=f"data/{FSDD_BUNDLED} (CC BY-SA 4.0)",
+    files=lambda cfg: audio_files(resolve_path(cfg, FSDD_BUNDLED, FSDD_FULL))))

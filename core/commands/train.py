@@ -1,0 +1,108 @@
+"""`python -m core train`: train one run in the foreground, stored like a browser run.
+
+    python -m core train --config run.json
+    python -m core train --model har_transformer --dataset hapt --epochs 20 --set dim=64 --set optim.lr=3e-4
+    python -m core train --resume RUN_ID          # continue a stopped run from its last checkpoint
+
+`--set key=value` takes dotted config keys (train.batch_size=32, data.options.classes="all");
+a key without a dot is a model hyperparameter (depth=2 means model.hparams.depth=2).
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from core.commands import emit
+from core.config import RunConfig, parse_sets
+from core.errors import ConfigError
+
+
+def add_parser(subparsers) -> None:
+    p = subparsers.add_parser("train", help="train one run in the foreground (stored in the run store)",
+                              description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--config", help="a RunConfig JSON file")
+    p.add_argument("--model", help="zoo model name (see `python -m core models list`)")
+    p.add_argument("--dataset", help="data source, e.g. synthetic_imu, hapt, fsdd")
+    p.add_argument("--epochs", type=int)
+    p.add_argument("--name", default="", help="a name for the run")
+    p.add_argument("--device", help="cpu, cuda, cuda:N (default: the config's, 'auto')")
+    p.add_argument("--set", dest="sets", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a config value; repeatable")
+    p.add_argument("--resume", metavar="RUN_ID", help="continue a stopped run from its last checkpoint")
+    p.add_argument("--json", action="store_true", help="print the result as JSON")
+    p.set_defaults(func=run)
+
+
+def build_config(args: argparse.Namespace) -> RunConfig:
+    """The RunConfig the arguments describe (config file, then flags, then --set)."""
+    if args.config:
+        path = Path(args.config)
+        if not path.is_file():
+            raise ConfigError(f"--config {path}: no such file")
+        cfg = RunConfig.from_json(path.read_text())
+    else:
+        cfg = RunConfig()
+    overrides: dict = {}
+    if args.model:
+        overrides["model.name"] = args.model
+    if args.dataset:
+        overrides["data.source"] = args.dataset
+    if args.epochs is not None:
+        overrides["train.epochs"] = args.epochs
+    if args.device:
+        overrides["train.device"] = args.device
+    if args.name:
+        overrides["name"] = args.name
+    for key, value in parse_sets(args.sets).items():
+        overrides[key if "." in key or key == "name" else f"model.hparams.{key}"] = value
+    return cfg.with_overrides(overrides) if overrides else cfg
+
+
+def run(args: argparse.Namespace) -> int:
+    from core.jobs import run_job
+    from core.store import Store
+    from core.train import ProgressPrinter
+
+    store = Store()
+    resume_from = None
+    if args.resume:
+        existing = store.get_run(args.resume)
+        if existing is None:
+            raise ConfigError(f"--resume {args.resume}: no such run; see `python -m core runs list`")
+        if existing["status"] in ("queued", "running"):
+            raise ConfigError(f"--resume {args.resume}: the run is {existing['status']}")
+        resume_from = Path(existing["run_dir"]) / "checkpoints" / "last.pt"
+        if not resume_from.is_file():
+            raise ConfigError(f"--resume {args.resume}: the run has no last checkpoint to continue from")
+        cfg, run_id = RunConfig.from_dict(existing["config"]), args.resume
+        store.update_run(run_id, status="queued", error=None)
+    else:
+        cfg = build_config(args)
+        run_id = store.create_run(cfg.to_dict(), name=cfg.name)
+    print(f"run {run_id} ({cfg.model.name} on {cfg.data.source}, {cfg.train.epochs} epochs); "
+          f"runs folder {store.runs_dir}", file=sys.stderr, flush=True)
+    try:
+        status = run_job(store, run_id, cfg, device=None if cfg.train.device == "auto" else cfg.train.device,
+                         callbacks=[ProgressPrinter()], resume_from=resume_from)
+    except KeyboardInterrupt:
+        store.update_run(run_id, status="cancelled", error="cancelled with Ctrl-C")
+        raise
+    run = store.get_run(run_id)
+    summary = run.get("summary") or {}
+    out = {"run_id": run_id, "status": status, "message": run.get("error") or "", "run_dir": run["run_dir"],
+           "epochs_completed": summary.get("epochs_completed"), "test_metrics": _headline(summary.get("test_metrics")),
+           "final_metrics": _headline(summary.get("final_metrics"))}
+    text = f"{run_id}: {status}"
+    if out["message"]:
+        text += f" - {out['message']}"
+    for key in ("test_accuracy", "test_macro_f1"):
+        if key in (out["test_metrics"] or {}):
+            text += f" {key}={out['test_metrics'][key]:.4f}"
+    emit(out, args.json, text)
+    return 0 if status == "completed" else 1
+
+
+def _headline(metrics: dict | None) -> dict:
+    """Scalar metrics without the per-class ones (those stay in the store)."""
+    return {k: v for k, v in (metrics or {}).items() if "/" not in k}

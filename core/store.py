@@ -225,6 +225,8 @@ class Store:
 
     def _migrate(self) -> None:
         db = self.connect()
+        if self._current_version(db) == SCHEMA_VERSION:
+            return  # up to date: no write lock, so opening a store never waits on a running job
         db.execute("BEGIN IMMEDIATE")
         try:
             db.execute("CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL)")
@@ -241,6 +243,13 @@ class Store:
         except BaseException:
             db.execute("ROLLBACK")
             raise
+
+    @staticmethod
+    def _current_version(db: sqlite3.Connection) -> int:
+        try:
+            return db.execute("SELECT MAX(version) FROM schema_version").fetchone()[0] or 0
+        except sqlite3.OperationalError:
+            return 0
 
     def schema_version(self) -> int:
         return self.connect().execute("SELECT MAX(version) FROM schema_version").fetchone()[0]

@@ -252,3 +252,15 @@ def test_direct_construction_validates_too():
     # the registry's cross-check says the same before anything is built
     problems = spec("audio_resnet_attention").constraints({"heads": "8,8,4", "d_model": 36}, (4, 16, 30))
     assert problems and "d_model=36 must be divisible by every head count" in problems[0]
+
+
+@pytest.mark.parametrize("name", MODELS)
+def test_cpu_mixed_precision_trains(name):
+    # the trainer's AMP option on CPU runs autocast in bfloat16
+    shape = small_shape(name)
+    model = create(name, shape, NUM_CLASSES).train()
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        logits = model(batch_for(shape))
+    assert logits.shape == (BATCH, NUM_CLASSES) and torch.isfinite(logits.float()).all()
+    logits.float().sum().backward()
+    assert all(p.grad is not None for p in model.parameters() if p.requires_grad)

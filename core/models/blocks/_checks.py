@@ -2,13 +2,16 @@
 and what is allowed, so a bad hyperparameter fails at build time with a clear line."""
 from __future__ import annotations
 
+import numbers
+
 from core.errors import ConfigError
 
 
 def check_int(owner: str, name: str, value: int, low: int = 1, high: int | None = None) -> int:
     """`value` must be an int in [low, high] (high None = unbounded)."""
-    if isinstance(value, bool) or not isinstance(value, int):
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
         raise ConfigError(f"{owner}: {name}={value!r} must be an integer")
+    value = int(value)
     if value < low or (high is not None and value > high):
         allowed = f">= {low}" if high is None else f"in [{low}, {high}]"
         raise ConfigError(f"{owner}: {name}={value} is out of range: allowed {allowed}")

@@ -86,7 +86,13 @@ class ImuSEConvNeXtLSTM(ZooModel):
         x = self.input_proj(x)
         for stage in self.stages:
             x = self.maybe_checkpoint(stage, x)
-        out, _ = self.lstm(x.transpose(1, 2))
+        seq = x.transpose(1, 2)
+        if seq.device.type == "cpu" and torch.is_autocast_enabled("cpu"):
+            # oneDNN has no bfloat16 LSTM primitive here: under CPU mixed precision run it in fp32
+            with torch.autocast("cpu", enabled=False):
+                out, _ = self.lstm(seq.float())
+        else:
+            out, _ = self.lstm(seq)
         return out.mean(dim=1)
 
     def forward_head(self, features: torch.Tensor) -> torch.Tensor:

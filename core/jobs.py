@@ -79,6 +79,10 @@ def run_job(store: Store, run_id: str, config: RunConfig, device: str | None = N
     store.claim_owner(run_id)
     store.update_run(run_id, status="running", started_at=time.time(), finished_at=None, error=None,
                      device=device or config.train.device)
+    if resume_from is not None:
+        from core.train import read_checkpoint
+        # steps after the checkpoint (a partial epoch) are replayed, so their old points go
+        store.truncate_run(run_id, int(read_checkpoint(resume_from)["global_step"]))
     writer = store.writer(run_id)
     status, message, summary = "failed", "", {}
     trainer = None

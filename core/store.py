@@ -326,6 +326,18 @@ class Store:
                 shutil.rmtree(folder, ignore_errors=True)
         return True
 
+    def truncate_run(self, run_id: str, after_step: int) -> None:
+        """Drop series points after `after_step` (a resumed run replays those steps)."""
+        db = self.connect()
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            for table in ("metrics", "probes", "histograms", "reports"):
+                db.execute(f"DELETE FROM {table} WHERE run_id = ? AND step > ?", (run_id, after_step))
+            db.execute("COMMIT")
+        except BaseException:
+            db.execute("ROLLBACK")
+            raise
+
     def mark_interrupted(self, alive: Callable[[int | None, str | None, str | None], bool] = process_alive) -> list[str]:
         """Runs left `running` or `queued` by a process that is gone become `interrupted`.
 

@@ -1,0 +1,186 @@
+"""JobManager and the CLI: queue order, cancel, failures, a killed process, foreground runs."""
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+from core.config import RunConfig
+from core.jobs import JobManager
+from core.store import Store
+from core.train import Callback
+
+ROOT = Path(__file__).resolve().parents[1]
+TINY = {"data.source": "synthetic_imu", "data.max_examples": 120, "data.window": 64, "data.stride": 32,
+        "train.batch_size": 32, "train.probes.every_n_steps": 2, "train.probes.histogram_every_n_steps": 0,
+        "model.name": "resnet1d", "model.hparams.base_channels": 8, "model.hparams.num_stages": 2,
+        "model.hparams.blocks_per_stage": 1}
+
+
+def tiny(**overrides) -> RunConfig:
+    return RunConfig().with_overrides({**TINY, **overrides})
+
+
+@pytest.fixture
+def store(tmp_path):
+    return Store(tmp_path / "sigscope.db")
+
+
+@pytest.fixture
+def jobs(store):
+    manager = JobManager(store, devices=["cpu"])
+    yield manager
+    manager.shutdown(cancel=True, timeout=30)
+
+
+class Gate(Callback):
+    """Holds a job at `step` until the test opens the gate (as a person takes time to click)."""
+
+    def __init__(self, step: int) -> None:
+        self.step = step
+        self.reached = threading.Event()
+        self.opened = threading.Event()
+
+    def on_step_end(self, trainer, step):
+        if step == self.step:
+            self.reached.set()
+            self.opened.wait(30)
+
+
+def test_four_queued_jobs_finish_in_order_without_cross_talk(jobs, store):
+    epochs = [1, 2, 1, 3]
+    ids = [jobs.submit(tiny(**{"train.epochs": e, "train.seed": i}), name=f"job{i}") for i, e in enumerate(epochs)]
+    assert [store.get_run(i)["status"] for i in ids[2:]] == ["queued", "queued"]  # submit returned at once
+    for run_id in ids:
+        assert jobs.wait(run_id, timeout=120) == "completed"
+    runs = [store.get_run(i) for i in ids]
+    starts = [r["started_at"] for r in runs]
+    assert starts == sorted(starts)
+    assert all(a["finished_at"] <= b["started_at"] for a, b in zip(runs, runs[1:]))  # one worker: one at a time
+    for i, (run, e) in enumerate(zip(runs, epochs)):
+        assert run["name"] == f"job{i}" and run["config"]["train"]["epochs"] == e
+        val = store.metric_series(run["id"], keys=["accuracy"], split="val")
+        assert [p["epoch"] for p in val] == list(range(e))  # its own epochs, nobody else's
+        steps = [p["step"] for p in store.metric_series(run["id"], keys=["loss"], split="step")]
+        assert steps == list(range(1, run["total_steps"] + 1))
+        assert run["run_dir"].endswith(run["id"]) and Path(run["run_dir"], "checkpoints", "last.pt").is_file()
+    assert jobs.status()["queued"] == [] and jobs.status()["running"] == {}
+
+
+def test_cancel_mid_epoch_stops_at_the_next_step_and_keeps_the_last_checkpoint(jobs, store):
+    gate = Gate(step=4)  # 3 steps per epoch at these sizes: the cancel lands at step 5, mid epoch 2
+    run_id = jobs.submit(tiny(**{"train.epochs": 5}), callbacks=[gate])
+    assert gate.reached.wait(60)
+    assert store.get_run(run_id)["status"] == "running" and run_id in jobs.status()["running"]
+    assert jobs.cancel(run_id)
+    gate.opened.set()
+    assert jobs.wait(run_id, timeout=60) == "cancelled"
+    run = store.get_run(run_id)
+    assert "cancelled at step 5" in run["error"]
+    assert max(p["step"] for p in store.metric_series(run_id, keys=["loss"])) == 5
+    assert run["total_steps"] == 15 and run["epoch"] == 1
+    last = torch.load(Path(run["run_dir"], "checkpoints", "last.pt"), weights_only=True)
+    assert last["epoch"] == 1 and last["global_step"] == 3  # the checkpoint of the last whole epoch is kept
+
+
+def test_a_cancelled_queued_job_never_starts(jobs, store):
+    gate = Gate(step=1)
+    first = jobs.submit(tiny(**{"train.epochs": 1}), callbacks=[gate])
+    second = jobs.submit(tiny(**{"train.epochs": 1}))
+    assert gate.reached.wait(60)
+    assert jobs.status()["queued"] == [second]
+    assert jobs.cancel(second)
+    gate.opened.set()
+    assert jobs.wait(first, timeout=60) == "completed"
+    run = store.get_run(second)
+    assert run["status"] == "cancelled" and run["started_at"] is None
+    assert store.metric_series(second) == []
+
+
+def test_a_failing_job_is_recorded_and_the_next_one_still_runs(jobs, store):
+    bad = jobs.submit(tiny(**{"train.epochs": 1, "model.hparams.num_stages": 99}))
+    good = jobs.submit(tiny(**{"train.epochs": 1}))
+    assert jobs.wait(bad, timeout=60) == "failed"
+    assert "num_stages" in store.get_run(bad)["error"]
+    assert jobs.wait(good, timeout=60) == "completed"
+
+
+def test_resume_continues_a_cancelled_run_in_the_same_run_id(jobs, store):
+    gate = Gate(step=4)
+    run_id = jobs.submit(tiny(**{"train.epochs": 3}), callbacks=[gate])
+    assert gate.reached.wait(60)
+    jobs.cancel(run_id)
+    gate.opened.set()
+    assert jobs.wait(run_id, timeout=60) == "cancelled"
+    jobs.resume(run_id)
+    assert jobs.wait(run_id, timeout=60) == "completed"
+    run = store.get_run(run_id)
+    assert run["epoch"] == 3 and run["error"] is None
+    val_epochs = [p["epoch"] for p in store.metric_series(run_id, keys=["loss"], split="val")]
+    assert val_epochs == [0, 1, 2]
+    steps = [p["step"] for p in store.metric_series(run_id, keys=["loss"], split="step")]
+    assert steps == list(range(1, run["total_steps"] + 1))  # the cancelled partial epoch was replaced
+
+
+def _cli(args: list[str], env: dict, **kwargs) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, "-m", "core", *args], cwd=ROOT, env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, **kwargs)
+
+
+def test_cli_train_stores_a_run_and_runs_list_and_show_report_it(tmp_path):
+    env = {**os.environ, "SIGSCOPE_RUNS_DIR": str(tmp_path / "runs")}
+    sets = [f"--set={k}={json.dumps(v)}" for k, v in TINY.items() if k not in ("model.name", "data.source")]
+    proc = _cli(["train", "--model", "resnet1d", "--dataset", "synthetic_imu", "--epochs", "1", *sets,
+                 "--set", "dropout=0.0", "--json"], env)
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 0, err
+    result = json.loads(out)
+    assert result["status"] == "completed" and "test_accuracy" in result["test_metrics"]
+    assert "epoch 1/1" in err
+
+    listed = json.loads(subprocess.run([sys.executable, "-m", "core", "runs", "list", "--json"], cwd=ROOT, env=env,
+                                       capture_output=True, text=True, check=True).stdout)
+    assert [r["id"] for r in listed] == [result["run_id"]] and listed[0]["status"] == "completed"
+    shown = json.loads(subprocess.run([sys.executable, "-m", "core", "runs", "show", result["run_id"], "--json"],
+                                      cwd=ROOT, env=env, capture_output=True, text=True, check=True).stdout)
+    assert shown["config"]["model"]["hparams"]["dropout"] == 0.0
+    assert shown["final_metrics"]["test_accuracy"] == pytest.approx(result["test_metrics"]["test_accuracy"])
+    assert "grad_norm" in shown["last_probes"] and shown["last_probes"]["dead_fraction"]
+
+
+def test_a_killed_training_process_leaves_an_interrupted_run_with_its_metrics(tmp_path):
+    env = {**os.environ, "SIGSCOPE_RUNS_DIR": str(tmp_path / "runs")}
+    sets = [f"--set={k}={json.dumps(v)}" for k, v in TINY.items()]
+    proc = _cli(["train", "--epochs", "500", *sets], env, start_new_session=True)
+    store = Store(tmp_path / "runs" / "sigscope.db")
+    deadline = time.monotonic() + 120
+    run = None
+    while time.monotonic() < deadline:
+        runs = store.list_runs()
+        if runs and store.metric_series(runs[0]["id"], keys=["accuracy"], split="val"):
+            run = runs[0]
+            break
+        time.sleep(0.2)
+    assert run is not None, "the CLI run stored no epoch within 120 s"
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait(10)
+    before = store.metric_series(run["id"])
+    assert store.get_run(run["id"])["status"] == "running"
+
+    manager = JobManager(Store(store.path), devices=["cpu"])  # a new engine starting up
+    try:
+        assert run["id"] in manager.recovered
+        after = store.get_run(run["id"])
+        assert after["status"] == "interrupted" and str(proc.pid) in after["error"]
+        assert store.metric_series(run["id"]) == before and len(before) > 0
+        assert Path(after["run_dir"], "checkpoints", "last.pt").is_file()
+    finally:
+        manager.shutdown()

@@ -198,3 +198,14 @@ def test_cli_data_list_and_inspect_json(capsys):
     assert sum(report["split_sizes"].values()) == report["window_count"] == 450
     code, _, err = cli("inspect", "nosuch", "--json")
     assert code == 2 and "unknown data source" in err
+
+
+def test_logmel_matches_librosa_and_batches_match_single_clips():
+    import librosa
+    rng = np.random.default_rng(1)
+    clips = (0.1 * rng.normal(size=(3, 4000))).astype(np.float32)
+    cfg = DataConfig(features="logmel", n_mels=32, n_fft=256, hop_length=64)
+    reference = np.log(librosa.feature.melspectrogram(y=clips[0], sr=8000, n_fft=256, hop_length=64, n_mels=32) + 1e-6)
+    assert np.allclose(data.featurize_audio(clips[0], 8000, cfg), reference, atol=1e-3)
+    stack = DataConfig(features="stack4", n_mels=32)
+    assert np.allclose(data.featurize_audio(clips, 8000, stack)[2], data.featurize_audio(clips[2], 8000, stack), atol=1e-5)

@@ -209,3 +209,10 @@ def test_logmel_matches_librosa_and_batches_match_single_clips():
     assert np.allclose(data.featurize_audio(clips[0], 8000, cfg), reference, atol=1e-3)
     stack = DataConfig(features="stack4", n_mels=32)
     assert np.allclose(data.featurize_audio(clips, 8000, stack)[2], data.featurize_audio(clips[2], 8000, stack), atol=1e-5)
+
+
+def test_window_and_stride_in_seconds_use_the_source_rate():
+    bundle = data.load(DataConfig(source="hapt", window="2.56s", stride="1.28s", max_examples=50))
+    assert bundle.input_shape == (6, 128) and bundle.info["stride"] == 64
+    with pytest.raises(data.DataError, match="in seconds need the sampling rate"):
+        data.load(DataConfig(source="imu_csv", path=str(ROOT / "data"), window="2s"))

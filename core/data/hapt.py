@@ -44,4 +44,4 @@ register_source(SourceSpec(
     signal="imu",
     options={"classes": "'basic6' (default) or 'all12'",
              "full": "true: the full 25-subject file in ../shared/data/hapt (default: bundled subjects 1-4)"},
-    default_data=f"data/{BUNDLED} (CC BY 4.0)", files=lambda cfg: [_path(cfg)]))
+    default_data=f"data/{BUNDLED} (CC BY 4.0)", files=lambda cfg: [_path(cfg)], nominal_rate=50.0))

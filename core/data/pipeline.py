@@ -5,6 +5,7 @@
 """
 from __future__ import annotations
 
+import dataclasses
 import time
 from pathlib import Path
 
@@ -22,6 +23,7 @@ from core.data.features import (INPUT_KIND, check_feature_config, feature_channe
 from core.data.normalize import fit_normalization
 from core.data.sources import SourceSpec, get_source
 from core.data.splits import split_indices
+from core.data.windowing import seconds_or_samples
 
 # Parameters that change what a source produces (and so the cache key) ...
 _SOURCE_PARAMS = ("source", "path", "options", "window", "stride", "label_mode", "sample_rate", "clip_seconds")
@@ -36,6 +38,7 @@ def load(cfg: DataConfig | dict, cache_dir: str | Path | None = None) -> Dataset
     if isinstance(cfg, dict):
         cfg = DataConfig.from_dict(cfg)
     spec = get_source(cfg.source)
+    cfg = _windows_in_samples(cfg, spec)
     started = time.perf_counter()
     raw, raw_hit = _cached(spec, cfg, cache_dir, _SOURCE_PARAMS, lambda: spec.load(cfg))
     raw = _cap(raw, cfg)
@@ -88,6 +91,20 @@ def load(cfg: DataConfig | dict, cache_dir: str | Path | None = None) -> Dataset
                          channel_names=list(channel_names), sample_rate=float(raw.sample_rate),
                          input_kind=input_kind, input_shape=tuple(int(d) for d in feats.x.shape[1:]),
                          normalization=norm, info=info)
+
+
+def _windows_in_samples(cfg: DataConfig, spec: SourceSpec) -> DataConfig:
+    """window/stride given in seconds ("2.56s" or 2.56) -> samples at the source's rate."""
+    if all(isinstance(v, int) and not isinstance(v, bool) for v in (cfg.window, cfg.stride)):
+        return cfg
+    rate = cfg.options.get("sample_rate") or spec.nominal_rate
+    if spec.signal == "audio":
+        rate = cfg.sample_rate
+    if not rate:
+        raise DataError(f"window={cfg.window!r}, stride={cfg.stride!r} in seconds need the sampling rate of "
+                        f"{cfg.source}; give options.sample_rate or the window in samples")
+    return dataclasses.replace(cfg, window=seconds_or_samples(cfg.window, rate, "window"),
+                               stride=seconds_or_samples(cfg.stride, rate, "stride"))
 
 
 def _cached(spec: SourceSpec, cfg: DataConfig, cache_dir, params: tuple, compute) -> tuple[Examples, bool]:

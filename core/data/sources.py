@@ -25,6 +25,7 @@ class SourceSpec:
     options: dict = field(default_factory=dict)  # option name -> help text
     default_data: str = ""  # what is read when cfg.path is None
     files: Callable[[DataConfig], list] | None = None  # input files (cache key); None = not cached
+    nominal_rate: float | None = None  # Hz, to read window/stride given in seconds ("2.56s")
 
 
 _SOURCES: dict[str, SourceSpec] = {}

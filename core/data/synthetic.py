@@ -91,7 +91,7 @@ _IMU_OPTS = {"n_classes": "number of classes (4)", "per_class": "examples per cl
              "noise": "Gaussian noise std (0.3)", "seed": "generator seed (0)"}
 register_source(SourceSpec("synthetic_imu", load_synthetic_imu,
                            "Generated class-conditional IMU windows (C, window) at 50 Hz; the quick default",
-                           signal="imu", options=_IMU_OPTS, default_data="generated"))
+                           signal="imu", options=_IMU_OPTS, default_data="generated", nominal_rate=50.0))
 register_source(SourceSpec("synthetic_audio", load_synthetic_audio,
                            "Generated class-conditional tone clips at sample_rate for clip_seconds",
                            signal="audio", options={k: v for k, v in _IMU_OPTS.items() if k != "channels"},

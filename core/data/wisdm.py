@@ -132,4 +132,5 @@ register_source(SourceSpec(
     "reports every skipped line",
     signal="imu", options={"classes": "activities to keep, in order (default: all)",
                            "sample_rate": "Hz (20)"},
-    default_data="none: give path to WISDM_ar_v1.1_raw.txt", files=lambda cfg: [resolve_path(cfg, None, None)]))
+    default_data="none: give path to WISDM_ar_v1.1_raw.txt", files=lambda cfg: [resolve_path(cfg, None, None)],
+    nominal_rate=20.0))

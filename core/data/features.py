@@ -61,9 +61,10 @@ def _logmel(y: np.ndarray, sr: float, cfg: DataConfig) -> np.ndarray:
     pad = [(0, 0)] * (y.ndim - 1) + [(cfg.n_fft // 2, cfg.n_fft // 2)]
     padded = np.pad(y, pad)
     frames = np.lib.stride_tricks.sliding_window_view(padded, cfg.n_fft, axis=-1)[..., ::cfg.hop_length, :]
-    power = np.abs(np.fft.rfft(frames * _hann(cfg.n_fft), axis=-1)) ** 2  # (..., frames, n_fft//2+1)
-    mel = np.matmul(_mel_filters(float(sr), cfg.n_fft, cfg.n_mels), np.swapaxes(power, -1, -2))
-    return np.log(mel + 1e-6).astype(np.float32)  # (..., n_mels, frames)
+    spectrum = np.fft.rfft(frames * _hann(cfg.n_fft), axis=-1)  # (..., frames, n_fft//2+1)
+    power = (spectrum.real ** 2 + spectrum.imag ** 2).astype(np.float32)
+    mel = power @ _mel_filters(float(sr), cfg.n_fft, cfg.n_mels).T  # (..., frames, n_mels), contiguous BLAS
+    return np.swapaxes(np.log(mel + 1e-6), -1, -2).astype(np.float32)  # (..., n_mels, frames)
 
 
 def _mfcc(logmel: np.ndarray, n: int, keep_c0: bool) -> np.ndarray:

@@ -113,6 +113,23 @@ def test_a_failing_job_is_recorded_and_the_next_one_still_runs(jobs, store):
     assert jobs.wait(good, timeout=60) == "completed"
 
 
+class RunOutOfMemory(Callback):
+    """Raises the error CUDA raises when an allocation fails, at a given step."""
+
+    def on_step_end(self, trainer, step):
+        if step == 2:
+            raise torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 20.00 GiB")
+
+
+def test_out_of_memory_fails_the_run_with_a_message_that_says_what_to_lower(jobs, store):
+    run_id = jobs.submit(tiny(**{"train.epochs": 1}), callbacks=[RunOutOfMemory()])
+    assert jobs.wait(run_id, timeout=60) == "failed"
+    error = store.get_run(run_id)["error"]
+    assert error.startswith("out of memory") and "train.batch_size" in error and "Tried to allocate" in error
+    after = jobs.submit(tiny(**{"train.epochs": 1}))
+    assert jobs.wait(after, timeout=60) == "completed"
+
+
 def test_resume_continues_a_cancelled_run_in_the_same_run_id(jobs, store):
     gate = Gate(step=4)
     run_id = jobs.submit(tiny(**{"train.epochs": 3}), callbacks=[gate])

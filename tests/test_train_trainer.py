@@ -149,3 +149,53 @@ def test_classification_metrics_on_a_known_case():
     confidence = torch.softmax(logits, 1).max(1).values.mean().item()
     assert m.scalars["mean_confidence"] == pytest.approx(confidence)
     assert m.scalars["ece"] == pytest.approx(abs(confidence - 0.75), abs=1e-6)  # all in one confidence bin
+
+
+def test_bf16_autocast_and_gradient_checkpointing_train_on_cpu():
+    cfg = hapt_config(**{"train.epochs": 1, "train.amp": "bf16", "train.grad_checkpointing": True,
+                         "data.max_examples": 64, "train.probes.every_n_steps": 1})
+    trainer = Trainer(cfg, device="cpu")
+    assert trainer.model.grad_checkpointing
+    result = trainer.fit()
+    assert result.status == "completed"
+    losses = [v for _, v in trainer.recorder.series("loss", "step")]
+    assert losses and all(math.isfinite(v) for v in losses)
+    # probes see each forward once even though checkpointed stages recompute in backward
+    steps = [r["step"] for r in trainer.recorder.probe_rows if r["key"] == "act_mean" and r["layer"] == "stem.0"]
+    assert steps == sorted(set(steps)) == list(range(1, trainer.global_step + 1))
+
+
+def test_fp16_without_a_gpu_falls_back_to_fp32_and_says_so():
+    cfg = hapt_config(**{"train.epochs": 1, "train.amp": "fp16", "data.max_examples": 80,
+                         "train.probes.enabled": False})
+    trainer = Trainer(cfg, device="cpu")
+    assert trainer.fit().status == "completed"
+    assert any("needs a CUDA GPU" in e["message"] for e in trainer.recorder.event_rows)
+
+
+class TinyMLP(torch.nn.Module):
+    """Flatten -> Linear -> ReLU -> Linear: (B, C, T) -> (B, K); no BatchNorm, so a frozen
+    model gives exactly the same validation loss every epoch."""
+
+    def __init__(self, in_features: int, num_classes: int) -> None:
+        super().__init__()
+        self.net = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(in_features, 16), torch.nn.ReLU(),
+                                       torch.nn.Linear(16, num_classes))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net(x)
+
+
+def test_early_stopping_ends_a_run_that_stopped_improving(tmp_path):
+    from core.data import load
+
+    cfg = hapt_config(**{"train.epochs": 10, "optim.lr": 1e-30, "optim.weight_decay": 0.0,
+                         "schedule.name": "none", "train.early_stopping.enabled": True,
+                         "train.early_stopping.patience": 2, "data.max_examples": 80,
+                         "train.probes.enabled": False})
+    bundle = load(cfg.data)
+    model = TinyMLP(bundle.input_shape[0] * bundle.input_shape[1], bundle.num_classes)
+    result = Trainer(cfg, bundle, model=model, run_dir=tmp_path, device="cpu").fit()
+    assert result.status == "completed" and result.epochs_completed == 3
+    assert "early stopping" in result.message and result.best_epoch == 0
+    assert result.test_metrics  # the test split is still evaluated, with the best checkpoint

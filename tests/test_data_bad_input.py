@@ -170,3 +170,17 @@ def test_resampling_and_bad_file_in_a_folder(tmp_path):
     bundle = data.load(DataConfig(**cfg, options={"on_error": "skip"}))
     assert bundle.info["skipped_count"] == 1 and "broken.wav" in bundle.info["skipped"][0]["file"]
     assert bundle.input_shape == (1, 4000) and bundle.class_names == ["no", "yes"]
+
+
+def test_mp3_and_flac_decode_by_content_and_long_files_can_be_windowed(tmp_path):
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    sf.write(tmp_path / "a" / "long.flac", tone(2.0), 8000)  # 2 s -> clips of 0.5 s every 0.25 s
+    sf.write(tmp_path / "b" / "short.mp3", tone(1.0), 8000, format="MP3")
+    cfg = DataConfig(source="audio_folder", path=str(tmp_path), clip_seconds=0.5, split="random",
+                     val_fraction=0.0, test_fraction=0.0, options={"mode": "window", "hop_seconds": 0.25})
+    bundle = data.load(cfg)
+    assert bundle.info["class_counts"] == {"a": 7, "b": 3}
+    assert bundle.input_shape == (1, 4000)
+    import json
+    json.dumps(bundle.info)  # the report is plain JSON

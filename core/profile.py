@@ -186,13 +186,18 @@ def _first_tensor(obj) -> torch.Tensor | None:
 
 def _record_shapes(model: nn.Module, names: dict[nn.Module, str], shapes: dict[str, list[int]],
                    calls: dict[str, int]) -> list:
-    def hook(module, args, output):
-        t = _first_tensor(output)
+    """Hooks that note each module's call count (in first-call order, parents before
+    children) and the shape of its first output tensor."""
+    def pre_hook(module, args):
         name = names[module]
         calls[name] = calls.get(name, 0) + 1
+
+    def hook(module, args, output):
+        t = _first_tensor(output)
         if t is not None:
-            shapes[name] = list(t.shape)
-    return [m.register_forward_hook(hook) for m in names]
+            shapes[names[module]] = list(t.shape)
+    return ([m.register_forward_pre_hook(pre_hook) for m in names] +
+            [m.register_forward_hook(hook) for m in names])
 
 
 def _layer_table(model: nn.Module, shape: tuple, batch_size: int, device: str, dtype: torch.dtype):
@@ -224,10 +229,15 @@ def _layer_table(model: nn.Module, shape: tuple, batch_size: int, device: str, d
         children.setdefault(parent, []).append(n)
     _fill_containers(flop_count.by_module, list(names.values()), children)
     rows = []
-    order = list(calls)  # first-call order
-    for n in names.values():
-        if n not in calls:
-            order.append(n)  # never called in forward (e.g. an unused head): still listed
+    # rows in first-call order; a container never called itself (ModuleList) sits just
+    # before its first child, and a module never called at all goes last
+    first_call = {n: i for i, n in enumerate(calls)}
+    def position(n: str) -> tuple:
+        own = first_call.get(n)
+        if own is None:
+            own = min((i for c, i in first_call.items() if c.startswith(n + ".")), default=len(first_call))
+        return (own, n.count("."))
+    order = sorted(names.values(), key=position)
     modules = {n: m for m, n in names.items()}
     for n in order:
         m = modules[n]

@@ -274,7 +274,9 @@ class FvcoreCount:
 def fvcore_count(model: nn.Module, example: torch.Tensor) -> FvcoreCount:
     """fvcore's count of one forward (TorchScript trace), with handles for LSTM/GRU/SDPA."""
     try:
-        from fvcore.nn import FlopCountAnalysis
+        with warnings.catch_warnings():  # fvcore's import scripts a helper: torch.jit deprecation noise
+            warnings.simplefilter("ignore", DeprecationWarning)
+            from fvcore.nn import FlopCountAnalysis
     except ImportError as e:  # pragma: no cover - fvcore is pinned in requirements
         return FvcoreCount(0, {}, {}, error=f"fvcore not importable: {e}")
     analysis = FlopCountAnalysis(model, example)

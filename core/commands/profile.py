@@ -1,0 +1,109 @@
+"""`python -m core profile MODEL`: parameters, FLOPs, training memory and latency of a zoo
+model before training it.
+
+    python -m core profile resnet1d
+    python -m core profile har_transformer --set depth=4 --set heads=4 --batch 64 --json
+    python -m core profile audio_resnet_attention --shape 4,40,126 --amp bf16 --checkpointing
+    python -m core profile tcn_dilated --no-measure      # skip the timed forwards
+"""
+from __future__ import annotations
+
+from core.commands import emit
+from core.config import parse_sets
+from core.errors import ConfigError
+
+
+def add_parser(subparsers) -> None:
+    parser = subparsers.add_parser("profile", help="parameters, FLOPs, training memory and latency of a model")
+    parser.add_argument("model", help="zoo model name (see `python -m core models`)")
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                        help="a hyperparameter, e.g. --set width=64 (repeatable)")
+    parser.add_argument("--shape", default=None, metavar="C,T | C,F,T",
+                        help="input shape without the batch (default: the model's default input)")
+    parser.add_argument("--batch", type=int, default=32, help="batch size (default 32)")
+    parser.add_argument("--classes", type=int, default=6, help="number of classes (default 6)")
+    parser.add_argument("--optimizer", default="adamw", choices=["adam", "adamw", "sgd"],
+                        help="optimizer whose state is counted (default adamw; sgd = with momentum)")
+    parser.add_argument("--amp", default="off", choices=["off", "fp16", "bf16"], help="mixed precision")
+    parser.add_argument("--checkpointing", action="store_true", help="gradient checkpointing on")
+    parser.add_argument("--device", default="cpu", help="cpu or cuda (default cpu)")
+    parser.add_argument("--no-measure", action="store_true", help="do not time real forwards (faster)")
+    parser.add_argument("--no-cross-check", action="store_true", help="skip the fvcore cross-check")
+    parser.add_argument("--json", action="store_true", help="print JSON")
+    parser.set_defaults(func=run)
+
+
+def parse_shape(text: str | None) -> tuple[int, ...] | None:
+    """"6,128" -> (6, 128); one clear error otherwise."""
+    if text is None:
+        return None
+    try:
+        shape = tuple(int(p) for p in text.replace("x", ",").split(",") if p.strip())
+    except ValueError:
+        raise ConfigError(f"--shape {text!r}: give whole numbers separated by commas, e.g. 6,128 or 4,40,126") from None
+    if not shape or any(s < 1 for s in shape):
+        raise ConfigError(f"--shape {text!r}: every size must be a positive whole number, e.g. 6,128")
+    return shape
+
+
+def _mb(n: int | float) -> str:
+    return f"{n / 2**20:,.2f} MiB"
+
+
+def _count(n: int | float) -> str:
+    for unit, size in (("G", 1e9), ("M", 1e6), ("k", 1e3)):
+        if abs(n) >= size:
+            return f"{n / size:.2f} {unit}"
+    return str(int(n))
+
+
+def report_text(d: dict) -> str:
+    mem, lat = d["memory"], d["latency_ms"]
+    measured = f"{lat['measured']:.2f} ms" if lat["measured"] is not None else "not measured"
+    lines = [
+        f"{d['model']}  input {tuple(d['input_shape'])}  batch {d['batch_size']}  "
+        f"optimizer {d['optimizer']}  amp {d['amp']}  checkpointing {'on' if d['grad_checkpointing'] else 'off'}",
+        f"params      {d['params']['total']:,} ({d['params']['trainable']:,} trainable)",
+        f"FLOPs       {_count(d['flops'])}FLOPs  = {_count(d['macs'])}MACs per forward at the batch  "
+        f"[{d['flops_convention']}]",
+        f"memory      total {_mb(mem['total'])} = weights {_mb(mem['weights'])} + grads {_mb(mem['grads'])}"
+        f" + optimizer {_mb(mem['optimizer'])} + activations {_mb(mem['activations'])}"
+        f" ({_mb(mem['activations_per_example'])} per example)",
+        f"latency     estimated {lat['estimated']:.2f} ms, measured {measured} "
+        f"(machine {lat['machine_flops_per_s'] / 1e9:.1f} GFLOP/s x efficiency {lat['efficiency']})",
+    ]
+    cc = d.get("cross_check") or {}
+    if cc:
+        if cc.get("error"):
+            lines.append(f"cross-check fvcore failed: {cc['error']}")
+        else:
+            verdict = "agree" if cc["agree"] else f"differ by {cc['relative_difference']:.1%}"
+            lines.append(f"cross-check fvcore {_count(cc['fvcore_flops'])}FLOPs vs FlopCounterMode "
+                         f"{_count(cc['flop_counter_flops'])}FLOPs: {verdict}")
+            for diff in cc.get("differences", [])[:10]:
+                lines.append(f"    {diff['module']}: fvcore {_count(diff['fvcore'])} vs FlopCounterMode {_count(diff['flop_counter'])}")
+    lines.append("")
+    lines.append(f"{'layer':44s} {'type':22s} {'output':>18s} {'params':>10s} {'FLOPs':>10s} {'share':>6s}")
+    for row in d["layers"]:
+        shape = "x".join(str(s) for s in row["output_shape"]) if row["output_shape"] else "-"
+        name = "  " * (row["depth"] - 1) + row["name"].rsplit(".", 1)[-1]
+        lines.append(f"{name[:44]:44s} {row['type'][:22]:22s} {shape:>18s} {row['params']:>10,} "
+                     f"{_count(row['flops']):>10s} {row['share']:>6.1%}")
+    skipped = [u for u in d["unsupported_ops"] if u["counter"] == "flop_counter"]
+    if skipped:
+        lines.append("")
+        lines.append("not counted as FLOPs (element-wise/reduction/pooling): " +
+                     ", ".join(f"{u['op']} x{u['calls']}" for u in skipped))
+    return "\n".join(lines)
+
+
+def run(args) -> int:
+    from core.profile import profile_model
+    report = profile_model(args.model, parse_sets(args.set), input_shape=parse_shape(args.shape),
+                           num_classes=args.classes, batch_size=args.batch, optimizer=args.optimizer,
+                           amp=args.amp, grad_checkpointing=args.checkpointing,
+                           measure_latency=not args.no_measure, device=args.device,
+                           cross_check=not args.no_cross_check)
+    d = report.to_dict()
+    emit(d, args.json, report_text(d))
+    return 0

@@ -1,10 +1,19 @@
 """Sigscope dashboard entry: the router. Pages live in pages/, one file each."""
+from pathlib import Path
+
 import streamlit as st
 
-st.set_page_config(page_title="Sigscope", page_icon="〰️", layout="wide")
+st.set_page_config(page_title="Sigscope", page_icon=":material/graphic_eq:", layout="wide")
 
+ROOT = Path(__file__).resolve().parent
+analyze = [st.Page("pages/runs.py", title="Runs", icon=":material/table_view:")]
+if (ROOT / "pages" / "classify.py").exists():
+    analyze.append(st.Page("pages/classify.py", title="Classify", icon=":material/search:"))
 pages = {
-    "Sigscope": [st.Page("pages/home.py", title="Home", icon="🏠", default=True)],
-    "Design": [st.Page("pages/build.py", title="Build", icon="🧱")],
+    "Sigscope": [st.Page("pages/home.py", title="Home", icon=":material/home:", default=True)],
+    "Design": [st.Page("pages/build.py", title="Build", icon=":material/construction:")],
+    "Train": [st.Page("pages/train.py", title="Train", icon=":material/model_training:"),
+              st.Page("pages/monitor.py", title="Monitor", icon=":material/monitoring:")],
+    "Analyze": analyze,
 }
 st.navigation(pages).run()

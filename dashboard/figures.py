@@ -100,3 +100,141 @@ def highlight_heaviest(frame, column: str = "flops", top: int = 3):
         return ["background-color: #ffe3c2" if heavy else ""] * len(row)
 
     return frame.style.apply(shade, axis=1)
+
+
+# ---- training: schedules and live curves -------------------------------------------------
+PALETTE = ("#2a6fb0", "#e07b39", "#3a9d5d", "#c0392b", "#8e6bbf", "#7f8c8d", "#d4a017", "#17a2b8")
+STATUS_COLORS = {"queued": "#7f8c8d", "running": "#2a6fb0", "completed": "#3a9d5d", "failed": "#c0392b",
+                 "diverged": "#c0392b", "cancelled": "#d4a017", "interrupted": "#d4a017"}
+
+
+def _layout(fig: go.Figure, title: str, height: int = 300, **kw) -> go.Figure:
+    fig.update_layout(title=dict(text=title, x=0, xanchor="left", font=dict(size=14)), height=height,
+                      margin=dict(l=10, r=10, t=40, b=10),
+                      legend=dict(orientation="h", yanchor="bottom", y=1.0, xanchor="right", x=1), **kw)
+    return fig
+
+
+def lr_schedule(lrs: list[float], steps_per_epoch: int, title: str = "Learning rate this config will follow") -> go.Figure:
+    """The per-step learning rate, x in epochs."""
+    spe = max(1, steps_per_epoch)
+    xs = [i / spe for i in range(len(lrs))]
+    fig = go.Figure(go.Scatter(x=xs, y=lrs, mode="lines", line=dict(color=PALETTE[0], width=2),
+                               hovertemplate="epoch %{x:.2f}<br>lr %{y:.3g}<extra></extra>"))
+    return _layout(fig, title, height=260, xaxis_title="epoch", yaxis_title="learning rate",
+                   yaxis=dict(exponentformat="e"))
+
+
+def curves(series: dict[str, tuple[list, list]], title: str, smoothing: float = 0.0, x_title: str = "step",
+           y_title: str = "", log_y: bool = False, smoothed: dict[str, list] | None = None) -> go.Figure:
+    """Lines, one per series name. With `smoothed` values the raw line is drawn faint and the
+    smoothed one on top (TensorBoard style)."""
+    fig = go.Figure()
+    for i, (name, (xs, ys)) in enumerate(series.items()):
+        color = PALETTE[i % len(PALETTE)]
+        if smoothed and name in smoothed and smoothing > 0:
+            fig.add_scatter(x=xs, y=ys, mode="lines", name=f"{name} (raw)", line=dict(color=color, width=1),
+                            opacity=0.25, showlegend=False, hoverinfo="skip")
+            fig.add_scatter(x=xs, y=smoothed[name], mode="lines", name=name, line=dict(color=color, width=2))
+        else:
+            mode = "lines+markers" if len(xs) <= 30 else "lines"
+            fig.add_scatter(x=xs, y=ys, mode=mode, name=name, line=dict(color=color, width=2))
+    if not series:
+        _empty(fig, "no points yet")
+    if x_title == "epoch":  # whole epochs only
+        last = max((max(xs) for xs, _ in series.values() if xs), default=1)
+        fig.update_xaxes(dtick=max(1, round(last / 10)))
+    return _layout(fig, title, xaxis_title=x_title, yaxis_title=y_title, yaxis_type="log" if log_y else None)
+
+
+def _empty(fig: go.Figure, text: str) -> None:
+    fig.add_annotation(text=text, showarrow=False, x=0.5, y=0.5, xref="paper", yref="paper",
+                       font=dict(color="#888", size=13))
+    fig.update_xaxes(visible=False)
+    fig.update_yaxes(visible=False)
+
+
+def layer_heatmap(steps: list[int], layers: list[str], z: list[list], title: str, colorbar: str,
+                  log: bool = False, zmin: float | None = None, zmax: float | None = None,
+                  colorscale: str = "Viridis") -> go.Figure:
+    """Layers (rows, in model order top-down) x probe steps (columns)."""
+    import numpy as np
+
+    values = z
+    if log:
+        arr = np.array([[np.nan if v is None else v for v in row] for row in z], dtype=float)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            values = np.where(arr > 0, np.log10(arr), np.nan).tolist()
+        colorbar = f"log10 {colorbar}"
+    fig = go.Figure(go.Heatmap(x=steps, y=layers, z=values, colorscale=colorscale, zmin=zmin, zmax=zmax,
+                               colorbar=dict(title=dict(text=colorbar, side="right"), thickness=12),
+                               hovertemplate="step %{x}<br>%{y}<br>%{z:.3g}<extra></extra>"))
+    if not layers:
+        _empty(fig, "no probe points yet")
+    height = min(700, max(260, 16 * len(layers) + 90))
+    fig.update_yaxes(autorange="reversed", tickfont=dict(size=10))
+    return _layout(fig, title, height=height, xaxis_title="step")
+
+
+def grad_norm_figure(before: tuple[list, list], after: tuple[list, list], clip: float | None) -> go.Figure:
+    """Global gradient L2 norm before and after clipping, with the clip threshold."""
+    fig = go.Figure()
+    fig.add_scatter(x=before[0], y=before[1], mode="lines+markers", name="before clipping",
+                    line=dict(color=PALETTE[0], width=2), marker=dict(size=4))
+    if after[0]:
+        fig.add_scatter(x=after[0], y=after[1], mode="lines", name="after clipping",
+                        line=dict(color=PALETTE[1], width=1, dash="dot"))
+    if clip:
+        fig.add_hline(y=clip, line=dict(color=PALETTE[3], dash="dash"), annotation_text=f"clip at {clip:g}",
+                      annotation_position="top left")
+    if not before[0]:
+        _empty(fig, "no gradient probes yet")
+    return _layout(fig, "Global gradient norm", xaxis_title="step", yaxis_title="L2 norm")
+
+
+def activation_stats_figure(last: dict[str, dict[str, float | None]]) -> go.Figure:
+    """Latest mean ± std (bars with error) and max (markers) per layer."""
+    layers = list(last)
+    mean = [last[name].get("act_mean") for name in layers]
+    std = [last[name].get("act_std") for name in layers]
+    peak = [last[name].get("act_max") for name in layers]
+    fig = go.Figure()
+    fig.add_bar(y=layers, x=mean, orientation="h", name="mean ± std", marker_color=PALETTE[0],
+                error_x=dict(type="data", array=[s or 0 for s in std], visible=True, thickness=1))
+    fig.add_scatter(y=layers, x=peak, mode="markers", name="max", marker=dict(color=PALETTE[3], symbol="line-ns-open",
+                                                                                size=10))
+    if not layers:
+        _empty(fig, "no activation probes yet")
+    fig.update_yaxes(autorange="reversed", tickfont=dict(size=10))
+    return _layout(fig, "Activations at the latest probe step", height=min(700, max(260, 16 * len(layers) + 90)),
+                   xaxis_title="value")
+
+
+def histogram_heatmap(steps: list[int], centres: list[float], z: list[list[float]], title: str) -> go.Figure:
+    """Histograms over time: x = step, y = value, colour = share of entries in the bin."""
+    # steps as categories: histograms are evenly spaced, and a single one stays one column wide
+    fig = go.Figure(go.Heatmap(x=[str(s) for s in steps], y=centres, z=z, colorscale="Blues",
+                               colorbar=dict(title=dict(text="share", side="right"), thickness=12),
+                               hovertemplate="step %{x}<br>value %{y:.3g}<br>share %{z:.3f}<extra></extra>"))
+    if not steps:
+        _empty(fig, "no histograms yet")
+    fig.update_xaxes(type="category")
+    return _layout(fig, title, height=320, xaxis_title="step", yaxis_title="value")
+
+
+def confusion_figure(matrix: list[list[int]], class_names: list[str], normalize: bool = True,
+                     title: str = "Confusion matrix") -> go.Figure:
+    """Rows = true class, columns = predicted; normalized per true class when asked."""
+    import numpy as np
+
+    m = np.asarray(matrix, dtype=float)
+    shown = m / np.maximum(m.sum(axis=1, keepdims=True), 1) if normalize else m
+    text = [[f"{shown[i, j]:.2f}" if normalize else f"{int(m[i, j])}" for j in range(m.shape[1])]
+            for i in range(m.shape[0])]
+    fig = go.Figure(go.Heatmap(z=shown.tolist(), x=class_names, y=class_names, colorscale="Blues",
+                               text=text, texttemplate="%{text}", showscale=False,
+                               hovertemplate="true %{y}<br>predicted %{x}<br>%{z:.3g}<extra></extra>"))
+    fig.update_yaxes(autorange="reversed", title="true")
+    fig.update_xaxes(title="predicted", tickangle=-30)
+    size = max(320, 40 * len(class_names) + 160)
+    return _layout(fig, title, height=size)

@@ -46,3 +46,67 @@ def profile_cached(name: str, hparams: dict, input_shape: tuple, num_classes: in
     model = registry.create(name, input_shape=input_shape, num_classes=num_classes, **hparams)
     report["blocks"] = block_structure(model)
     return report
+
+
+# ---- runs: labels, status, progress, the queue ----------------------------------------------
+def run_label(run: dict) -> str:
+    """'quick start · 20250101-120000-3fa9c2 · running' for pickers and tables."""
+    model = run["config"].get("model", {}).get("name", "?")
+    source = run["config"].get("data", {}).get("source", "?")
+    name = run.get("name") or f"{model} on {source}"
+    return f"{name} · {run['id']} · {run['status']}"
+
+
+def status_banner(run: dict) -> None:
+    """The run's status in plain words, with the message when it did not complete."""
+    status, error = run["status"], run.get("error") or ""
+    if error.lower().startswith(status + ":"):  # "interrupted: the process ..." -> "the process ..."
+        error = error[len(status) + 1:].strip()
+    if status == "completed":
+        st.success("Completed." + (f" {error}" if error else ""), icon=":material/check_circle:")
+    elif status == "running":
+        st.info(f"Running on {run.get('device') or 'its device'}.", icon=":material/play_circle:")
+    elif status == "queued":
+        st.info("Queued: it starts when a worker is free.", icon=":material/hourglass_top:")
+    elif status == "diverged":
+        st.error(f"Diverged: {error or 'the loss became NaN/Inf'}", icon=":material/error:")
+    elif status == "failed":
+        st.error(f"Failed: {error or 'no message recorded'}", icon=":material/cancel:")
+    elif status == "cancelled":
+        st.warning(f"Cancelled: {error or 'stopped on request'}", icon=":material/stop_circle:")
+    elif status == "interrupted":
+        st.warning(f"Interrupted: {error or 'the process that ran it ended'}", icon=":material/warning:")
+
+
+def progress_bar(run: dict) -> None:
+    """Progress bar with step, epoch, elapsed time and ETA."""
+    from dashboard.series import human_seconds, progress
+
+    p = progress(run)
+    total = f" / {p['total_steps']}" if p["total_steps"] else ""
+    epochs = f" / {p['total_epochs']}" if p["total_epochs"] else ""
+    eta = f" · ETA {human_seconds(p['eta'])}" if p["eta"] is not None else ""
+    text = f"step {p['step']}{total} · epoch {p['epoch']}{epochs} · {human_seconds(p['elapsed'])} elapsed{eta}"
+    st.progress(p["fraction"] if run["status"] != "completed" else 1.0, text=text)
+
+
+@st.fragment(run_every=2)
+def queue_view(key: str) -> None:
+    """Queued and running runs of every process, newest last, each with a cancel button."""
+    from dashboard.engine import engine
+
+    eng = engine()
+    active = list(reversed(eng.store.list_runs(("queued", "running"))))
+    if not active:
+        st.caption("Nothing queued or running.")
+        return
+    for run in active:
+        with st.container(border=True):
+            left, right = st.columns([5, 1])
+            with left:
+                st.markdown(f"**{run_label(run)}**")
+                if run["status"] == "running":
+                    progress_bar(run)
+            if right.button("Cancel", key=f"{key}.cancel.{run['id']}", help="stops after the current step; "
+                            "the last checkpoint is kept"):
+                st.toast(eng.cancel(run["id"]))

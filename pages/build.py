@@ -5,8 +5,10 @@ from core.errors import ConfigError
 from core.models import registry
 from dashboard import figures
 from dashboard.parts import input_shape_widgets, profile_cached
+from dashboard.router import require_router
 from dashboard.widgets import hparam_form
 
+require_router()
 st.title("Build")
 st.caption("Pick a model and its hyperparameters; the cost figures update as you change them.")
 
@@ -41,6 +43,10 @@ def build_view() -> None:
         st.error(f"This combination cannot be built: {e}")
         return
     params, memory = report["params"], report["memory"]
+    if st.button("Train this model →", key="build.to_train",
+                 help="open Train with this model and these hyperparameters"):
+        st.session_state["handoff.model"] = {"name": name, "hparams": hparams}
+        st.switch_page("pages/train.py")
     m1, m2, m3, m4 = st.columns(4)
     m1.metric("Parameters", figures.human_count(params["total"]),
               help=f"{params['trainable']:,} trainable of {params['total']:,}")

@@ -1,0 +1,89 @@
+"""The engine singleton: one JobManager + Store per server process.
+
+Every browser session (tab, reload) of one `streamlit run` shares it through
+`st.cache_resource`; training runs in the JobManager's worker threads, never in a script
+run. Worker threads never call `st.*`: pages poll the store by run id, so a run started
+from the CLI or another process shows up exactly like one started here.
+
+The cache is keyed on the runs folder, so pointing `SIGSCOPE_RUNS_DIR` elsewhere (tests do)
+gets a fresh engine over that folder.
+"""
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import streamlit as st
+
+from core import paths
+from core.config import DataConfig, ModelConfig, ProbeConfig, RunConfig, TrainConfig
+from core.jobs import JobManager
+from core.store import ACTIVE_STATUSES, Store
+
+WORKERS_ENV = "SIGSCOPE_WORKERS"
+
+# The quick start: trains in about 20 s on two CPU cores and reaches ~0.8 test accuracy.
+QUICK_START_HPARAMS = {"base_channels": 16, "num_stages": 2, "blocks_per_stage": 1}
+
+
+@dataclass
+class Engine:
+    """What the pages share: the store they read and the job manager that trains."""
+
+    store: Store
+    jobs: JobManager
+    started_at: float = field(default_factory=time.time)
+
+    def submit(self, config: RunConfig) -> str:
+        """Queue a run; returns its id at once."""
+        return self.jobs.submit(config)
+
+    def cancel(self, run_id: str) -> str:
+        """Cancel a queued/running run; returns a sentence saying what happened."""
+        if self.jobs.cancel(run_id):
+            return f"cancel requested for {run_id}: it stops after its current step"
+        run = self.store.get_run(run_id)
+        if run is None:
+            return f"no run {run_id}"
+        if run["status"] not in ACTIVE_STATUSES:
+            return f"{run_id} has already ended ({run['status']})"
+        return (f"{run_id} belongs to another process (pid {run['owner_pid']} on {run['owner_host']}); "
+                f"stop it there (Ctrl-C ends a CLI run as cancelled)")
+
+    def status(self) -> dict:
+        """Devices and worker count of this engine, plus queued/running runs of every process."""
+        own = self.jobs.status()
+        active = self.store.list_runs(ACTIVE_STATUSES)
+        return {"devices": own["devices"], "workers": own["workers"],
+                "queued": [r for r in active if r["status"] == "queued"],
+                "running": [r for r in active if r["status"] == "running"],
+                "own_queued": own["queued"], "own_running": own["running"],
+                "recovered": list(self.jobs.recovered), "runs_dir": str(self.store.runs_dir)}
+
+
+def _release(engine: Engine) -> None:
+    engine.jobs.shutdown(wait=False, cancel=True)
+
+
+@st.cache_resource(show_spinner=False, on_release=_release)
+def _engine_for(runs_dir: str, workers: int) -> Engine:
+    store = Store(paths.store_path(Path(runs_dir)))
+    return Engine(store=store, jobs=JobManager(store, max_workers=workers))
+
+
+def engine() -> Engine:
+    """This server's engine over the current runs folder (created on first use)."""
+    workers = int(os.environ.get(WORKERS_ENV, "1") or 1)
+    return _engine_for(str(paths.runs_dir()), workers)
+
+
+def quick_start_config() -> RunConfig:
+    """The default model on the bundled data: a small resnet1d on the bundled HAPT sample
+    (subjects 1-4, six activities), 3 epochs, stratified split."""
+    return RunConfig(name="quick start: resnet1d on HAPT",
+                     data=DataConfig(source="hapt"),
+                     model=ModelConfig(name="resnet1d", hparams=dict(QUICK_START_HPARAMS)),
+                     train=TrainConfig(epochs=3, batch_size=64,
+                                       probes=ProbeConfig(every_n_steps=5, histogram_every_n_steps=10)))

@@ -1,0 +1,41 @@
+"""Monitor: one run, live. The view polls the store by run id inside a fragment, so a
+reload, a second tab or a run started from the CLI are watched the same way."""
+import streamlit as st
+
+from dashboard.engine import engine
+from dashboard.live import live_view
+from dashboard.parts import run_label
+from dashboard.router import require_router
+
+require_router()
+st.title("Monitor")
+eng = engine()
+runs = eng.store.list_runs()
+if not runs:
+    st.info("No runs yet. Start one on Train, or with the quick start on Home.")
+    st.page_link("pages/train.py", label="Open Train", icon=":material/model_training:")
+    st.stop()
+
+by_id = {r["id"]: r for r in runs}
+asked = st.query_params.get("run")
+if asked in by_id:
+    st.session_state["selected_run"] = asked
+chosen = st.session_state.get("selected_run")
+if chosen not in by_id:
+    running = [r["id"] for r in runs if r["status"] == "running"]
+    chosen = running[0] if running else runs[0]["id"]
+ids = list(by_id)
+if st.session_state.get("monitor.run") not in by_id:
+    st.session_state.pop("monitor.run", None)
+
+c1, c2, c3 = st.columns([4, 2, 1])
+run_id = c1.selectbox("Run", ids, index=ids.index(chosen), key="monitor.run",
+                      format_func=lambda i: run_label(by_id[i]))
+st.session_state["selected_run"] = run_id
+smoothing = c2.slider("Smoothing", 0.0, 0.99, 0.6, 0.01, key="monitor.smoothing",
+                      help="exponential moving average of per-step curves (0 = raw)")
+refresh = c3.selectbox("Refresh", [0.5, 1.0, 2.0, 5.0], index=1, key="monitor.refresh",
+                       format_func=lambda s: f"every {s:g} s", help="how often the live view polls the store")
+
+active = by_id[run_id]["status"] in ("queued", "running")
+st.fragment(live_view, run_every=refresh if active else None)(run_id, smoothing, active)

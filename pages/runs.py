@@ -1,0 +1,49 @@
+"""Runs: every run in the store; filter, sort, compare, inspect, download, delete."""
+import streamlit as st
+
+from dashboard import compare
+from dashboard.engine import engine
+from dashboard.parts import run_label
+from dashboard.router import require_router
+
+require_router()
+st.title("Runs")
+store = engine().store
+runs = store.list_runs()
+if not runs:
+    st.info("No runs yet. Start one on Train, or with the quick start on Home.")
+    st.page_link("pages/train.py", label="Open Train", icon=":material/model_training:")
+    st.stop()
+
+table = compare.runs_table(store, runs)
+f1, f2, f3, f4 = st.columns([2, 2, 2, 2])
+statuses = f1.multiselect("Status", sorted(table["status"].unique()), key="runs.status", placeholder="any status")
+models = f2.multiselect("Model", sorted(table["model"].unique()), key="runs.model", placeholder="any model")
+search = f3.text_input("Search", "", key="runs.search", placeholder="name, id or data source")
+sort_by = f4.selectbox("Sort by", ["created", "test_accuracy", "val_accuracy", "test_macro_f1", "duration_s", "name"],
+                       key="runs.sort", help="click a column header in the table to sort by any column")
+shown = compare.filter_table(table, statuses, models, search, sort_by)
+st.dataframe(shown, hide_index=True, width="stretch", key="runs.table",
+             column_config=compare.TABLE_COLUMNS)
+st.caption(f"{len(shown)} of {len(table)} runs")
+
+st.subheader("Compare")
+by_id = {r["id"]: r for r in runs}
+# a run deleted since the last rerun must not linger in the widgets' state
+if "runs.compare" in st.session_state:
+    st.session_state["runs.compare"] = [i for i in st.session_state["runs.compare"] if i in by_id]
+if st.session_state.get("runs.focus") not in by_id:
+    st.session_state.pop("runs.focus", None)
+default = [r["id"] for r in runs if r["status"] == "completed"][:2] or [runs[0]["id"]]
+selected = st.multiselect("Runs to compare", list(by_id), default=default, key="runs.compare",
+                          format_func=lambda i: run_label(by_id[i]))
+if selected:
+    compare.overlay_section(store, [by_id[i] for i in selected])
+    compare.final_metrics_section(store, [by_id[i] for i in selected])
+    compare.config_diff_section([by_id[i] for i in selected])
+
+st.subheader("One run")
+ids = list(by_id)
+focus = st.selectbox("Run", ids, index=ids.index(selected[0]) if selected else 0, key="runs.focus",
+                     format_func=lambda i: run_label(by_id[i]))
+compare.run_detail(store, by_id[focus], engine())

@@ -53,9 +53,14 @@ def build_view() -> None:
     m2.metric("FLOPs / batch", figures.human_count(report["flops"]), help=report.get("flops_convention", ""))
     m3.metric("MACs / batch", figures.human_count(report["macs"]))
     m4.metric("Training memory", figures.human_bytes(memory["total"]))
-    if report.get("unsupported_ops"):
-        st.warning("Operators no counter could price (left out of FLOPs): "
-                   + ", ".join(str(op) for op in report["unsupported_ops"]))
+    left_out = report.get("unsupported_ops") or []
+    unpriced = [u for u in left_out if u.get("counter") == "flop_counter" and "by convention" not in u.get("note", "")]
+    if unpriced:
+        st.warning("FLOPs leave out operators no counter could price: "
+                   + ", ".join(f"{u['op']} ×{u.get('calls', '?')}" for u in unpriced))
+    if left_out:
+        with st.expander(f"Operators not counted as FLOPs ({len(left_out)})"):
+            st.dataframe(figures.layer_table(left_out), hide_index=True, width="stretch")
     st.plotly_chart(figures.memory_bar(memory), width="stretch")
 
     latency = dict(report["latency_ms"])

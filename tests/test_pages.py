@@ -1,15 +1,96 @@
-"""Streamlit AppTest over every page: renders without exceptions; widgets round-trip."""
+"""Streamlit AppTest over every page, through the router as a person navigates:
+each renders without exceptions on an empty store and on one holding finished, running,
+failed, diverged and cancelled runs; forms refuse bad combinations with the reason;
+widgets generated from a spec round-trip to a valid RunConfig; sessions stay apart."""
+from __future__ import annotations
+
+import json
+import os
+import random
+import time
 from pathlib import Path
 
 import pytest
+import streamlit as st
 from streamlit.testing.v1 import AppTest
 
+from core.config import DataConfig, ModelConfig, ProbeConfig, RunConfig, TrainConfig
+from core.jobs import JobManager
+from core.models import registry
+from core.store import Store
+
 ROOT = Path(__file__).resolve().parents[1]
+PAGES = ["pages/home.py", "pages/build.py", "pages/train.py", "pages/monitor.py", "pages/runs.py"]
 
 
-def run_page(path: str, timeout: float = 60) -> AppTest:
+def tiny_config(name: str, **data_overrides) -> RunConfig:
+    """A run that trains in about a second on generated IMU data."""
+    data = DataConfig.from_dict({"source": "synthetic_imu", "options": {"n_classes": 3, "per_class": 16},
+                                 "window": 64, "stride": 32, **data_overrides})
+    return RunConfig(name=name, data=data,
+                     model=ModelConfig("resnet1d", {"base_channels": 8, "num_stages": 1, "blocks_per_stage": 1}),
+                     train=TrainConfig(epochs=2, batch_size=16,
+                                       probes=ProbeConfig(every_n_steps=1, histogram_every_n_steps=2)))
+
+
+@pytest.fixture
+def runs_dir(tmp_path, monkeypatch):
+    """An empty runs folder for this test; the engine made over it is shut down after."""
+    monkeypatch.setenv("SIGSCOPE_RUNS_DIR", str(tmp_path / "runs"))
+    yield tmp_path / "runs"
+    st.cache_resource.clear()  # on_release shuts the engine's JobManager down
+
+
+@pytest.fixture(scope="module")
+def populated(tmp_path_factory):
+    """A store with a completed and a failed run (real JobManager jobs on tiny generated
+    data), a cancelled one, a running one (owned by this live process, written through the
+    store API while 'training') and a diverged one."""
+    runs = tmp_path_factory.mktemp("populated") / "runs"
+    old = os.environ.get("SIGSCOPE_RUNS_DIR")
+    os.environ["SIGSCOPE_RUNS_DIR"] = str(runs)
+    store = Store(runs / "sigscope.db")
+    jobs = JobManager(store, max_workers=1)
+    ids = {"completed": jobs.submit(tiny_config("tiny completed")),
+           "failed": jobs.submit(tiny_config("tiny failed", path=str(runs / "missing.csv"), source="imu_csv"))}
+    ids["cancelled"] = jobs.submit(tiny_config("tiny cancelled"))
+    jobs.cancel(ids["cancelled"])
+    for run_id in ids.values():
+        assert jobs.wait(run_id, timeout=120) is not None
+    jobs.shutdown()
+
+    running = tiny_config("tiny running")
+    ids["running"] = store.create_run(running.to_dict(), status="running")
+    store.update_run(ids["running"], started_at=time.time() - 30, total_steps=40, total_epochs=4, step=12, epoch=1,
+                     device="cpu")
+    with store.writer(ids["running"]) as w:
+        for step in range(1, 13):
+            w.metric(step, step // 10, "step", "loss", 2.0 / step)
+            w.metric(step, step // 10, "step", "lr", 1e-3)
+            for layer in ("stem.0", "stages.0.conv1", "head.1"):
+                w.probe(step, layer, "grad_norm", 0.1 * step)
+            w.probe(step, "stem.2", "dead_fraction", 0.25)
+            w.probe(step, "model", "grad_norm_before_clip", 1.5)
+            w.probe(step, "model", "grad_norm_after_clip", 1.0)
+        w.metrics(10, 0, "val", {"loss": 0.9, "accuracy": 0.6, "macro_f1": 0.55})
+        w.event("training resnet1d on cpu")
+    ids["diverged"] = store.create_run(tiny_config("tiny diverged").to_dict(), status="diverged")
+    store.update_run(ids["diverged"], error="loss became nan at step 7 (epoch 1); lower optim.lr", finished_at=time.time())
+    statuses = {k: store.get_run(v)["status"] for k, v in ids.items()}
+    assert statuses == {k: k for k in ids}, statuses
+    yield {"dir": runs, "ids": ids, "store": store}
+    st.cache_resource.clear()
+    if old is None:
+        os.environ.pop("SIGSCOPE_RUNS_DIR", None)
+    else:
+        os.environ["SIGSCOPE_RUNS_DIR"] = old
+
+
+def open_page(path: str, timeout: float = 90, query: dict | None = None) -> AppTest:
     """Open a page through the router, as a person does (st.navigation knows every page)."""
     at = AppTest.from_file(str(ROOT / "Home.py"), default_timeout=timeout)
+    for key, value in (query or {}).items():
+        at.query_params[key] = value
     at.run()
     if path != "pages/home.py":
         at.switch_page(path).run()
@@ -17,48 +98,257 @@ def run_page(path: str, timeout: float = 60) -> AppTest:
     return at
 
 
-def test_home_lists_the_zoo():
-    at = run_page("pages/home.py")
-    zoo = at.dataframe[0].value
-    assert "resnet1d" in set(zoo["model"])
-    assert set(zoo["input"]) <= {"imu", "waveform", "spectrogram"}
-
-
-def test_router_runs():
-    at = AppTest.from_file(str(ROOT / "Home.py"), default_timeout=60)
-    at.run()
-    assert not at.exception
-
-
 def metric(at: AppTest, label: str) -> str:
     return next(m.value for m in at.metric if m.label == label)
 
 
-def test_build_shows_costs_and_updates_when_a_knob_changes():
-    at = run_page("pages/build.py")
+def texts(at: AppTest) -> str:
+    parts = [e.value for kind in (at.markdown, at.caption, at.info, at.warning, at.error, at.success) for e in kind]
+    return "\n".join(str(p) for p in parts)
+
+
+# ---- every page, empty store ---------------------------------------------------------------
+@pytest.mark.parametrize("path", ["pages/home.py", "pages/train.py", "pages/monitor.py", "pages/runs.py"])
+def test_every_page_renders_on_an_empty_store(runs_dir, path):
+    at = open_page(path)
+    if path in ("pages/monitor.py", "pages/runs.py"):
+        assert "No runs yet" in texts(at)
+
+
+def test_home_shows_engine_status_and_the_zoo(runs_dir):
+    at = open_page("pages/home.py")
+    assert metric(at, "Device") in ("cpu", "cuda:0") or metric(at, "Device").startswith("cuda")
+    assert metric(at, "Running") == "0" and metric(at, "Queued") == "0"
+    zoo = at.dataframe[0].value
+    assert "resnet1d" in set(zoo["model"])
+
+
+def test_home_quick_start_queues_the_default_model_on_bundled_hapt(runs_dir):
+    from dashboard.engine import engine
+
+    at = open_page("pages/home.py")
+    at.button(key="home.quick_start").click().run()
+    assert not at.exception
+    runs = Store(runs_dir / "sigscope.db").list_runs()
+    assert len(runs) == 1
+    cfg = RunConfig.from_dict(runs[0]["config"])
+    assert (cfg.data.source, cfg.model.name) == ("hapt", "resnet1d")
+    assert cfg.train.epochs <= 5
+    engine().cancel(runs[0]["id"])  # the test checks the submit, not a training
+    assert engine().jobs.wait(runs[0]["id"], timeout=60) in ("cancelled", "completed")
+
+
+# ---- every page, store with runs in every state ---------------------------------------------
+@pytest.mark.parametrize("path", PAGES[:1] + PAGES[2:])
+def test_every_page_renders_with_finished_running_and_failed_runs(populated, path):
+    at = open_page(path)
+    if path == "pages/home.py":
+        assert metric(at, "Running") == "1"
+
+
+@pytest.mark.parametrize("which, expected", [
+    ("completed", "Completed"), ("running", "Running"), ("failed", "Failed"),
+    ("diverged", "Diverged: loss became nan at step 7"), ("cancelled", "Cancelled")])
+def test_monitor_shows_each_status_plainly(populated, which, expected):
+    run_id = populated["ids"][which]
+    at = open_page("pages/monitor.py", query={"run": run_id})
+    assert at.selectbox(key="monitor.run").value == run_id
+    shown = texts(at)
+    assert expected in shown, shown
+    if which == "failed":
+        assert "missing.csv" in shown  # the failure's own message, not just the word
+    if which == "running":
+        assert metric(at, "Step") == "12 / 40"
+        assert metric(at, "Loss points") == "12"
+        assert "ETA" in at.get("progress")[0].proto.text
+    if which == "completed":
+        assert int(metric(at, "Loss points")) > 0
+        assert len(at.get("plotly_chart")) >= 8  # curves, grad norms, heat maps, activations, histogram
+
+
+def test_monitor_switches_runs_with_the_picker(populated):
+    at = open_page("pages/monitor.py", query={"run": populated["ids"]["completed"]})
+    at.selectbox(key="monitor.run").set_value(populated["ids"]["diverged"]).run()
+    assert not at.exception
+    assert "Diverged" in texts(at)
+    at.slider(key="monitor.smoothing").set_value(0.9).run()
+    assert not at.exception
+
+
+def test_runs_lists_compares_and_details_every_run(populated):
+    ids = populated["ids"]
+    at = open_page("pages/runs.py")
+    table = at.dataframe[0].value
+    assert set(table["id"]) == set(ids.values())
+    assert set(table["status"]) == set(ids)
+    at.multiselect(key="runs.status").set_value(["failed", "diverged"]).run()
+    assert set(at.dataframe[0].value["status"]) == {"failed", "diverged"}
+    at.multiselect(key="runs.compare").set_value([ids["completed"], ids["running"], ids["failed"]]).run()
+    assert not at.exception
+    assert any("Config differences" in m.value for m in at.markdown)
+    at.selectbox(key="runs.focus").set_value(ids["completed"]).run()
+    assert not at.exception
+    assert any("Per-class report" in m.value for m in at.markdown)
+    labels = [b.label for b in at.get("download_button")]
+    assert "Config JSON" in labels and any(lbl.startswith("Best checkpoint") for lbl in labels), labels
+
+
+def test_runs_delete_removes_a_finished_run(populated):
+    store: Store = populated["store"]
+    victim = store.create_run(tiny_config("to delete").to_dict(), status="completed")
+    at = open_page("pages/runs.py")
+    at.selectbox(key="runs.focus").set_value(victim).run()
+    at.button(key="runs.delete").click().run()
+    assert not at.exception
+    assert store.get_run(victim) is None
+    assert victim not in set(at.dataframe[0].value["id"])
+
+
+# ---- Train: the form, refusals, round trip, submit --------------------------------------------
+def shown_config(at: AppTest) -> RunConfig:
+    code = next(c.value for c in at.code if c.language == "json")
+    return RunConfig.from_json(code)
+
+
+def test_train_refuses_an_invalid_combination_with_the_reason_and_submits_a_valid_one(runs_dir):
+    from dashboard.engine import engine
+
+    at = open_page("pages/train.py")
+    at.selectbox(key="train.source").set_value("synthetic_imu").run()
+    at.selectbox(key="train.model").set_value("har_transformer").run()
+    at.slider(key="train.hp.har_transformer.dim").set_value(100).run()
+    at.slider(key="train.hp.har_transformer.heads").set_value(3).run()
+    assert not at.exception
+    assert any("refused" in e.value and "divisible by heads=3" in e.value for e in at.error), \
+        [e.value for e in at.error]
+    assert at.button(key="train.submit").disabled
+
+    at.slider(key="train.hp.har_transformer.heads").set_value(4).run()
+    at.number_input(key="train.epochs").set_value(2).run()
+    at.selectbox(key="train.sched").set_value("warmup_exp_cosine").run()
+    assert not at.exception and not at.button(key="train.submit").disabled
+    cfg = shown_config(at)
+    assert (cfg.model.name, cfg.model.hparams["dim"], cfg.model.hparams["heads"]) == ("har_transformer", 100, 4)
+    assert cfg.schedule.name == "warmup_exp_cosine" and cfg.train.epochs == 2
+    assert RunConfig.from_json(cfg.to_json()) == cfg
+    assert len(at.get("plotly_chart")) == 1  # the LR curve this config will follow
+
+    at.button(key="train.submit").click().run()
+    assert not at.exception
+    runs = Store(runs_dir / "sigscope.db").list_runs()
+    assert len(runs) == 1 and RunConfig.from_dict(runs[0]["config"]) == cfg
+    engine().cancel(runs[0]["id"])
+    engine().jobs.wait(runs[0]["id"], timeout=60)
+
+
+def test_train_refuses_an_unloadable_data_path(runs_dir):
+    at = open_page("pages/train.py")
+    at.text_input(key="train.hapt.path").set_value("no/such/file.csv.gz").run()
+    assert not at.exception
+    assert any("cannot be loaded" in e.value for e in at.error)
+    assert at.button(key="train.submit").disabled
+
+
+def _hparam_script(model: str) -> None:
+    """AppTest script: the widgets of one model and the RunConfig they make."""
+    import streamlit as st
+
+    from core.config import ModelConfig, RunConfig
+    from core.models import registry
+    from dashboard.widgets import hparam_form
+
+    spec = registry.spec(model)
+    hparams = hparam_form(spec, "t.hp")
+    st.code(RunConfig(model=ModelConfig(name=model, hparams=hparams)).to_json(), language="json")
+
+
+def _set(at: AppTest, key: str, value) -> None:
+    for kind in ("slider", "number_input", "selectbox", "checkbox"):
+        found = [w for w in getattr(at, kind) if w.key == key]
+        if found:
+            found[0].set_value(value)
+            return
+    raise AssertionError(f"no widget with key {key}")
+
+
+@pytest.mark.parametrize("model", registry.list_models())
+def test_spec_widgets_round_trip_to_a_valid_run_config(model):
+    spec = registry.spec(model)
+    at = AppTest.from_function(_hparam_script, args=(model,), default_timeout=30)
+    at.run()
+    assert not at.exception
+    cfg = RunConfig.from_json(at.code[0].value)
+    assert cfg.model.hparams == spec.defaults(), "widgets start at the spec's defaults"
+    assert {w.key for kind in ("slider", "number_input", "selectbox", "checkbox") for w in getattr(at, kind)} == \
+        {f"t.hp.{model}.{h.name}" for h in spec.hparams}, "one widget per hyperparameter"
+
+    rng = random.Random(7)
+    for _ in range(20):  # a random point the spec accepts
+        chosen = {h.name: h.sample(rng) for h in spec.hparams}
+        for h in spec.hparams:
+            if h.type == "float" and not h.log:  # sliders move in hundredths of the range
+                step = (h.high - h.low) / 100
+                chosen[h.name] = h.low + round((chosen[h.name] - h.low) / step) * step
+        try:
+            expected = spec.resolve(chosen)
+            break
+        except Exception:
+            continue
+    for name, value in chosen.items():
+        _set(at, f"t.hp.{model}.{name}", value)
+    at.run()
+    assert not at.exception
+    cfg = RunConfig.from_json(at.code[0].value)
+    assert RunConfig.from_json(cfg.to_json()) == cfg
+    assert spec.resolve(cfg.model.hparams) == pytest.approx(expected)
+    registry.create(model, num_classes=3, **cfg.model.hparams)  # the config builds
+
+
+def test_two_sessions_do_not_see_each_others_unsaved_choices(runs_dir):
+    first, second = open_page("pages/train.py"), open_page("pages/train.py")
+    first.number_input(key="train.epochs").set_value(17).run()
+    first.selectbox(key="train.opt").set_value("sgd").run()
+    second.run()
+    assert second.number_input(key="train.epochs").value == 5
+    assert second.selectbox(key="train.opt").value == "adamw"
+    assert shown_config(first).train.epochs == 17 and shown_config(second).train.epochs == 5
+
+
+def test_build_hands_its_model_to_train(runs_dir):
+    at = open_page("pages/build.py")
+    at.selectbox(key="build.model").set_value("resnet1d").run()
+    at.slider(key="build.hp.resnet1d.num_stages").set_value(2).run()
+    at.button(key="build.to_train").click().run()
+    assert not at.exception
+    cfg = shown_config(at)
+    assert cfg.model.name == "resnet1d" and cfg.model.hparams["num_stages"] == 2
+
+
+# ---- Build ---------------------------------------------------------------------------------
+def test_build_shows_costs_and_updates_when_a_knob_changes(runs_dir):
+    at = open_page("pages/build.py")
     at.selectbox(key="build.model").set_value("resnet1d").run()
     before = metric(at, "Parameters")
-    spec_width = next(s for s in at.slider if s.key.startswith("build.hp.resnet1d.") and "width" in s.key)
-    spec_width.set_value(spec_width.max).run()
+    at.number_input(key="build.hp.resnet1d.base_channels").set_value(64).run()
     assert not at.exception
-    after = metric(at, "Parameters")
-    assert before != after, "changing the width must change the parameter count"
+    assert metric(at, "Parameters") != before, "changing the width must change the parameter count"
     assert metric(at, "Training memory").endswith(("KiB", "MiB", "GiB"))
+    assert at.get("graphviz_chart"), "the block diagram is drawn"
 
 
-def test_build_refuses_an_input_the_model_cannot_take():
-    at = run_page("pages/build.py")
-    at.selectbox(key="build.model").set_value("resnet1d").run()
-    at.text_input(key="build.shape").set_value("6,2").run()
+def test_build_refuses_an_invalid_combination_with_the_reason(runs_dir):
+    at = open_page("pages/build.py")
+    at.selectbox(key="build.model").set_value("har_transformer").run()
+    at.slider(key="build.hp.har_transformer.dim").set_value(100).run()
+    at.slider(key="build.hp.har_transformer.heads").set_value(3).run()
     assert not at.exception
-    assert any("cannot be built" in e.value for e in at.error)
+    assert any("cannot be built" in e.value and "divisible by heads=3" in e.value for e in at.error)
+    at.text_input(key="build.shape").set_value("6").run()
+    assert any("cannot be built" in e.value and "(channels, time)" in e.value for e in at.error)
 
 
-@pytest.mark.parametrize("model", ["har_transformer", "audio_resnet_attention"])
-def test_build_renders_attention_models(model):
-    at = run_page("pages/build.py")
-    if model not in at.selectbox(key="build.model").options:
-        pytest.fail(f"{model} is not registered")
-    at.selectbox(key="build.model").set_value(model).run()
+def test_build_renders_an_attention_model(runs_dir):
+    at = open_page("pages/build.py")
+    at.selectbox(key="build.model").set_value("har_transformer").run()
     assert not at.exception
     assert metric(at, "FLOPs / batch")

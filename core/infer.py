@@ -37,7 +37,7 @@ import torch
 from torch import nn
 
 from core.config import RunConfig
-from core.data.audio import decode_audio, fit_clip, probe_audio, sniff_format
+from core.data.audio import AUDIO_EXTENSIONS, decode_audio, fit_clip, probe_audio, sniff_format
 from core.data.features import featurize_audio
 from core.data.normalize import apply_normalization
 from core.data.windowing import seconds_or_samples, window_labels, window_starts
@@ -397,6 +397,10 @@ def classify_file(predictor: Predictor, path: str | Path, name: str | None = Non
     if hop_samples < 1:
         raise ConfigError(f"hop={hop} s is less than one sample at {predictor.sample_rate:g} Hz")
     kind = detect_kind(path)
+    claimed = next((ext for ext in AUDIO_EXTENSIONS if name.lower().endswith(ext)), None)
+    if claimed and kind != "audio":
+        raise DataError(f"{path}: is not audio despite its {claimed} name (its content is text, not "
+                        "WAV/FLAC/OGG/MP3); give a real recording")
     if kind == "audio" and predictor.signal != "audio":
         raise DataError(f"{path}: is audio, but run {predictor.run_id} is an IMU model; pick an audio run")
     if kind == "csv" and predictor.signal != "imu":

@@ -1,0 +1,73 @@
+"""`python -m core predict`: classify recordings with a trained run.
+
+    python -m core predict --run RUN_ID a.wav b.flac walk.csv --top-k 3 --json
+    python -m core predict --run demo-audio clip.wav --hop 0.25 --aggregate vote
+
+--run takes a run id or a run name (the newest completed run of that name, e.g. the demo
+models `demo-audio` / `demo-imu` from `python -m core demo-models`).
+
+Prints one object per file: file, label, probabilities, top_k, confidence, entropy,
+margin, windows (start/end seconds, label, p[, true label from the CSV]), and attention
+(per layer: heads, shape, rollout over time) or saliency (Grad-CAM, input gradient) — or
+`error` with one line when that file cannot be read. One bad file does not stop the
+others; the exit code is 1 when any file failed.
+"""
+from __future__ import annotations
+
+import argparse
+
+from core.commands import emit
+from core.errors import ConfigError
+
+
+def add_parser(subparsers) -> None:
+    p = subparsers.add_parser("predict", help="classify audio files or IMU CSVs with a trained run",
+                              description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--run", required=True, help="run id or run name (see `python -m core runs list`)")
+    p.add_argument("files", nargs="+", metavar="FILE", help="WAV/FLAC/OGG/MP3 recordings or IMU CSV(.gz) files")
+    p.add_argument("--top-k", type=int, default=3, help="classes listed per file (3)")
+    p.add_argument("--hop", type=float, default=None,
+                   help="seconds between window starts (default: half the clip for audio, the run's stride for IMU)")
+    p.add_argument("--aggregate", choices=["mean", "vote"], default="mean",
+                   help="combine windows by mean log-probability (default) or majority vote")
+    p.add_argument("--explain", choices=["auto", "attention", "saliency", "all", "none"], default="auto",
+                   help="attention for attention models, Grad-CAM + saliency otherwise (auto)")
+    p.add_argument("--checkpoint", choices=["best", "last"], default="best")
+    p.add_argument("--json", action="store_true", help="print JSON (a list, one object per file)")
+    p.set_defaults(func=run)
+
+
+def resolve_run(store, ref: str) -> str:
+    """A run id, or the newest completed run named `ref`."""
+    if store.get_run(ref) is not None:
+        return ref
+    named = [r for r in store.list_runs("completed") if r["name"] == ref]
+    if named:
+        return named[0]["id"]
+    raise ConfigError(f"--run {ref!r}: no run with that id or name in {store.path}; see `python -m core runs list`"
+                      + (" (or make the demo models with `python -m core demo-models`)" if ref.startswith("demo") else ""))
+
+
+def run(args: argparse.Namespace) -> int:
+    from core.infer import classify_files, load_run
+    from core.store import Store
+
+    if args.top_k < 1:
+        raise ConfigError(f"--top-k {args.top_k}: list at least one class")
+    store = Store()
+    predictor = load_run(resolve_run(store, args.run), store, which=args.checkpoint)
+    results = classify_files(predictor, args.files, top_k=args.top_k, hop=args.hop, aggregate=args.aggregate,
+                             explain=args.explain)
+    lines = []
+    for r in results:
+        if "error" in r:
+            lines.append(f"{r['file']}: error: {r['error']}")
+            continue
+        top = ", ".join(f"{t['label']} {t['p']:.3f}" for t in r["top_k"])
+        line = f"{r['file']}: {r['label']} (p={r['confidence']:.3f}, margin {r['margin']:.3f}; {top}; "
+        line += f"{len(r['windows'])} window(s) over {r['duration']:.2f} s)"
+        if "window_accuracy" in r:
+            line += f"; agrees with the file's labels on {100 * r['window_accuracy']:.1f}% of windows"
+        lines.append(line)
+    emit(results, args.json, "\n".join(lines))
+    return 1 if any("error" in r for r in results) else 0

@@ -93,8 +93,33 @@ def assert_not_blank(path: Path) -> None:
     assert stddev > 10, f"{path} looks blank (pixel stddev {stddev:.1f})"
 
 
-def wait_for_app(page) -> None:
-    """Wait until Streamlit has finished running the script."""
+def wait_for_app(page, timeout: float = 60.0) -> None:
+    """Wait until Streamlit has finished running the script: no running indicator and no
+    loading skeleton for a second. (Not for a page whose live fragment keeps rerunning:
+    wait for what it shows instead.)"""
     page.wait_for_selector("[data-testid='stApp']")
-    page.wait_for_function(
-        "() => !document.querySelector('[data-testid=\"stStatusWidget\"]')", timeout=60_000)
+    busy = "() => !!document.querySelector('[data-testid=\"stStatusWidget\"], [data-testid=\"stSkeleton\"]')"
+    calm, deadline = 0, time.time() + timeout
+    while calm < 4:
+        if time.time() > deadline:
+            raise AssertionError(f"the app at {page.url} was still running after {timeout:.0f} s")
+        calm = 0 if page.evaluate(busy) else calm + 1
+        time.sleep(0.25)
+
+
+def screenshot(page, path: Path) -> Path:
+    """A screenshot of the whole page, checked to be non-blank. Streamlit scrolls inside its
+    main container, so the viewport is stretched to the content's height for the shot."""
+    height = page.evaluate("""() => {
+        let h = document.body.scrollHeight;
+        const main = document.querySelector('[data-testid="stMain"]');
+        if (main) for (const e of [main, ...main.querySelectorAll('*')])
+            if (e.scrollHeight > e.clientHeight + 5 && getComputedStyle(e).overflowY !== 'visible') h = Math.max(h, e.scrollHeight);
+        return h; }""")
+    size = page.viewport_size
+    page.set_viewport_size({"width": size["width"], "height": min(int(height) + 40, 8000)})
+    time.sleep(1.0)  # charts re-layout to the new size
+    page.screenshot(path=str(path), full_page=True)
+    page.set_viewport_size(size)
+    assert_not_blank(path)
+    return path

@@ -1,0 +1,163 @@
+"""A person builds a model, trains it on the bundled HAPT sample, watches it live, cancels a
+second run and finds both on Runs. One use case per test, in order, on one real server."""
+from __future__ import annotations
+
+import re
+import time
+
+import pytest
+
+from core.store import Store
+from tests.e2e.conftest import screenshot, wait_for_app
+
+pytestmark = pytest.mark.e2e
+
+STATE: dict[str, str] = {}  # run ids handed from one use case to the next
+
+
+def store_of(server) -> Store:
+    return Store(server["runs"] / "sigscope.db")
+
+
+def wait_status(server, run_id: str, wanted: tuple[str, ...], timeout: float) -> str:
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        status = store_of(server).get_run(run_id)["status"]
+        if status in wanted:
+            return status
+        time.sleep(0.5)
+    raise AssertionError(f"run {run_id} still {status} after {timeout:.0f} s (wanted {wanted})")
+
+
+def queued_run_id(page) -> str:
+    text = page.get_by_text("Queued run").first.inner_text()
+    return re.search(r"\d{8}-\d{6}-[0-9a-f]{6}", text).group(0)
+
+
+def choose(page, label: str, option: str) -> None:
+    """Pick an option of a Streamlit selectbox by typing it, as a keyboard user does."""
+    page.locator("[data-testid='stSelectbox']").filter(has_text=label).first.click()
+    page.keyboard.type(option)
+    page.keyboard.press("Enter")
+    wait_for_app(page)
+
+
+def test_build_a_small_model_and_train_it_on_hapt(server, page, test_output):
+    page.goto(server["url"] + "/build")
+    wait_for_app(page)
+    choose(page, "Model", "resnet1d")
+    params = page.locator("[data-testid='stMetric']").filter(has_text="Parameters")
+    before = params.inner_text()
+    for knob in ("num stages", "blocks per stage"):
+        page.get_by_role("slider", name=knob).focus()
+        page.keyboard.press("Home")  # the smallest value
+        wait_for_app(page)
+    assert params.inner_text() != before, "moving the sliders changes the parameter count"
+    page.get_by_text("Block structure").wait_for()
+    screenshot(page, test_output / "build.png")
+
+    page.get_by_role("button", name="Train this model").click()
+    page.get_by_role("button", name="Start training").wait_for()
+    wait_for_app(page)
+    assert "Train" in page.title() or page.url.endswith("/train")
+    page.get_by_text("UCI HAPT smartphone IMU").first.wait_for()  # the bundled real data is the default
+    epochs = page.get_by_role("spinbutton", name="Epochs", exact=True)
+    epochs.fill("3")
+    epochs.press("Enter")
+    wait_for_app(page)
+    name = page.get_by_role("textbox", name="Run name (optional)")
+    name.fill("e2e watched")
+    name.press("Enter")
+    wait_for_app(page)
+    page.get_by_text("Learning rate this config will follow (3 epochs").wait_for()
+    screenshot(page, test_output / "train.png")
+    page.get_by_role("button", name="Start training").click()
+    page.get_by_text("Queued run").wait_for()
+    run_id = queued_run_id(page)
+    cfg = store_of(server).get_run(run_id)["config"]
+    assert (cfg["data"]["source"], cfg["model"]["name"], cfg["train"]["epochs"]) == ("hapt", "resnet1d", 3)
+    assert cfg["model"]["hparams"]["num_stages"] == 1, "Build's choices reached the run"
+    STATE["watched"] = run_id
+
+
+def loss_points(page) -> int:
+    """Points in the Monitor's loss chart as the browser holds them (Plotly's own data)."""
+    return page.evaluate("""() => {
+        const charts = Array.from(document.querySelectorAll('.js-plotly-plot'));
+        const title = c => String((c._fullLayout && c._fullLayout.title && c._fullLayout.title.text) || '');
+        const loss = charts.find(c => title(c).includes('Training loss per step'));  // Streamlit wraps titles in <b>
+        return loss && loss.data.length ? loss.data[0].x.length : 0; }""")
+
+
+def test_monitor_charts_gain_points_while_the_run_trains(server, page, test_output):
+    run_id = STATE["watched"]
+    page.goto(f"{server['url']}/monitor?run={run_id}")
+    page.get_by_text("Loss points").wait_for(timeout=60_000)
+    seen = [loss_points(page)]
+    deadline = time.time() + 90
+    while time.time() < deadline and len(set(seen)) < 3:
+        time.sleep(1.0)
+        seen.append(loss_points(page))
+        if store_of(server).get_run(run_id)["status"] not in ("queued", "running"):
+            break
+    grew = sorted(set(seen))
+    assert len(grew) >= 3 and seen[-1] == max(seen), f"the loss chart did not keep gaining points: {seen}"
+    page.get_by_text("Running on").wait_for()
+    screenshot(page, test_output / "monitor.png")
+    page.get_by_role("tab", name="Gradients").click()
+    page.get_by_text("Global gradient norm").first.wait_for()
+    screenshot(page, test_output / "monitor-gradients.png")
+
+
+def test_cancel_a_second_run_from_the_queue(server, page, test_output):
+    page.goto(server["url"] + "/train")
+    wait_for_app(page)
+    name = page.get_by_role("textbox", name="Run name (optional)")
+    name.fill("e2e cancelled")
+    name.press("Enter")
+    wait_for_app(page)
+    page.get_by_role("button", name="Start training").click()
+    page.get_by_text("Queued run").wait_for()
+    run_id = queued_run_id(page)
+    STATE["cancelled"] = run_id
+    cancel = page.locator(f".st-key-train-cancel-{run_id} button")  # that run's row in the queue
+    for _ in range(3):  # the queue redraws every 2 s; a click on a row being replaced is retried
+        cancel.first.click()
+        try:
+            wait_status(server, run_id, ("cancelled",), timeout=20)
+            break
+        except AssertionError:
+            continue
+    assert store_of(server).get_run(run_id)["status"] == "cancelled"
+    page.get_by_text("Queue").first.wait_for()
+    screenshot(page, test_output / "train-queue.png")
+
+
+def test_both_runs_are_on_runs(server, page, test_output):
+    watched, cancelled = STATE["watched"], STATE["cancelled"]
+    assert wait_status(server, watched, ("completed",), timeout=120) == "completed"
+    page.goto(server["url"] + "/runs")
+    wait_for_app(page)
+    for run_id, status in ((watched, "completed"), (cancelled, "cancelled")):
+        # st.dataframe draws on a canvas; its rows also live in an accessible (hidden) table
+        row = page.locator("[role=row]", has_text=run_id).first
+        row.wait_for(state="attached")
+        assert status in row.text_content(), row.text_content()
+    search = page.get_by_role("textbox", name="Search")
+    search.fill(cancelled)
+    search.press("Enter")
+    wait_for_app(page)
+    page.get_by_text("1 of 2 runs").wait_for()
+    search.fill("")
+    search.press("Enter")
+    wait_for_app(page)
+    page.get_by_text("Per-class report").first.wait_for()  # the completed run's confusion matrix
+    screenshot(page, test_output / "runs.png")
+
+
+def test_home_shows_the_engine(server, page, test_output):
+    page.goto(server["url"])
+    wait_for_app(page)
+    page.get_by_text("Engine").first.wait_for()
+    page.get_by_role("button", name="Train the default model on the bundled data").wait_for()
+    screenshot(page, test_output / "home.png")

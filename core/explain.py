@@ -56,7 +56,7 @@ def stitch(values: np.ndarray, spans: np.ndarray, starts: np.ndarray, duration: 
     step = float(np.median(widths[widths > 0])) if np.any(widths > 0) else max(duration, 1e-3)
     step = max(step, duration / max_points)
     n = max(1, int(np.ceil(duration / step)))
-    centres = (np.arange(n) + 0.5) * step
+    centres = np.minimum((np.arange(n) + 0.5) * step, duration)  # the last cell may be partial
     total = np.zeros(n)
     count = np.zeros(n)
     edges = np.concatenate([spans[:, 0], spans[-1:, 1]])

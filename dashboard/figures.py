@@ -51,13 +51,15 @@ def latency_bar(latency_ms: dict) -> go.Figure:
 
 
 def layer_flops_bar(layers: list[dict], top: int = 12) -> go.Figure:
-    """The heaviest layers by FLOPs."""
-    rows = sorted((r for r in layers if r.get("flops")), key=lambda r: r["flops"], reverse=True)[:top]
+    """The heaviest layers by their own FLOPs (leaf work, so containers do not crowd them out)."""
+    key = "own_flops" if any(r.get("own_flops") for r in layers) else "flops"
+    rows = sorted((r for r in layers if r.get(key)), key=lambda r: r[key], reverse=True)[:top]
     rows.reverse()
-    fig = go.Figure(go.Bar(x=[r["flops"] for r in rows], y=[r["name"] for r in rows], orientation="h",
-                           text=[human_count(r["flops"]) for r in rows], textposition="auto"))
+    fig = go.Figure(go.Bar(x=[r[key] for r in rows], y=[r["name"] for r in rows], orientation="h",
+                           text=[human_count(r[key]) for r in rows], textposition="auto",
+                           marker_color="#2a6fb0"))
     fig.update_layout(height=max(200, 28 * len(rows) + 60), margin=dict(l=10, r=10, t=30, b=10),
-                      title=f"Heaviest {len(rows)} layers (FLOPs)")
+                      title=f"Heaviest {len(rows)} layers (own FLOPs)")
     return fig
 
 
@@ -89,9 +91,14 @@ def layer_table(layers: list[dict]):
     return frame
 
 
-def highlight_heaviest(frame, column: str = "flops", top: int = 3):
-    """Style the `top` heaviest rows so they stand out in the table."""
-    if frame.empty or column not in frame:
+def highlight_heaviest(frame, column: str = "own_flops", top: int = 3):
+    """Style the `top` heaviest rows (by their own FLOPs: leaf layers, not the containers
+    that hold them) so they stand out in the table."""
+    if frame.empty:
+        return frame
+    if column not in frame:
+        column = "flops"
+    if column not in frame:
         return frame
     threshold = frame[column].nlargest(top).min()
 
@@ -166,13 +173,15 @@ def layer_heatmap(steps: list[int], layers: list[str], z: list[list], title: str
         with np.errstate(divide="ignore", invalid="ignore"):
             values = np.where(arr > 0, np.log10(arr), np.nan).tolist()
         colorbar = f"log10 {colorbar}"
-    fig = go.Figure(go.Heatmap(x=steps, y=layers, z=values, colorscale=colorscale, zmin=zmin, zmax=zmax,
+    # steps as categories: probe steps are evenly spaced, and a single one stays one column wide
+    fig = go.Figure(go.Heatmap(x=[str(s) for s in steps], y=layers, z=values, colorscale=colorscale, zmin=zmin, zmax=zmax,
                                colorbar=dict(title=dict(text=colorbar, side="right"), thickness=12),
                                hovertemplate="step %{x}<br>%{y}<br>%{z:.3g}<extra></extra>"))
     if not layers:
         _empty(fig, "no probe points yet")
     height = min(700, max(260, 16 * len(layers) + 90))
     fig.update_yaxes(autorange="reversed", tickfont=dict(size=10))
+    fig.update_xaxes(type="category", nticks=12)
     return _layout(fig, title, height=height, xaxis_title="step")
 
 

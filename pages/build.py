@@ -63,16 +63,20 @@ def build_view() -> None:
             st.dataframe(figures.layer_table(left_out), hide_index=True, width="stretch")
     st.plotly_chart(figures.memory_bar(memory), width="stretch")
 
-    latency = dict(report["latency_ms"])
-    if st.button("Measure latency on this machine", key="build.measure"):
-        latency = profile_cached(measure_latency=True, **args)["latency_ms"]
+    measure = st.toggle("Measure latency on this machine", key="build.measure",
+                        help="runs real forward passes at this batch size (a few seconds), next to the estimate")
+    latency = profile_cached(measure_latency=True, **args)["latency_ms"] if measure else report["latency_ms"]
     st.plotly_chart(figures.latency_bar(latency), width="stretch")
-
+    if latency.get("measured") and latency.get("estimated"):
+        st.caption(f"Measured / estimated = {latency['measured'] / latency['estimated']:.2f} "
+                   f"(the estimate assumes {latency.get('efficiency', 0):.0%} of this machine's "
+                   f"{figures.human_count(latency.get('machine_flops_per_s', 0))}FLOP/s)")
     st.subheader("Layers")
     left, right = st.columns([3, 2])
     with left:
         table = figures.layer_table(report["layers"])
         st.dataframe(figures.highlight_heaviest(table), hide_index=True, width="stretch", height=420)
+        st.caption("The three heaviest layers by their own FLOPs are highlighted; click a column header to sort.")
     with right:
         st.plotly_chart(figures.layer_flops_bar(report["layers"]), width="stretch")
     st.subheader("Block structure")

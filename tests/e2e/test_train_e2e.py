@@ -154,6 +154,13 @@ def test_both_runs_are_on_runs(server, page, test_output):
     page.get_by_text("Per-class report").first.wait_for()  # the completed run's confusion matrix
     screenshot(page, test_output / "runs.png")
 
+    page.goto(f"{server['url']}/monitor?run={watched}")  # the finished run, as it stays on Monitor
+    page.get_by_text("Completed").first.wait_for()
+    wait_for_app(page)
+    screenshot(page, test_output / "monitor-completed.png")
+    page.get_by_role("tab", name="Dead units").click()
+    screenshot(page, test_output / "monitor-dead-units.png")
+
 
 def test_home_shows_the_engine(server, page, test_output):
     page.goto(server["url"])

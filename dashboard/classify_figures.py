@@ -1,0 +1,154 @@
+"""Plotly figures for the Classify page. They take plain arrays from `core.infer`.
+
+Signals are downsampled to a min/max envelope before drawing, so a 10-minute recording is
+a few thousand points in the browser, not millions.
+"""
+from __future__ import annotations
+
+import numpy as np
+import plotly.graph_objects as go
+from plotly.colors import qualitative
+from plotly.subplots import make_subplots
+
+PALETTE = qualitative.Plotly + qualitative.D3 + qualitative.Set3
+OVERLAY_COLOR = "#d62728"
+
+
+def class_colors(class_names: list[str]) -> dict[str, str]:
+    return {name: PALETTE[i % len(PALETTE)] for i, name in enumerate(class_names)}
+
+
+def envelope(times: np.ndarray, values: np.ndarray, max_points: int = 4000) -> tuple[np.ndarray, np.ndarray]:
+    """Min/max envelope of a long 1-D series: (times, values) with about max_points points."""
+    n = len(values)
+    if n <= max_points:
+        return times, values
+    per = int(np.ceil(n / (max_points // 2)))
+    usable = (n // per) * per
+    blocks = values[:usable].reshape(-1, per)
+    t = times[:usable].reshape(-1, per)[:, 0]
+    out_t = np.repeat(t, 2)
+    out_v = np.stack([blocks.min(axis=1), blocks.max(axis=1)], axis=1).reshape(-1)
+    return out_t, out_v
+
+
+def _band(fig: go.Figure, row: int, track: tuple, class_names: list[str]) -> None:
+    """A one-row heat map: the predicted class over time in the class colours."""
+    times, index, prob = track
+    k = len(class_names)
+    colors = class_colors(class_names)
+    scale = []
+    for i, name in enumerate(class_names):  # a stepped colour scale: one flat stop per class
+        scale += [[i / k, colors[name]], [(i + 1) / k, colors[name]]]
+    labels = np.array(class_names, dtype=object)[index]
+    fig.add_trace(go.Heatmap(x=times, y=["predicted"], z=[index], zmin=-0.5, zmax=k - 0.5, colorscale=scale,
+                             showscale=False, customdata=[np.stack([labels, np.round(prob, 3)], axis=1)],
+                             hovertemplate="%{x:.2f} s: %{customdata[0]} (p=%{customdata[1]})<extra></extra>"),
+                  row=row, col=1)
+    # a legend entry per class that appears, drawn as invisible markers
+    for i in sorted(set(index.tolist())):
+        fig.add_trace(go.Scatter(x=[None], y=[None], mode="markers", marker=dict(color=colors[class_names[i]],
+                                 size=10, symbol="square"), name=class_names[i], legendgroup="classes"),
+                      row=row, col=1)
+
+
+def signal_with_classes(signal: np.ndarray, sample_rate: float, channel_names: list[str], track: tuple,
+                        class_names: list[str], overlay: dict | None = None, title: str = "") -> go.Figure:
+    """The waveform (T,) or IMU channels (T, C) over seconds, the predicted class as a colour
+    band below, and optionally an overlay curve ({"name", "times", "values"}, 0..max) on a
+    second axis (attention pooling weights, Grad-CAM)."""
+    fig = make_subplots(rows=2, cols=1, shared_xaxes=True, row_heights=[0.82, 0.18], vertical_spacing=0.03,
+                        specs=[[{"secondary_y": True}], [{}]])
+    times = np.arange(len(signal)) / sample_rate
+    channels = signal[:, None] if signal.ndim == 1 else signal
+    names = channel_names if signal.ndim == 2 else ["waveform"]
+    for c in range(channels.shape[1]):
+        t, v = envelope(times, channels[:, c])
+        fig.add_trace(go.Scattergl(x=t, y=v, mode="lines", name=names[c] if c < len(names) else f"ch{c}",
+                                   line=dict(width=1), opacity=0.85, legendgroup="signal"),
+                      row=1, col=1, secondary_y=False)
+    if overlay is not None and len(overlay["times"]):
+        values = np.asarray(overlay["values"], dtype=float)
+        fig.add_trace(go.Scatter(x=overlay["times"], y=values, mode="lines", name=overlay["name"],
+                                 line=dict(color=OVERLAY_COLOR, width=2.5), fill="tozeroy",
+                                 fillcolor="rgba(214,39,40,0.15)"), row=1, col=1, secondary_y=True)
+        fig.update_yaxes(title_text=overlay.get("axis", overlay["name"]), secondary_y=True, row=1, col=1,
+                         rangemode="tozero", showgrid=False)
+    fig.update_yaxes(title_text="amplitude" if signal.ndim == 1 else "value", secondary_y=False, row=1, col=1)
+    _band(fig, 2, track, class_names)
+    fig.update_yaxes(showticklabels=False, row=2, col=1)
+    fig.update_xaxes(title_text="seconds", row=2, col=1)
+    fig.update_layout(height=380, margin=dict(l=10, r=10, t=40 if title else 10, b=10), title=title or None,
+                      legend=dict(orientation="h", y=1.02, yanchor="bottom", x=0))
+    return fig
+
+
+def spectrogram_with_classes(logmel: np.ndarray, frame_seconds: float, track: tuple, class_names: list[str],
+                             max_frames: int = 3000) -> go.Figure:
+    """Log-mel spectrogram (n_mels, frames) over seconds with the predicted-class band below."""
+    step = max(1, int(np.ceil(logmel.shape[1] / max_frames)))
+    shown = logmel[:, ::step]
+    fig = make_subplots(rows=2, cols=1, shared_xaxes=True, row_heights=[0.82, 0.18], vertical_spacing=0.03)
+    fig.add_trace(go.Heatmap(z=shown, x=np.arange(shown.shape[1]) * step * frame_seconds, colorscale="Magma",
+                             colorbar=dict(title="ln power", len=0.8, y=0.6),
+                             hovertemplate="%{x:.2f} s, mel %{y}: %{z:.1f}<extra></extra>"), row=1, col=1)
+    fig.update_yaxes(title_text="mel bin", row=1, col=1)
+    _band(fig, 2, track, class_names)
+    fig.update_yaxes(showticklabels=False, row=2, col=1)
+    fig.update_xaxes(title_text="seconds", row=2, col=1)
+    fig.update_layout(height=320, margin=dict(l=10, r=10, t=10, b=10), showlegend=False)
+    return fig
+
+
+def topk_bar(top_k: list[tuple[str, float]], class_names: list[str]) -> go.Figure:
+    """Horizontal bars of the top-k classes, best at the top."""
+    colors = class_colors(class_names)
+    labels = [k for k, _ in top_k][::-1]
+    values = [v for _, v in top_k][::-1]
+    fig = go.Figure(go.Bar(x=values, y=labels, orientation="h", marker_color=[colors[k] for k in labels],
+                           text=[f"{v:.3f}" for v in values], textposition="auto"))
+    fig.update_layout(height=60 + 34 * len(labels), margin=dict(l=10, r=10, t=10, b=10),
+                      xaxis=dict(range=[0, 1], title="probability"), yaxis=dict(type="category"))
+    return fig
+
+
+def attention_over_time(times: np.ndarray, rows: np.ndarray, row_labels: list[str], title: str) -> go.Figure:
+    """Heat map rows (heads, or one rollout row) x time: how much attention each second receives
+    (1 = a uniform share)."""
+    fig = go.Figure(go.Heatmap(z=rows, x=times, y=row_labels, colorscale="Viridis", zmin=0,
+                               colorbar=dict(title="× uniform"),
+                               hovertemplate="%{y} at %{x:.2f} s: %{z:.2f}× uniform<extra></extra>"))
+    fig.update_layout(height=110 + 26 * len(row_labels), margin=dict(l=10, r=10, t=40, b=10), title=title,
+                      xaxis_title="seconds", yaxis=dict(type="category", autorange="reversed"))
+    return fig
+
+
+def attention_matrix(matrix: np.ndarray, token_times: np.ndarray, title: str) -> go.Figure:
+    """One head's (or the head mean's) query x key attention for one window, in seconds."""
+    fig = go.Figure(go.Heatmap(z=matrix, x=token_times, y=token_times, colorscale="Viridis", zmin=0,
+                               hovertemplate="query %{y:.2f} s → key %{x:.2f} s: %{z:.3f}<extra></extra>"))
+    fig.update_layout(height=420, margin=dict(l=10, r=10, t=40, b=10), title=title,
+                      xaxis_title="key (seconds into the window)", yaxis_title="query (seconds)",
+                      yaxis=dict(autorange="reversed", scaleanchor="x"))
+    return fig
+
+
+def window_probabilities(starts_s: np.ndarray, window_probs: np.ndarray, class_names: list[str]) -> go.Figure:
+    """Class x window heat map of per-window probabilities."""
+    fig = go.Figure(go.Heatmap(z=window_probs.T, x=starts_s, y=class_names, colorscale="Blues", zmin=0, zmax=1,
+                               hovertemplate="window at %{x:.2f} s, %{y}: %{z:.3f}<extra></extra>"))
+    fig.update_layout(height=120 + 18 * len(class_names), margin=dict(l=10, r=10, t=10, b=10),
+                      xaxis_title="window start (seconds)", yaxis=dict(type="category"))
+    return fig
+
+
+def saliency_curves(curves: list[dict]) -> go.Figure:
+    """Grad-CAM and input-gradient saliency over seconds (each 0..1)."""
+    fig = go.Figure()
+    for c in curves:
+        label = "Grad-CAM (" + c["layer"] + ")" if c["method"] == "grad_cam" else "input-gradient saliency"
+        fig.add_trace(go.Scatter(x=c["times"], y=c["values"], mode="lines", name=label))
+    fig.update_layout(height=260, margin=dict(l=10, r=10, t=10, b=10), xaxis_title="seconds",
+                      yaxis=dict(title="relevance (max 1)", range=[0, 1.05]),
+                      legend=dict(orientation="h", y=1.02, yanchor="bottom", x=0))
+    return fig

@@ -1,0 +1,257 @@
+"""Page parts for Classify: model choice (with the demo models trained on first use),
+classification of uploads cached per session, the detail view of one prediction and the
+batch table. Classification runs in the script run (it takes well under a second per
+clip); only demo training goes to the JobManager, watched through the store."""
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import streamlit as st
+
+from core.demo import DEMO_NAMES, demo_configs, demo_run
+from core.errors import SigscopeError
+from core.infer import MAX_UPLOAD_BYTES, Prediction, Predictor, classify_bytes, display_name, error_line
+from dashboard import classify_figures as cf
+
+CACHE_KEY = "classify.results"
+MAX_CACHED = 24
+
+
+# ---- models ------------------------------------------------------------------------------
+def has_checkpoint(run: dict) -> bool:
+    folder = Path(run.get("run_dir") or "")
+    return (folder / "checkpoints" / "best.pt").is_file() or (folder / "checkpoints" / "last.pt").is_file()
+
+
+def classifiable_runs(store) -> list[dict]:
+    """Completed runs with a checkpoint, newest first (demo models included)."""
+    return [r for r in store.list_runs("completed") if has_checkpoint(r)]
+
+
+@st.cache_resource(show_spinner="Loading the model…", max_entries=4)
+def _predictor(run_id: str, runs_dir: str, stamp: float) -> Predictor:
+    from core.infer import load_run
+    from core.store import Store
+    from core import paths
+
+    return load_run(run_id, Store(paths.store_path(Path(runs_dir))))
+
+
+def predictor_for(store, run: dict) -> Predictor:
+    """The run's Predictor, cached per server until its checkpoint file changes."""
+    folder = Path(run["run_dir"])
+    ckpt = folder / "checkpoints" / "best.pt"
+    ckpt = ckpt if ckpt.is_file() else folder / "checkpoints" / "last.pt"
+    return _predictor(run["id"], str(store.runs_dir), ckpt.stat().st_mtime)
+
+
+def demo_panel(eng) -> None:
+    """The demo models: ready, training (with progress), or a button that trains them."""
+    store = eng.store
+    missing = [n for n in DEMO_NAMES if demo_run(store, n) is None]
+    if not missing:
+        return
+    active = {n: demo_run(store, n, ("queued", "running")) for n in missing}
+    with st.container(border=True):
+        st.markdown("**Demo models** — one audio (spoken digits, FSDD) and one IMU (activities, HAPT) "
+                    "classifier, trained here on the data bundled with Sigscope; no weights are downloaded. "
+                    "They are ordinary runs (also made by `python -m core demo-models`).")
+        cols = st.columns(len(missing))
+        for col, name in zip(cols, missing):
+            cfg = demo_configs()[name]
+            with col:
+                if active[name] is None:
+                    what = f"{cfg.model.name} on {cfg.data.source}, {cfg.train.epochs} epochs"
+                    if st.button(f"Train {name}", key=f"classify.demo.{name}", help=what, icon=":material/bolt:"):
+                        eng.submit(cfg)
+                        st.rerun()
+                    st.caption(what)
+        if any(active.values()):
+            _demo_progress([r["id"] for r in active.values() if r is not None])
+
+
+@st.fragment(run_every=1.5)
+def _demo_progress(run_ids: list[str]) -> None:
+    from dashboard.engine import engine
+    from dashboard.parts import progress_bar
+
+    store = engine().store
+    runs = [store.get_run(i) for i in run_ids]
+    for run in runs:
+        if run is not None:
+            st.caption(f"Training {run['name']} ({run['status']})")
+            progress_bar(run)
+    if all(r is None or r["status"] not in ("queued", "running") for r in runs):
+        st.rerun()  # done: redraw the page with the new model in the picker
+
+
+# ---- classifying -------------------------------------------------------------------------
+@dataclasses.dataclass
+class Item:
+    """One upload's outcome: a Prediction or one error line; `data` kept for playback."""
+
+    name: str
+    data: bytes
+    prediction: Prediction | None = None
+    error: str | None = None
+
+
+def classify_cached(predictor: Predictor, data: bytes, name: str, hop: float, aggregate: str, top_k: int) -> Item:
+    """classify_bytes, cached in this session per (run, content, settings)."""
+    label = display_name(name)
+    if len(data) > MAX_UPLOAD_BYTES:
+        return Item(label, b"", error=f"{label}: {len(data) / 2**20:.1f} MiB is over the "
+                                      f"{MAX_UPLOAD_BYTES // 2**20} MiB upload limit")
+    key = (predictor.run_id, str(predictor.checkpoint), hashlib.sha1(data).hexdigest(), label, round(hop, 4),
+           aggregate, top_k)
+    cache: dict = st.session_state.setdefault(CACHE_KEY, {})
+    if key not in cache:
+        try:
+            cache[key] = Item(label, data, prediction=classify_bytes(predictor, data, label, top_k=top_k, hop=hop,
+                                                                     aggregate=aggregate))
+        except SigscopeError as e:
+            cache[key] = Item(label, data, error=error_line(e))
+        except Exception as e:  # noqa: BLE001 - a broken upload must never take the page down
+            cache[key] = Item(label, data, error=f"{label}: could not be classified ({error_line(e)})")
+        while len(cache) > MAX_CACHED:
+            cache.pop(next(iter(cache)))
+    return cache[key]
+
+
+def batch_table(items: list[Item]) -> pd.DataFrame:
+    rows = []
+    for it in items:
+        p = it.prediction
+        if p is None:
+            rows.append({"file": it.name, "label": None, "confidence": None, "margin": None, "entropy": None,
+                         "windows": None, "seconds": None, "second": None, "error": it.error})
+            continue
+        second = p.top_k[1][0] if len(p.top_k) > 1 else None
+        rows.append({"file": it.name, "label": p.label, "confidence": round(p.confidence, 4),
+                     "margin": round(p.margin, 4), "entropy": round(p.entropy, 4), "windows": len(p.starts),
+                     "seconds": round(p.duration, 2), "second": second, "error": None})
+    return pd.DataFrame(rows)
+
+
+# ---- one prediction in detail ------------------------------------------------------------
+def _overlay(pred: Prediction) -> dict | None:
+    """What to draw over the signal: attention pooling weights, else the last layer's
+    rollout (CLS models), else Grad-CAM."""
+    pooling = [a for a in pred.attention if a["kind"] == "pooling"]
+    if pooling:
+        w = pooling[-1]["weights"]
+        return {"name": "attention pooling weight", "axis": "pooling weight (× uniform)", **w}
+    selfs = [a for a in pred.attention if a["kind"] == "self"]
+    if selfs:
+        return {"name": "attention rollout", "axis": "rollout (× uniform)", **selfs[-1]["rollout"]}
+    cams = [s for s in pred.saliency if s["method"] == "grad_cam"] or pred.saliency
+    if cams:
+        return {"name": "Grad-CAM" if cams[0]["method"] == "grad_cam" else "saliency", "axis": "relevance",
+                "times": cams[0]["times"], "values": cams[0]["values"]}
+    return None
+
+
+def show_prediction(predictor: Predictor, item: Item, key: str) -> None:
+    """Metrics, playback, signal + spectrogram with the class band, top-k, attention/saliency."""
+    pred = item.prediction
+    m1, m2, m3, m4 = st.columns(4)
+    m1.metric("Prediction", pred.label)
+    m2.metric("Confidence", f"{pred.confidence:.3f}")
+    m3.metric("Margin (top-1 − top-2)", f"{pred.margin:.3f}")
+    m4.metric("Entropy", f"{pred.entropy:.3f} nats")
+    st.caption(f"{len(pred.starts)} window(s) of {pred.window_seconds:g} s every {pred.hop_seconds:g} s over "
+               f"{pred.duration:.2f} s, combined by {'mean log-probability' if pred.aggregate == 'mean' else 'vote'}"
+               + (f" · agrees with the file's label column on {100 * pred.window_accuracy:.1f}% of windows"
+                  if pred.window_accuracy is not None else ""))
+    for note in pred.notes:
+        st.info(note, icon=":material/info:")
+    if pred.signal_kind == "audio":
+        st.audio(item.data, format=_mime(item.data))
+    track = pred.class_track()
+    left, right = st.columns([3, 1])
+    with left:
+        st.plotly_chart(cf.signal_with_classes(pred.signal, pred.sample_rate, pred.channel_names, track,
+                                               pred.class_names, _overlay(pred)),
+                        width="stretch", key=f"{key}.signal")
+        if pred.signal_kind == "audio":
+            cfg = dataclasses.replace(predictor.config.data, features="logmel")
+            from core.data.features import featurize_audio
+            logmel = featurize_audio(pred.signal, pred.sample_rate, cfg)
+            st.plotly_chart(cf.spectrogram_with_classes(logmel, cfg.hop_length / pred.sample_rate, track,
+                                                        pred.class_names), width="stretch", key=f"{key}.spec")
+    with right:
+        st.markdown("**Top classes**")
+        st.plotly_chart(cf.topk_bar(pred.top_k, pred.class_names), width="stretch", key=f"{key}.topk")
+    if len(pred.starts) > 1:
+        with st.expander("Probabilities per window", expanded=pred.signal_kind == "imu"):
+            st.plotly_chart(cf.window_probabilities(pred.starts / pred.sample_rate, pred.window_probs,
+                                                    pred.class_names), width="stretch", key=f"{key}.wprobs")
+    if pred.attention:
+        attention_section(predictor, pred, key)
+    if pred.saliency:
+        st.subheader("Where the model looked: Grad-CAM and saliency")
+        st.caption("This model has no attention. Grad-CAM reads the last convolutional block "
+                   f"({next((s['layer'] for s in pred.saliency if s['method'] == 'grad_cam'), 'none')}); "
+                   "input-gradient saliency is |d logit / d input|. Both are per window, scaled to max 1, "
+                   "averaged where windows overlap.")
+        st.plotly_chart(cf.saliency_curves(pred.saliency), width="stretch", key=f"{key}.sal")
+
+
+def attention_section(predictor: Predictor, pred: Prediction, key: str) -> None:
+    """Layer and head selectors, a heads-by-time heat map and one window's attention matrix."""
+    from core.explain import stitch
+    from core.infer import window_attention
+
+    st.subheader("Attention")
+    selfs = [(i, layer) for i, layer in enumerate(pred.layers) if layer.kind == "self"]
+    if not selfs:
+        return
+    c1, c2, c3 = st.columns(3)
+    names = [layer.layer for _, layer in selfs]
+    chosen = c1.selectbox("Layer", range(len(selfs)), format_func=lambda i: f"{i + 1}: {names[i]}",
+                          index=len(selfs) - 1, key=f"{key}.layer")
+    _, layer = selfs[chosen]
+    heads = ["mean of heads"] + [f"head {h + 1}" for h in range(layer.heads)]
+    head = c2.selectbox("Head", range(len(heads)), format_func=lambda i: heads[i], key=f"{key}.head")
+    spans = predictor.spans(layer.n_tokens)
+    start_s = pred.starts / pred.sample_rate
+    rows, labels = [], []
+    times, rollout = stitch(layer.rollout, spans, start_s, pred.duration)
+    rows.append(rollout)
+    labels.append(f"rollout to layer {chosen + 1}")
+    for h in range(layer.heads):
+        rows.append(stitch(layer.received[:, h, :], spans, start_s, pred.duration)[1])
+        labels.append(f"head {h + 1}")
+    st.plotly_chart(cf.attention_over_time(times, np.array(rows), labels,
+                                           "Attention each second receives (mean over queries; 1 = uniform)"),
+                    width="stretch", key=f"{key}.heads")
+    st.caption(f"{layer.heads} heads, {layer.shape[0]}×{layer.shape[1]} attention per window"
+               + (" (a CLS token at index 0 is left out of the time axis)" if layer.has_cls else "")
+               + f"; one token ≈ {spans[0, 1] - spans[0, 0] if len(spans) == 1 else (spans[1, 0] - spans[0, 0]):.3f} s."
+               " Rollout multiplies the head-averaged attention (plus identity) of every layer up to this one and "
+               "reads it where the model summarizes (CLS token, pooling weights or the mean).")
+    best = int(pred.window_probs.max(axis=1).argmax())
+    window = best
+    if len(pred.starts) > 1:
+        window = c3.slider("Window", 1, len(pred.starts), best + 1, key=f"{key}.window",
+                           help="the matrix below is this window's; defaults to the most confident one") - 1
+    full = window_attention(predictor, pred, window)
+    matrices = [f for f in full if f.kind == "self"][chosen].weights_full[0]  # (H, T, T)
+    matrix = matrices.mean(axis=0) if head == 0 else matrices[head - 1]
+    cls = int(layer.has_cls)
+    token_times = pred.starts[window] / pred.sample_rate + (spans[:, 0] + spans[:, 1]) / 2
+    st.plotly_chart(cf.attention_matrix(matrix[cls:, cls:], token_times,
+                                        f"Window {window + 1} ({token_times[0]:.2f}–{token_times[-1]:.2f} s): "
+                                        f"{heads[head]}, layer {chosen + 1}"),
+                    width="stretch", key=f"{key}.matrix")
+
+
+def _mime(data: bytes) -> str:
+    from core.infer import upload_suffix
+
+    return {".wav": "audio/wav", ".flac": "audio/flac", ".ogg": "audio/ogg", ".mp3": "audio/mpeg"}.get(
+        upload_suffix(data), "audio/wav")

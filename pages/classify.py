@@ -1,0 +1,94 @@
+"""Classify: drop a recording (or several) on a trained run; see what it predicts and where it looked."""
+import streamlit as st
+
+from core.infer import MAX_AUDIO_SECONDS, MAX_UPLOAD_BYTES
+from dashboard import classify_parts as parts
+from dashboard.engine import engine
+from dashboard.parts import run_label
+from dashboard.router import require_router
+
+require_router()
+st.title("Classify")
+st.caption("Pick a trained run, give it a recording, and see the prediction over time and where the model looked.")
+eng = engine()
+store = eng.store
+parts.demo_panel(eng)
+runs = parts.classifiable_runs(store)
+if not runs:
+    st.info("No trained model yet: train the demo models above, or a run on Train.")
+    st.stop()
+
+by_id = {r["id"]: r for r in runs}
+ids = list(by_id)
+default = next((i for i, r in by_id.items() if r["name"] == "demo-audio"), ids[0])
+run_id = st.selectbox("Model", ids, index=ids.index(default), key="classify.run",
+                      format_func=lambda i: run_label(by_id[i]))
+try:
+    predictor = parts.predictor_for(store, by_id[run_id])
+except Exception as e:  # noqa: BLE001 - a broken run folder is a message, not a crash
+    st.error(f"Run {run_id} cannot be loaded: {e}")
+    st.stop()
+st.caption(predictor.describe() + f" · checkpoint {predictor.checkpoint.name if predictor.checkpoint else '?'} "
+           f"(epoch {predictor.epoch})")
+
+audio = predictor.signal == "audio"
+c1, c2, c3 = st.columns(3)
+hop = c1.number_input("Hop between windows (s)", min_value=0.02, max_value=60.0, step=0.05,
+                      value=round(predictor.stride / predictor.sample_rate, 3), key=f"classify.hop.{run_id}",
+                      help=f"windows are the run's {predictor.window_seconds:g} s; a smaller hop gives a finer "
+                           "timeline and costs more")
+aggregate = c2.radio("Combine windows by", ["mean", "vote"], horizontal=True, key="classify.aggregate",
+                     format_func=lambda a: "mean log-probability" if a == "mean" else "majority vote")
+top_k = c3.slider("Top classes shown", 1, max(1, min(10, len(predictor.class_names))),
+                  min(3, len(predictor.class_names)), key="classify.topk")
+
+limit = (f"up to {MAX_UPLOAD_BYTES // 2**20} MiB per file"
+         + (f" and {MAX_AUDIO_SECONDS / 60:g} min of audio" if audio else ""))
+kinds = ["wav", "flac", "ogg", "mp3"] if audio else ["csv", "gz", "tsv", "txt"]
+upload_tab, mic_tab = st.tabs(["Upload files", "Record from the microphone"])
+with upload_tab:
+    files = st.file_uploader(
+        ("WAV/FLAC/OGG/MP3 recordings" if audio else f"IMU CSV with columns {', '.join(predictor.channel_names)}")
+        + f" — several files give a batch table; {limit}", type=kinds, accept_multiple_files=True,
+        max_upload_size=MAX_UPLOAD_BYTES // 2**20, key=f"classify.files.{predictor.signal}")
+with mic_tab:
+    recorded = None
+    if audio:
+        recorded = st.audio_input("Record a clip", sample_rate=int(predictor.sample_rate), key="classify.mic")
+    else:
+        st.caption("The microphone records audio; this run classifies IMU CSVs.")
+
+uploads = [(f.name, f.size, f) for f in files or []]
+if recorded is not None:
+    uploads.append(("microphone.wav", recorded.size, recorded))
+if not uploads:
+    st.info(f"Upload {'a recording' if audio else 'an IMU CSV'} to classify it ({limit}). "
+            + ("Try one from data/fsdd/recordings." if audio else "Try data/hapt (one subject's rows)."))
+    st.stop()
+
+items = []
+with st.spinner("Classifying…"):
+    for name, size, handle in uploads:
+        if size > MAX_UPLOAD_BYTES:  # refused before reading it
+            items.append(parts.Item(name, b"", error=f"{name}: {size / 2**20:.1f} MiB is over the "
+                                                     f"{MAX_UPLOAD_BYTES // 2**20} MiB upload limit"))
+            continue
+        items.append(parts.classify_cached(predictor, handle.getvalue(), name, float(hop), aggregate, int(top_k)))
+
+for it in items:
+    if it.error:
+        st.error(it.error, icon=":material/error:")
+ok = [it for it in items if it.prediction is not None]
+if len(items) > 1:
+    st.subheader(f"Batch: {len(items)} files")
+    table = parts.batch_table(items)
+    st.dataframe(table, hide_index=True, width="stretch", key="classify.batch")
+    st.download_button("Download predictions (CSV)", table.to_csv(index=False).encode(), "predictions.csv",
+                       "text/csv", key="classify.csv", icon=":material/download:")
+if not ok:
+    st.stop()
+index = 0
+if len(ok) > 1:
+    index = st.selectbox("Show file", range(len(ok)), format_func=lambda i: ok[i].name, key="classify.show")
+st.subheader(ok[index].name)
+parts.show_prediction(predictor, ok[index], key=f"classify.detail.{index}")

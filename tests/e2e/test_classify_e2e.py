@@ -1,0 +1,69 @@
+"""A person trains the demo audio model, opens Classify, drops a spoken digit on it and sees
+the prediction, the class band over time and the attention heat map; bad files in the same
+batch each get a message and the page keeps working."""
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.e2e.conftest import ROOT, assert_not_blank, wait_for_app
+
+pytestmark = pytest.mark.e2e
+RECORDING = ROOT / "data" / "fsdd" / "recordings" / "3_george_0.wav"
+
+
+@pytest.fixture(scope="module")
+def demo_audio(server):
+    """The demo audio model, made by the CLI into the server's runs folder (~30 s on one thread)."""
+    env = dict(os.environ, SIGSCOPE_RUNS_DIR=str(server["runs"]), SIGSCOPE_CACHE_DIR=str(server["runs"] / "cache"))
+    done = subprocess.run([sys.executable, "-m", "core", "demo-models", "--only", "demo-audio", "--json"], cwd=ROOT,
+                          env=env, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-2000:]
+    return done.stdout
+
+
+def _upload(page, *paths: Path) -> None:
+    page.locator("[data-testid='stFileUploader'] input[type='file']").first.set_input_files([str(p) for p in paths])
+
+
+def test_classify_a_real_recording_shows_prediction_and_attention(server, page, test_output, demo_audio):
+    page.goto(server["url"] + "/classify")
+    wait_for_app(page)
+    page.get_by_text("demo-audio").first.wait_for()
+    _upload(page, RECORDING)
+    page.get_by_text("Prediction").first.wait_for(timeout=60_000)
+    page.get_by_text("Attention each second receives").first.wait_for(timeout=60_000)
+    wait_for_app(page)
+    assert page.locator("[data-testid='stMetricValue']").first.inner_text().strip().isdigit()  # a digit class
+    assert page.locator(".js-plotly-plot").count() >= 4  # signal, spectrogram, top-k, attention heat maps
+    assert page.locator("[data-testid='stAudio']").count() == 1
+    shot = test_output / "classify.png"
+    page.screenshot(path=str(shot), full_page=True)
+    assert_not_blank(shot)
+
+
+def test_a_batch_with_bad_files_lists_each_problem_and_keeps_serving(server, page, test_output, demo_audio, tmp_path):
+    fake = tmp_path / "notes.wav"
+    fake.write_text("these are my notes, not audio")
+    empty = tmp_path / "empty.wav"
+    empty.write_bytes(b"")
+    hostile = tmp_path / "..%2F..%2Fx.wav"
+    hostile.write_bytes(RECORDING.read_bytes())
+    page.goto(server["url"] + "/classify")
+    wait_for_app(page)
+    _upload(page, RECORDING, fake, empty, hostile)
+    page.get_by_text("Batch: 4 files").wait_for(timeout=60_000)
+    page.get_by_text("is not audio despite its .wav name").first.wait_for()
+    page.get_by_text("the file is empty").first.wait_for()
+    page.get_by_text("Download predictions (CSV)").wait_for()
+    wait_for_app(page)
+    shot = test_output / "classify_batch.png"
+    page.screenshot(path=str(shot), full_page=True)
+    assert_not_blank(shot)
+    page.goto(server["url"] + "/classify")  # the server is still serving
+    wait_for_app(page)
+    page.get_by_text("Upload a recording").first.wait_for()

@@ -111,7 +111,8 @@ def final_metrics_section(store: Store, runs: list[dict]) -> None:
         return ["font-weight: bold; background-color: #e3f1e6" if v == target else "" for v in values]
 
     st.markdown("**Final metrics** (best of each row in bold)")
-    st.dataframe(frame.style.apply(best, axis=1).format("{:.4f}", na_rep="—"), width="stretch")
+    st.dataframe(frame.style.apply(best, axis=1).format("{:.4f}", na_rep="—"), width="stretch",
+                 height=36 * (len(frame) + 1) + 3)  # every row visible, no inner scroll
 
 
 def config_diff_section(runs: list[dict]) -> None:

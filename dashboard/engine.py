@@ -11,6 +11,7 @@ gets a fresh engine over that folder.
 from __future__ import annotations
 
 import os
+import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -63,14 +64,31 @@ class Engine:
                 "recovered": list(self.jobs.recovered), "runs_dir": str(self.store.runs_dir)}
 
 
-def _release(engine: Engine) -> None:
-    engine.jobs.shutdown(wait=False, cancel=True)
+# Behind the cache, one engine per (runs folder, workers) for the life of the process: the
+# menu's "Clear caches" drops cache_resource entries, and a JobManager dropped that way would
+# keep training with nobody able to cancel its jobs from the pages.
+_ENGINES: dict[tuple[str, int], Engine] = {}
+_LOCK = threading.Lock()
 
 
-@st.cache_resource(show_spinner=False, on_release=_release)
+@st.cache_resource(show_spinner=False)
 def _engine_for(runs_dir: str, workers: int) -> Engine:
-    store = Store(paths.store_path(Path(runs_dir)))
-    return Engine(store=store, jobs=JobManager(store, max_workers=workers))
+    with _LOCK:
+        eng = _ENGINES.get((runs_dir, workers))
+        if eng is None:
+            store = Store(paths.store_path(Path(runs_dir)))
+            eng = _ENGINES[(runs_dir, workers)] = Engine(store=store, jobs=JobManager(store, max_workers=workers))
+        return eng
+
+
+def shutdown_engines(cancel: bool = True) -> None:
+    """Stop every engine of this process (tests; a server simply exits)."""
+    with _LOCK:
+        engines = list(_ENGINES.values())
+        _ENGINES.clear()
+    for eng in engines:
+        eng.jobs.shutdown(wait=False, cancel=cancel)
+    st.cache_resource.clear()
 
 
 def engine() -> Engine:

@@ -118,7 +118,7 @@ STATUS_COLORS = {"queued": "#7f8c8d", "running": "#2a6fb0", "completed": "#3a9d5
 def _layout(fig: go.Figure, title: str, height: int = 300, **kw) -> go.Figure:
     fig.update_layout(title=dict(text=title, x=0, xanchor="left", font=dict(size=14)), height=height,
                       margin=dict(l=10, r=10, t=40, b=10),
-                      legend=dict(orientation="h", yanchor="bottom", y=1.0, xanchor="right", x=1), **kw)
+                      legend=dict(orientation="h", yanchor="top", y=-0.22, xanchor="left", x=0), **kw)
     return fig
 
 

@@ -123,6 +123,11 @@ def _dead_units(store, run_id: str) -> None:
             grid = layer_grid(store.probe_series(run_id, key))
             st.plotly_chart(figures.layer_heatmap(*grid, title=title, colorbar="fraction", zmin=0, zmax=1,
                                                   colorscale="Reds"), width="stretch", key=f"monitor.{key}")
+            steps, layers, z = grid
+            latest = [(row[-1], layer) for row, layer in zip(z, layers) if row and row[-1] is not None]
+            if latest:
+                value, layer = max(latest)
+                st.caption(f"At step {steps[-1]}: highest {value:.1%} in `{layer}`.")
             shown = True
     if not shown:
         st.caption("No dead-unit probes yet (they appear at the first probe step; turn on the dead_relu probe on Train).")

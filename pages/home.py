@@ -39,6 +39,11 @@ def engine_status() -> None:
     c3.metric("Queued", len(s["queued"]))
     for run in s["running"] + s["queued"]:
         st.caption(run_label(run))
+    recent = [r for r in engine().store.list_runs() if r["status"] not in ("queued", "running")][:3]
+    if recent:
+        st.markdown("**Recent runs**")
+        for run in recent:
+            st.caption(run_label(run))
     if s["recovered"]:
         st.caption(f"{len(s['recovered'])} run(s) left running by an ended process were marked interrupted at start-up.")
     st.caption(f"Runs folder: `{s['runs_dir']}`")
@@ -48,4 +53,6 @@ with right:
     engine_status()
 
 st.subheader("Model zoo")
-st.dataframe(zoo_table(), hide_index=True, width="stretch")
+st.dataframe(zoo_table(), hide_index=True, width="stretch",
+             column_config={"input": st.column_config.TextColumn(width="medium"),
+                            "description": st.column_config.TextColumn(width="large")})

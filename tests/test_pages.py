@@ -11,13 +11,13 @@ import time
 from pathlib import Path
 
 import pytest
-import streamlit as st
 from streamlit.testing.v1 import AppTest
 
 from core.config import DataConfig, ModelConfig, ProbeConfig, RunConfig, TrainConfig
 from core.jobs import JobManager
 from core.models import registry
 from core.store import Store
+from dashboard.engine import shutdown_engines
 
 ROOT = Path(__file__).resolve().parents[1]
 PAGES = ["pages/home.py", "pages/build.py", "pages/train.py", "pages/monitor.py", "pages/runs.py"]
@@ -38,7 +38,7 @@ def runs_dir(tmp_path, monkeypatch):
     """An empty runs folder for this test; the engine made over it is shut down after."""
     monkeypatch.setenv("SIGSCOPE_RUNS_DIR", str(tmp_path / "runs"))
     yield tmp_path / "runs"
-    st.cache_resource.clear()  # on_release shuts the engine's JobManager down
+    shutdown_engines()
 
 
 @pytest.fixture(scope="module")
@@ -79,7 +79,7 @@ def populated(tmp_path_factory):
     statuses = {k: store.get_run(v)["status"] for k, v in ids.items()}
     assert statuses == {k: k for k in ids}, statuses
     yield {"dir": runs, "ids": ids, "store": store}
-    st.cache_resource.clear()
+    shutdown_engines()
     if old is None:
         os.environ.pop("SIGSCOPE_RUNS_DIR", None)
     else:
@@ -352,3 +352,15 @@ def test_build_renders_an_attention_model(runs_dir):
     at.selectbox(key="build.model").set_value("har_transformer").run()
     assert not at.exception
     assert metric(at, "FLOPs / batch")
+
+
+def test_one_engine_per_server_survives_clear_caches(runs_dir):
+    import streamlit as st
+
+    from dashboard.engine import engine
+
+    first = engine()
+    assert engine() is first, "every session of one server shares one engine"
+    st.cache_resource.clear()  # the menu's "Clear caches"
+    assert engine() is first, "clearing caches must not orphan running jobs"
+    assert first.jobs.status()["workers"] == 1

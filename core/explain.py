@@ -45,15 +45,17 @@ def token_spans(n_tokens: int, n_steps: int, step_seconds: float, offset: float 
 
 
 def stitch(values: np.ndarray, spans: np.ndarray, starts: np.ndarray, duration: float,
-           max_points: int = 2000) -> tuple[np.ndarray, np.ndarray]:
+           max_points: int = 2000, step: float | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Per-window curves (N, T') on the same token spans (T', 2) -> one curve over the file.
 
-    The grid step is one token (coarsened so there are at most `max_points` points);
+    The grid step is one token unless `step` (seconds) is given, coarsened so there are at
+    most `max_points` points;
     each grid point averages every window token that covers its centre. Points no window
     covers get NaN. Returns (times (G,) grid centres in seconds, values (G,))."""
     values = np.asarray(values, dtype=np.float64)
     widths = spans[:, 1] - spans[:, 0]
-    step = float(np.median(widths[widths > 0])) if np.any(widths > 0) else max(duration, 1e-3)
+    if step is None:
+        step = float(np.median(widths[widths > 0])) if np.any(widths > 0) else max(duration, 1e-3)
     step = max(step, duration / max_points)
     n = max(1, int(np.ceil(duration / step)))
     centres = np.minimum((np.arange(n) + 0.5) * step, duration)  # the last cell may be partial

@@ -228,6 +228,18 @@ class Prediction:
         known = self.window_true >= 0
         return float(np.mean(self.window_probs.argmax(axis=1)[known] == self.window_true[known]))
 
+    def class_track(self, max_points: int = 1000) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """The predicted class over time: (times (G,), class index (G,), probability (G,)); at
+        each point the class with the highest mean probability over the windows covering it."""
+        spans = np.array([[0.0, self.window_seconds]])
+        start_s = self.starts / self.sample_rate
+        step = min(self.hop_seconds, self.window_seconds) / 4
+        curves = [stitch(self.window_probs[:, k:k + 1], spans, start_s, self.duration, max_points, step)
+                  for k in range(self.window_probs.shape[1])]
+        times = curves[0][0]
+        probs = np.nan_to_num(np.stack([c[1] for c in curves]), nan=0.0)  # (K, G)
+        return times, probs.argmax(axis=0), probs.max(axis=0)
+
     def windows(self) -> list[dict]:
         out = []
         top = self.window_probs.argmax(axis=1)

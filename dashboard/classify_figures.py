@@ -123,13 +123,20 @@ def attention_over_time(times: np.ndarray, rows: np.ndarray, row_labels: list[st
     return fig
 
 
-def attention_matrix(matrix: np.ndarray, token_times: np.ndarray, title: str) -> go.Figure:
-    """One head's (or the head mean's) query x key attention for one window, in seconds."""
+def attention_matrix(matrix: np.ndarray, token_times: np.ndarray, title: str,
+                     recording_end: float | None = None) -> go.Figure:
+    """One head's (or the head mean's) query x key attention for one window over the
+    recording's seconds; a dashed line marks where the recording ends inside a padded window."""
     fig = go.Figure(go.Heatmap(z=matrix, x=token_times, y=token_times, colorscale="Viridis", zmin=0,
+                               colorbar=dict(title="weight"),
                                hovertemplate="query %{y:.2f} s → key %{x:.2f} s: %{z:.3f}<extra></extra>"))
-    fig.update_layout(height=420, margin=dict(l=10, r=10, t=40, b=10), title=title,
-                      xaxis_title="key (seconds into the window)", yaxis_title="query (seconds)",
-                      yaxis=dict(autorange="reversed", scaleanchor="x"))
+    if recording_end is not None and token_times[0] < recording_end < token_times[-1]:
+        fig.add_vline(x=recording_end, line=dict(color="white", dash="dash", width=2),
+                      annotation_text="end of recording (zero padding after)", annotation_position="top right")
+    fig.update_layout(height=460, margin=dict(l=10, r=10, t=40, b=10), title=title,
+                      xaxis_title="key (seconds)", yaxis_title="query (seconds)",
+                      xaxis=dict(range=[token_times[0], token_times[-1]]), yaxis=dict(autorange="reversed"))
+    fig.update_xaxes(constrain="domain")
     return fig
 
 

@@ -231,7 +231,7 @@ def attention_section(predictor: Predictor, pred: Prediction, key: str) -> None:
                     width="stretch", key=f"{key}.heads")
     st.caption(f"{layer.heads} heads, {layer.shape[0]}×{layer.shape[1]} attention per window"
                + (" (a CLS token at index 0 is left out of the time axis)" if layer.has_cls else "")
-               + f"; one token ≈ {spans[0, 1] - spans[0, 0] if len(spans) == 1 else (spans[1, 0] - spans[0, 0]):.3f} s."
+               + f"; one token ≈ {predictor.input_shape[-1] / layer.n_tokens * predictor.step_seconds:.3f} s."
                " Rollout multiplies the head-averaged attention (plus identity) of every layer up to this one and "
                "reads it where the model summarizes (CLS token, pooling weights or the mean).")
     best = int(pred.window_probs.max(axis=1).argmax())
@@ -246,7 +246,7 @@ def attention_section(predictor: Predictor, pred: Prediction, key: str) -> None:
     token_times = pred.starts[window] / pred.sample_rate + (spans[:, 0] + spans[:, 1]) / 2
     st.plotly_chart(cf.attention_matrix(matrix[cls:, cls:], token_times,
                                         f"Window {window + 1} ({token_times[0]:.2f}–{token_times[-1]:.2f} s): "
-                                        f"{heads[head]}, layer {chosen + 1}"),
+                                        f"{heads[head]}, layer {chosen + 1}", recording_end=pred.duration),
                     width="stretch", key=f"{key}.matrix")
 
 

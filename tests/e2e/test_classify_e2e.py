@@ -33,7 +33,7 @@ def _upload(page, *paths: Path) -> None:
 def test_classify_a_real_recording_shows_prediction_and_attention(server, page, test_output, demo_audio):
     page.goto(server["url"] + "/classify")
     wait_for_app(page)
-    page.get_by_text("demo-audio").first.wait_for()
+    page.get_by_text("audio_resnet_attention on fsdd").first.wait_for()  # demo-audio is picked by default
     _upload(page, RECORDING)
     page.get_by_text("Prediction").first.wait_for(timeout=60_000)
     page.get_by_text("Attention each second receives").first.wait_for(timeout=60_000)
@@ -41,6 +41,9 @@ def test_classify_a_real_recording_shows_prediction_and_attention(server, page, 
     assert page.locator("[data-testid='stMetricValue']").first.inner_text().strip().isdigit()  # a digit class
     assert page.locator(".js-plotly-plot").count() >= 4  # signal, spectrogram, top-k, attention heat maps
     assert page.locator("[data-testid='stAudio']").count() == 1
+    page.set_viewport_size({"width": 1400, "height": 2800})  # the whole result, attention included
+    page.get_by_text("Attention each second receives").first.scroll_into_view_if_needed()
+    wait_for_app(page)
     shot = test_output / "classify.png"
     page.screenshot(path=str(shot), full_page=True)
     assert_not_blank(shot)

@@ -86,9 +86,8 @@ def data_section(key: str) -> DataConfig:
         kw["window"] = int(c2.number_input("Window (samples)", 8, 4096, 128, key=f"{key}.window"))
         kw["stride"] = int(c3.number_input("Stride (samples)", 1, 4096, 64, key=f"{key}.stride"))
     else:
-        default_features = "stack4" if source == "fsdd" else "raw"
-        feats = list(FEATURE_HELP)
-        kw["features"] = c1.selectbox("Features", feats, index=feats.index(default_features), key=f"{key}.features",
+        feats = list(FEATURE_HELP)  # stack4 first-choice: the zoo's audio model takes spectrograms
+        kw["features"] = c1.selectbox("Features", feats, index=feats.index("stack4"), key=f"{key}.features",
                                       format_func=lambda f: f"{f}: {FEATURE_HELP[f]}")
         kw["sample_rate"] = int(c2.number_input("Sample rate (Hz)", 1000, 48000, 8000, step=1000, key=f"{key}.sr"))
         kw["clip_seconds"] = float(c3.number_input("Clip (s)", 0.1, 10.0, 1.0, step=0.1, key=f"{key}.clip"))
@@ -189,7 +188,7 @@ def train_section(key: str, supports_checkpointing: bool) -> TrainConfig:
     amp = d1.selectbox("Mixed precision", ["off", "bf16", "fp16"], key=f"{key}.amp",
                        help="fp16 needs a CUDA GPU; bf16 also works on CPU")
     clip_on = d2.toggle("Clip gradients", True, key=f"{key}.clip_on")
-    clip = float(d3.number_input("Max grad norm", 0.01, 1000.0, 1.0, key=f"{key}.clip", disabled=not clip_on))
+    clip = float(d3.number_input("Max grad norm", 0.01, 1000.0, 1.0, key=f"{key}.grad_clip", disabled=not clip_on))
     smoothing = float(d4.slider("Label smoothing", 0.0, 0.3, 0.0, 0.05, key=f"{key}.smoothing"))
     checkpointing = st.toggle("Gradient checkpointing", False, key=f"{key}.gc", disabled=not supports_checkpointing,
                               help="recompute block activations in backward: less memory, more compute"

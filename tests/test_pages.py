@@ -249,6 +249,33 @@ def test_train_refuses_an_unloadable_data_path(runs_dir):
     assert at.button(key="train.submit").disabled
 
 
+def test_train_form_works_for_every_data_source(runs_dir):
+    """Each source either loads (and the model list fits its input kind) or says why not."""
+    from core.data import list_sources
+
+    at = open_page("pages/train.py")
+    for source in list_sources():
+        at.selectbox(key="train.source").set_value(source["name"]).run()
+        assert not at.exception, (source["name"], [e.message for e in at.exception])
+        refused = [e.value for e in at.error if "cannot be loaded" in e.value]
+        if refused:
+            assert source["default_data"].startswith("none"), (source["name"], refused)
+            assert at.button(key="train.submit").disabled
+            continue
+        kinds = {registry.spec(m).input_kind for m in at.selectbox(key="train.model").options}
+        summary = next(c.value for c in at.caption if "train /" in c.value)
+        assert len(kinds) == 1 and f"input {kinds.pop()}" in summary, (source["name"], summary)
+    at.selectbox(key="train.source").set_value("fsdd").run()
+    at.selectbox(key="train.features").set_value("mfcc").run()
+    assert not at.exception
+    assert "audio_resnet_attention" not in at.selectbox(key="train.model").options  # MFCC rows are IMU-like
+    at.selectbox(key="train.features").set_value("raw").run()  # waveforms: the zoo may have no model for them
+    kinds = {registry.spec(m).input_kind for m in registry.list_models()}
+    if "waveform" not in kinds:
+        assert any("no model in the zoo takes waveform input" in e.value for e in at.error)
+        assert at.button(key="train.submit").disabled
+
+
 def _hparam_script(model: str) -> None:
     """AppTest script: the widgets of one model and the RunConfig they make."""
     import streamlit as st

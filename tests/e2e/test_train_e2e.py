@@ -62,20 +62,20 @@ def test_build_a_small_model_and_train_it_on_hapt(server, page, test_output):
     assert "Train" in page.title() or page.url.endswith("/train")
     page.get_by_text("UCI HAPT smartphone IMU").first.wait_for()  # the bundled real data is the default
     epochs = page.get_by_role("spinbutton", name="Epochs", exact=True)
-    epochs.fill("3")
+    epochs.fill("40")
     epochs.press("Enter")
     wait_for_app(page)
     name = page.get_by_role("textbox", name="Run name (optional)")
     name.fill("e2e watched")
     name.press("Enter")
     wait_for_app(page)
-    page.get_by_text("Learning rate this config will follow (3 epochs").wait_for()
+    page.get_by_text("Learning rate this config will follow (40 epochs").wait_for()
     screenshot(page, test_output / "train.png")
     page.get_by_role("button", name="Start training").click()
     page.get_by_text("Queued run").wait_for()
     run_id = queued_run_id(page)
     cfg = store_of(server).get_run(run_id)["config"]
-    assert (cfg["data"]["source"], cfg["model"]["name"], cfg["train"]["epochs"]) == ("hapt", "resnet1d", 3)
+    assert (cfg["data"]["source"], cfg["model"]["name"], cfg["train"]["epochs"]) == ("hapt", "resnet1d", 40)
     assert cfg["model"]["hparams"]["num_stages"] == 1, "Build's choices reached the run"
     STATE["watched"] = run_id
 
@@ -135,7 +135,7 @@ def test_cancel_a_second_run_from_the_queue(server, page, test_output):
 
 def test_both_runs_are_on_runs(server, page, test_output):
     watched, cancelled = STATE["watched"], STATE["cancelled"]
-    assert wait_status(server, watched, ("completed",), timeout=120) == "completed"
+    assert wait_status(server, watched, ("completed",), timeout=300) == "completed"
     page.goto(server["url"] + "/runs")
     wait_for_app(page)
     for run_id, status in ((watched, "completed"), (cancelled, "cancelled")):

@@ -1,0 +1,242 @@
+"""bench/accuracy.py without its long runs: protocol configs and splits, one tiny real run
+through the store, the markdown report from result JSON, and PNG export in Chromium."""
+from __future__ import annotations
+
+import importlib.util
+import re
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _load(name: str, path: Path):
+    spec = importlib.util.spec_from_file_location(name, path)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+accuracy = _load("accuracy_bench", ROOT / "bench" / "accuracy.py")
+figures_png = _load("figures_png", ROOT / "bench" / "figures_png.py")
+
+from core.config import RunConfig  # noqa: E402
+from core.data.examples import Examples  # noqa: E402
+from core.data.splits import split_indices  # noqa: E402
+
+HAPT_SUBJECT_PROTOCOLS = ("hapt6_subject", "hapt6_subject_best", "hapt12_subject")
+
+
+def test_every_protocol_gives_valid_run_configs_with_distinct_names():
+    names = []
+    for p in accuracy.PROTOCOLS.values():
+        modes = [False] + ([True] if p.quick is not None else [])
+        for quick in modes:
+            for fold, cfg in accuracy.protocol_configs(p, quick=quick):
+                assert isinstance(cfg, RunConfig)
+                assert RunConfig.from_json(cfg.to_json()) == cfg
+                names.append(cfg.name)
+    assert len(names) == len(set(names)), "two runs of the benchmark would share a name"
+
+
+@pytest.mark.parametrize("name", HAPT_SUBJECT_PROTOCOLS)
+def test_hapt_subject_protocols_hold_out_subjects_20_to_25(name):
+    (fold, cfg), = accuracy.protocol_configs(accuracy.PROTOCOLS[name])
+    d = cfg.data
+    assert (d.source, d.split, d.window, d.stride, d.options["full"]) == ("hapt", "subject", 128, 64, True)
+    assert d.options["classes"] == ("all12" if name == "hapt12_subject" else "basic6")
+    assert sorted(map(int, d.test_groups)) == list(range(20, 26))
+    assert set(map(int, d.val_groups)) <= set(range(1, 20)) and d.val_groups
+    # the split module puts exactly those subjects in each split, and none in two
+    groups = np.repeat([str(s) for s in range(1, 26)], 4)
+    ex = Examples(x=np.zeros((len(groups), 6, 8), np.float32), y=np.arange(len(groups)) % 6, groups=groups,
+                  ids=np.arange(len(groups)).astype(str), class_names=[str(i) for i in range(6)],
+                  channel_names=["c"] * 6, sample_rate=50.0, signal="imu")
+    train, val, test = (set(groups[i].tolist()) for i in split_indices(ex, d))
+    assert test == {str(s) for s in range(20, 26)}
+    assert val == set(d.val_groups)
+    assert train == {str(s) for s in range(1, 20)} - val
+    assert not (train & val or train & test or val & test)
+
+
+def test_random_split_protocol_differs_from_the_subject_one_only_in_the_split():
+    (_, subject), = accuracy.protocol_configs(accuracy.PROTOCOLS["hapt6_subject"])
+    (_, random_), = accuracy.protocol_configs(accuracy.PROTOCOLS["hapt6_random"])
+    assert random_.data.split == "random" and not random_.data.test_groups
+    assert accuracy.PROTOCOLS["hapt6_random"].target is None
+    assert random_.model == subject.model and random_.data.window == subject.data.window
+    assert random_.data.options == subject.data.options
+
+
+def test_fsdd_leave_one_speaker_out_holds_each_real_speaker_out_once():
+    folds = accuracy.protocol_configs(accuracy.PROTOCOLS["fsdd_loso"])
+    pattern = re.compile(r"\d+_([A-Za-z]+)_\d+")
+    bundled = {pattern.fullmatch(f.stem).group(1) for f in (ROOT / "data" / "fsdd" / "recordings").glob("*.wav")}
+    assert sorted(label for label, _ in folds) == sorted(bundled) == sorted(accuracy.FSDD_SPEAKERS)
+    for label, cfg in folds:
+        assert cfg.data.split == "subject" and cfg.data.test_groups == [label] and cfg.data.options["full"]
+        assert label not in cfg.data.val_groups
+        if not cfg.data.val_groups:  # no validation speaker: all four others train
+            assert cfg.data.val_fraction == 0.0
+
+
+def test_fixed_split_protocols_and_targets():
+    for name, target in (("fsdd_fixed", 0.99), ("uea_basicmotions", 0.95), ("uea_japanesevowels", 0.95)):
+        (_, cfg), = accuracy.protocol_configs(accuracy.PROTOCOLS[name])
+        assert cfg.data.split == "fixed"
+        assert accuracy.PROTOCOLS[name].target == target
+
+
+def test_model_override_takes_a_preset_or_a_zoo_model_only_where_selectable():
+    best = accuracy.PROTOCOLS["hapt6_subject_best"]
+    (_, cfg), = accuracy.protocol_configs(best, model="resnet1d")
+    assert cfg.model.name == "resnet1d" and cfg.model.hparams == {}
+    assert cfg.data.test_groups == accuracy.HAPT_TEST_SUBJECTS
+    (_, cfg), = accuracy.protocol_configs(best, model="hapt_har_transformer")
+    assert cfg.model.name == "har_transformer"
+    assert "--model resnet1d" in best.command(model="resnet1d")
+    with pytest.raises(accuracy.ConfigError, match="neither a preset nor a zoo model"):
+        accuracy.protocol_configs(best, model="no_such_model")
+    (_, cfg), = accuracy.protocol_configs(accuracy.PROTOCOLS["hapt6_subject"], model="resnet1d")
+    assert cfg.model.name == "har_transformer"  # not selectable: the preset's model stays
+
+
+def test_quick_hapt_split_on_the_bundled_sample_keeps_subjects_apart():
+    from core.data import load
+
+    (_, cfg), = accuracy.protocol_configs(accuracy.PROTOCOLS["hapt6_subject"], quick=True)
+    assert not cfg.data.options.get("full")
+    groups = load(cfg.data).info["split_groups"]
+    train, val, test = (set(groups[k]) for k in ("train", "val", "test"))
+    assert test == {"4"} and val == {"3"} and train == {"1", "2"}
+
+
+def test_full_protocols_refuse_in_one_line_when_shared_data_is_absent(tmp_path, monkeypatch, capsys):
+    monkeypatch.setattr(accuracy, "SHARED_DATA", tmp_path / "nowhere")
+    line = accuracy.missing_data(accuracy.PROTOCOLS["hapt6_subject"])
+    assert "../shared/data/hapt/hapt_subjects01-25.csv.gz" in line and "\n" not in line
+    assert accuracy.missing_data(accuracy.PROTOCOLS["hapt6_subject"], quick=True) == ""
+    assert accuracy.missing_data(accuracy.PROTOCOLS["uea_basicmotions"]) == ""  # aeon ships it
+    assert accuracy.main(["--only", "fsdd_fixed,hapt12_subject", "--runs-dir", str(tmp_path / "runs")]) == 2
+    err = capsys.readouterr().err
+    assert "fsdd_fixed: skipped" in err and "hapt12_subject: skipped" in err
+
+
+def test_unknown_protocol_is_refused_with_the_known_names(capsys):
+    assert accuracy.main(["--only", "mnist"]) == 2
+    assert "hapt6_subject" in capsys.readouterr().err
+
+
+def test_one_real_run_lands_in_the_store_and_yields_every_reported_number(tmp_path):
+    from core.store import Store
+
+    cfg, _ = accuracy.preset_config("uea_basicmotions")
+    cfg = cfg.with_overrides({"name": "accuracy-test", "train.epochs": 2, "train.probes.enabled": False,
+                              "model.name": "resnet1d", "model.hparams": {"base_channels": 8, "num_stages": 1}})
+    store = Store(tmp_path / "sigscope.db")
+    run = accuracy.execute_run(store, cfg)
+    assert run["status"] == "completed", run
+    assert store.get_run(run["run_id"])["status"] == "completed"
+    assert 0.0 <= run["accuracy"] <= 1.0 and 0.0 <= run["macro_f1"] <= 1.0
+    confusion = np.array(run["confusion"])
+    assert confusion.shape == (4, 4) and confusion.sum() == run["split_sizes"]["test"] == 40
+    assert np.trace(confusion) / confusion.sum() == pytest.approx(run["accuracy"])
+    assert run["per_class"]["class_names"] and len(run["per_class"]["f1"]) == 4
+    assert run["curves"]["epoch"] == [1, 2] and len(run["curves"]["val_accuracy"]) == 2
+    assert run["epochs"] == 2 and run["seconds_per_epoch"] > 0
+    assert run["params"] > 0 and run["flops"] > 0
+
+
+# ---------------------------------------------------------------------------- report
+def _result(name: str = "hapt6_subject", accuracy_value: float = 0.9612, **extra) -> dict:
+    p = accuracy.PROTOCOLS[name]
+    classes = ["WALKING", "SITTING", "LAYING"]
+    result = {
+        "protocol": name, "title": p.title, "data": p.data, "split": p.split, "mode": "full",
+        "preset": p.preset, "preset_source": "core.presets", "target": p.target, "command": p.command(),
+        "date": "2026-11-23T10:00:00+00:00",
+        "machine": {"cpu": "AMD EPYC", "cores": 2, "torch_threads": 2, "torch": "2.13.0+cpu", "python": "3.11.7"},
+        "model": "har_transformer", "params": 721215, "flops": 201195072, "seconds_per_epoch": 12.5,
+        "epochs": 40, "epochs_configured": 40, "accuracy": accuracy_value, "macro_f1": 0.955,
+        "confusion": [[50, 2, 0], [3, 40, 7], [0, 1, 60]],
+        "per_class": {"class_names": classes, "precision": [0.94, 0.93, 0.9], "recall": [0.96, 0.8, 0.98],
+                      "f1": [0.95, 0.86, 0.94], "support": [52, 50, 61]},
+        "curves": {"epoch": [1, 2, 3], "train_loss": [1.2, 0.7, 0.5], "val_loss": [1.0, 0.8, 0.6],
+                   "train_accuracy": [0.5, 0.8, 0.9], "val_accuracy": [0.6, 0.75, 0.85]},
+        "run_ids": ["20261123-100000-abcdef"], "runs_dir": "runs/accuracy",
+        "figures": {"curves": f"{name}-curves.png", "confusion": f"{name}-confusion.png"},
+    }
+    result["result"] = accuracy.verdict(accuracy_value, p.target)
+    result.update(extra)
+    return result
+
+
+def test_verdict_against_the_target():
+    assert accuracy.verdict(0.95, 0.95) == "PASS"
+    assert accuracy.verdict(0.9499, 0.95) == "FAIL"
+    assert accuracy.verdict(None, 0.95) == "FAIL"
+    assert accuracy.verdict(0.5, None) == "-"
+
+
+def test_report_from_result_json_has_the_table_commands_sections_and_keeps_notes(tmp_path):
+    results, md = tmp_path / "results", tmp_path / "RESULTS.md"
+    accuracy.write_json(_result(), results)
+    accuracy.write_json(_result("hapt6_random", 0.991), results)
+    accuracy.write_json({**_result("fsdd_fixed"), "mode": "quick"}, results)  # quick results stay out
+    accuracy.write_report(results, md)
+    text = md.read_text()
+    header = "| " + " | ".join(accuracy.TABLE_HEADER) + " |"
+    assert header in text
+    row = next(line for line in text.splitlines() if line.startswith("| hapt6_subject |"))
+    cells = [c.strip() for c in row.strip("|").split("|")]
+    assert cells[3:] == ["har_transformer", "721.2 k", "201.2 M", "12.50", "40", "0.9612", "0.9550", ">= 0.95",
+                         "PASS"]
+    assert "| hapt6_random |" in text and "| fsdd_fixed |" in text and "not run yet" in text
+    assert ".venv/bin/python bench/accuracy.py --only hapt6_subject" in text
+    assert "![hapt6_subject confusion matrix](results/hapt6_subject-confusion.png)" in text
+    assert "| SITTING | 0.930 | 0.800 | 0.860 | 50 |" in text
+    assert "AMD EPYC, 2 cores" in text and "torch 2.13.0+cpu" in text
+    # the lead's discussion survives a regeneration
+    md.write_text(text.replace(accuracy.NOTES_PLACEHOLDER, "Random windows leak the subject's gait."))
+    accuracy.write_json(_result(accuracy_value=0.94), results)
+    accuracy.write_report(results, md)
+    again = md.read_text()
+    assert "Random windows leak the subject's gait." in again
+    assert "| hapt6_subject |" in again and "0.9400" in again and "FAIL" in again
+
+
+def test_fold_protocol_report_lists_every_fold(tmp_path):
+    folds = [{"fold": s, "run_id": f"run-{s}", "accuracy": 0.9 + i / 100, "macro_f1": 0.9, "epochs": 40,
+              "seconds_per_epoch": 3.0, "curves": {"epoch": [1], "train_loss": [1.0]}}
+             for i, s in enumerate(accuracy.FSDD_SPEAKERS)]
+    accuracy.write_json(_result("fsdd_loso", 0.92, folds=folds, pooled_accuracy=0.921, epochs=[40] * 5), tmp_path)
+    text = accuracy.render_report(accuracy.load_results(tmp_path), "notes")
+    for s in accuracy.FSDD_SPEAKERS:
+        assert f"| {s} |" in text
+    assert "pooled over all folds 0.9210" in text and "40 x5" in text
+
+
+def test_pooled_per_class_from_a_summed_confusion():
+    pc = accuracy.pooled_per_class([[8, 2], [0, 10]], ["a", "b"])
+    assert pc["support"] == [10, 10]
+    assert pc["recall"] == pytest.approx([0.8, 1.0]) and pc["precision"] == pytest.approx([1.0, 10 / 12])
+
+
+@pytest.mark.skipif(not figures_png.chromium_available(), reason=figures_png.why_unavailable() or "no chromium")
+def test_figures_render_to_readable_pngs(tmp_path):
+    from PIL import Image, ImageStat
+
+    result = _result()
+    with figures_png.PngRenderer() as png:
+        names = accuracy.write_figures(result, tmp_path, png)
+    for kind in ("curves", "confusion"):
+        img = Image.open(tmp_path / names[kind])
+        assert img.width > 400 and img.height > 250
+        assert ImageStat.Stat(img.convert("L")).stddev[0] > 10, f"{kind} PNG looks blank"
+    wide = Image.open(tmp_path / names["curves"])
+    assert wide.width > wide.height  # loss and accuracy side by side
+    assert names == {"curves": "hapt6_subject-curves.png", "confusion": "hapt6_subject-confusion.png"}

@@ -75,6 +75,10 @@ class DataConfig(_Config):
     test_fraction: float = 0.2
     test_groups: list = field(default_factory=list)  # subjects/speakers held out when split="subject"
     val_groups: list = field(default_factory=list)
+    # split="subject": "groups" = validation is whole held-out groups too; "examples" = a stratified
+    # val_fraction of the training groups' examples (keeps every non-test group for training, e.g.
+    # leave-one-speaker-out over 5 speakers)
+    val_from: str = "groups"
     split_seed: int = 0
     augment: list = field(default_factory=list)  # list of AugmentConfig dicts
     max_examples: int | None = None  # cap (quick runs, tests)

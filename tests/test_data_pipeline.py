@@ -78,6 +78,16 @@ def test_subject_split_honours_named_test_groups():
         data.load(DataConfig(split="subject", test_groups=["nobody"]))
 
 
+def test_leave_one_group_out_can_validate_on_the_training_groups():
+    bundle = data.load(DataConfig(split="subject", test_groups=["s01"], val_from="examples", val_fraction=0.2))
+    assert set(bundle.test.groups) == {"s01"}
+    assert set(bundle.train.groups) == set(bundle.val.groups) == set(bundle.train.groups) - {"s01"}
+    assert not set(bundle.train.ids.tolist()) & set(bundle.val.ids.tolist())
+    assert abs(len(bundle.val) / (len(bundle.train) + len(bundle.val)) - 0.2) < 0.05
+    with pytest.raises(data.DataError, match="val_from"):
+        data.load(DataConfig(split="subject", val_from="speakers"))
+
+
 def test_window_labels_majority_drop_mixed_and_unlabeled():
     labels = np.array([0] * 6 + [1] * 2 + [-1] * 4)
     starts, label, keep = window_labels(labels, window=4, stride=2, mode="majority")

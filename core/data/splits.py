@@ -6,7 +6,8 @@
 - "stratified": the same fractions within every class.
 - "subject":    whole groups (subjects/speakers) go to one split; `test_groups`/`val_groups`
                 name them, otherwise groups are drawn (seeded) until the fractions are met.
-                No group is ever in two splits.
+                No group is ever in two splits — except with val_from="examples", where
+                validation is a stratified fraction of the training groups (test groups stay unseen).
 - "fixed":      the source's standard test set (FSDD takes 0-4, UEA TEST file) or the ids in
                 options["test_list"]; validation is then stratified out of the rest.
 """
@@ -93,7 +94,16 @@ def _by_group(ex: Examples, cfg: DataConfig, rng):
             total += size[g]
         return taken
 
+    if cfg.val_from not in ("groups", "examples"):
+        raise DataError(f"val_from={cfg.val_from!r}; use 'groups' (whole held-out groups) or 'examples' "
+                        "(a stratified fraction of the training groups)")
     test_groups = draw(test_groups, cfg.test_fraction)
+    if cfg.val_from == "examples":
+        if val_groups:
+            raise DataError("val_groups and val_from='examples' both choose the validation set; give one")
+        rest = np.flatnonzero(~np.isin(groups, test_groups))
+        train, val, _ = _stratified(rest, ex.y, cfg.val_fraction, 0.0, rng)
+        return train, val, np.flatnonzero(np.isin(groups, test_groups))
     val_groups = draw(val_groups, cfg.val_fraction)
     test = np.flatnonzero(np.isin(groups, test_groups))
     val = np.flatnonzero(np.isin(groups, val_groups))

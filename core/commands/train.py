@@ -2,6 +2,7 @@
 
     python -m core train --config run.json
     python -m core train --model har_transformer --dataset hapt --epochs 20 --set dim=64 --set optim.lr=3e-4
+    python -m core train --preset hapt_har_transformer --set train.epochs=5   # a named preset (`python -m core presets`)
     python -m core train --resume RUN_ID          # continue a stopped run from its last checkpoint
 
 `--set key=value` takes dotted config keys (train.batch_size=32, data.options.classes="all");
@@ -22,6 +23,8 @@ def add_parser(subparsers) -> None:
     p = subparsers.add_parser("train", help="train one run in the foreground (stored in the run store)",
                               description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--config", help="a RunConfig JSON file")
+    p.add_argument("--preset", help="start from a named preset (see `python -m core presets`); "
+                                    "flags and --set apply on top")
     p.add_argument("--model", help="zoo model name (see `python -m core models list`)")
     p.add_argument("--dataset", help="data source, e.g. synthetic_imu, hapt, fsdd")
     p.add_argument("--epochs", type=int)
@@ -35,8 +38,15 @@ def add_parser(subparsers) -> None:
 
 
 def build_config(args: argparse.Namespace) -> RunConfig:
-    """The RunConfig the arguments describe (config file, then flags, then --set)."""
-    if args.config:
+    """The RunConfig the arguments describe (config file or preset, then flags, then --set)."""
+    preset = getattr(args, "preset", None)
+    if args.config and preset:
+        raise ConfigError("give --config or --preset, not both (use --set to change a preset's values)")
+    if preset:
+        from core.presets import get
+        cfg = get(preset).config
+        cfg.name = preset  # the run is named after its preset unless --name says otherwise
+    elif args.config:
         path = Path(args.config)
         if not path.is_file():
             raise ConfigError(f"--config {path}: no such file")

@@ -1,0 +1,183 @@
+"""Named run presets: complete RunConfigs that are known to train well, one per task.
+
+    from core import presets
+    cfg = presets.get("hapt_har_transformer").config                # a RunConfig
+    cfg = cfg.with_overrides({"data.options.full": True})           # the full 25-subject data
+    [p.name for p in presets.list_presets()]
+
+Every preset reads the BUNDLED real sample by default (data.path None, no options.full),
+so it runs on any checkout; `data.options.full=true` switches HAPT and FSDD to the full
+shared datasets (../shared/data). The same presets are on the Train page ("Start from a
+preset"), the CLI (`python -m core train --preset NAME [--set key=value ...]`,
+`python -m core presets`) and the accuracy benchmark (bench/accuracy.py).
+
+Values are literal on purpose: to retune a preset, edit its numbers here. Model
+hyperparameters are written out in full (every knob of the registry spec), so the
+Train page's widgets reproduce the preset exactly; tests/test_presets.py checks that
+each one is complete, loads on the bundled data and builds.
+
+Splits. HAPT uses split="subject" with no named test_groups, so whole subjects are
+drawn (seeded) for the test and validation shares: on the bundled sample (subjects
+1-4) that is one test and one validation subject, on the full data about a fifth and
+a sixth of the 25. The published protocol (subjects 20-25 test) is one override away:
+`--set 'data.test_groups=["20","21","22","23","24","25"]'` with `data.options.full=true`.
+FSDD and the UEA sets use split="fixed": their standard test sets.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from core.config import (AugmentConfig, DataConfig, EarlyStoppingConfig, ModelConfig, OptimConfig, RunConfig,
+                         ScheduleConfig, TrainConfig)
+from core.errors import ConfigError
+
+
+@dataclass(frozen=True)
+class Preset:
+    """A named, complete run config.
+
+    name: the id used on the CLI and in code (`hapt_har_transformer`).
+    title: what a person reads ("HAPT – HAR Transformer").
+    description: one or two sentences: the task, the protocol, what to expect.
+    config: the RunConfig; callers get a fresh copy from `get`, so editing it is safe.
+    """
+
+    name: str
+    title: str
+    description: str
+    config: RunConfig
+
+    def to_dict(self) -> dict:
+        return {"name": self.name, "title": self.title, "description": self.description,
+                "config": self.config.to_dict()}
+
+
+def _imu_augment(*names_p: tuple[str, float]) -> list[dict]:
+    return [AugmentConfig(name=name, p=p).to_dict() for name, p in names_p]
+
+
+def _hapt_har_transformer() -> RunConfig:
+    return RunConfig(
+        data=DataConfig(source="hapt", options={"classes": "basic6"}, window=128, stride=64,
+                        normalization="zscore", split="subject", val_fraction=0.15, test_fraction=0.2,
+                        augment=_imu_augment(("scaling", 0.5), ("jitter", 0.5))),
+        model=ModelConfig(name="har_transformer", hparams={
+            "conv_layers": 2, "hidden_ch": 15, "dim": 96, "depth": 3, "heads": 3, "mlp_dim": 1024,
+            "dropout": 0.01, "emb_dropout": 0.1, "pool": "cls", "norm_first": True}),
+        optim=OptimConfig(name="adamw", lr=1e-3, weight_decay=1e-2),
+        schedule=ScheduleConfig(name="cosine", warmup_epochs=2.0, min_lr=1e-6),
+        train=TrainConfig(epochs=40, batch_size=64, grad_clip=1.0, label_smoothing=0.1,
+                          early_stopping=EarlyStoppingConfig(enabled=False, metric="val_accuracy", mode="max",
+                                                             patience=10)),
+    )
+
+
+def _hapt_all12_se_convnext() -> RunConfig:
+    return RunConfig(
+        data=DataConfig(source="hapt", options={"classes": "all12"}, window=128, stride=64,
+                        normalization="zscore", split="subject", val_fraction=0.15, test_fraction=0.2,
+                        augment=_imu_augment(("scaling", 0.5), ("jitter", 0.5))),
+        model=ModelConfig(name="imu_se_convnext_lstm", hparams={
+            "dim": 64, "num_blocks": 3, "kernel_size": 7, "se_reduction": 8, "drop_path": 0.1,
+            "layer_scale_init": 1e-6, "dropout": 0.2, "lstm_hidden": 128, "lstm_layers": 1,
+            "bidirectional": True}),
+        optim=OptimConfig(name="adamw", lr=1e-3, weight_decay=5e-2),
+        schedule=ScheduleConfig(name="cosine", warmup_epochs=2.0, min_lr=1e-6),
+        train=TrainConfig(epochs=40, batch_size=64, grad_clip=1.0, label_smoothing=0.1,
+                          early_stopping=EarlyStoppingConfig(enabled=False, metric="val_accuracy", mode="max",
+                                                             patience=10)),
+    )
+
+
+def _fsdd_audio_resnet_attention() -> RunConfig:
+    # Waveform augmentations (pitch shift, time stretch, noise) change who seems to speak;
+    # SpecAugment masks and per-utterance normalization keep the model off one voice's level.
+    return RunConfig(
+        data=DataConfig(source="fsdd", sample_rate=8000, clip_seconds=1.0, features="stack4", n_mels=40,
+                        n_fft=256, hop_length=64, normalization="per_example", split="fixed",
+                        val_fraction=0.15,
+                        augment=[AugmentConfig(name="pitch_shift", p=0.3).to_dict(),
+                                 AugmentConfig(name="time_stretch", p=0.3).to_dict(),
+                                 AugmentConfig(name="noise", p=0.3).to_dict(),
+                                 AugmentConfig(name="spec_time_mask", p=0.5).to_dict(),
+                                 AugmentConfig(name="spec_freq_mask", p=0.5).to_dict()]),
+        model=ModelConfig(name="audio_resnet_attention", hparams={
+            "base_channels": 16, "blocks_per_stage": 1, "d_model": 64, "heads": "8,4", "ffn_mult": 2,
+            "dropout": 0.1, "norm_first": False, "pool_hidden": 64, "head_hidden": 128}),
+        optim=OptimConfig(name="adamw", lr=1e-3, weight_decay=1e-2),
+        schedule=ScheduleConfig(name="warmup_exp_cosine", warmup_epochs=0.0, min_lr=1e-6),
+        train=TrainConfig(epochs=40, batch_size=32, grad_clip=1.0, label_smoothing=0.1,
+                          early_stopping=EarlyStoppingConfig(enabled=False, metric="val_accuracy", mode="max",
+                                                             patience=10)),
+    )
+
+
+def _uea_basicmotions() -> RunConfig:
+    return RunConfig(
+        data=DataConfig(source="uea", options={"name": "BasicMotions"}, normalization="zscore", split="fixed",
+                        val_fraction=0.2),
+        model=ModelConfig(name="cnn_cbam_1d", hparams={
+            "base_channels": 32, "num_stages": 3, "kernel_size": 5, "reduction": 8, "spatial_kernel": 7,
+            "dropout": 0.2}),
+        optim=OptimConfig(name="adamw", lr=1e-3, weight_decay=1e-2),
+        schedule=ScheduleConfig(name="cosine", warmup_epochs=0.0, min_lr=1e-6),
+        train=TrainConfig(epochs=60, batch_size=16, grad_clip=1.0,
+                          early_stopping=EarlyStoppingConfig(enabled=False, metric="val_accuracy", mode="max",
+                                                             patience=10)),
+    )
+
+
+def _uea_japanesevowels() -> RunConfig:
+    return RunConfig(
+        data=DataConfig(source="uea", options={"name": "JapaneseVowels"}, normalization="zscore", split="fixed",
+                        val_fraction=0.15),
+        model=ModelConfig(name="resnet1d", hparams={
+            "base_channels": 32, "num_stages": 2, "blocks_per_stage": 2, "block": "basic", "kernel_size": 3,
+            "stem_kernel": 7, "dropout": 0.1}),
+        optim=OptimConfig(name="adamw", lr=1e-3, weight_decay=1e-2),
+        schedule=ScheduleConfig(name="cosine", warmup_epochs=0.0, min_lr=1e-6),
+        train=TrainConfig(epochs=40, batch_size=32, grad_clip=1.0,
+                          early_stopping=EarlyStoppingConfig(enabled=False, metric="val_accuracy", mode="max",
+                                                             patience=10)),
+    )
+
+
+_BUILDERS = (
+    ("hapt_har_transformer", "HAPT – HAR Transformer",
+     "Six basic activities from smartphone acc+gyro (50 Hz, 2.56 s windows, 50 % overlap), whole subjects "
+     "held out; har_transformer at its registry defaults.", _hapt_har_transformer),
+    ("hapt_all12_se_convnext", "HAPT (12 classes) – SE-ConvNeXt-LSTM",
+     "All twelve HAPT classes including the six postural transitions, subject-wise; residual SE-ConvNeXt "
+     "blocks feeding a bidirectional LSTM.", _hapt_all12_se_convnext),
+    ("fsdd_audio_resnet_attention", "FSDD – audio ResNet+attention",
+     "Spoken digits (8 kHz), standard split (takes 0-4 test); 4-plane log-mel/MFCC/Δ/ΔΔ image into a small "
+     "2-D ResNet + self-attention, with pitch/tempo/noise and SpecAugment augmentation and per-utterance "
+     "normalization.", _fsdd_audio_resnet_attention),
+    ("uea_basicmotions", "BasicMotions – CNN+CBAM",
+     "UEA BasicMotions (6-axis watch IMU, 4 activities), its TRAIN/TEST split; a 1-D CNN with CBAM attention.",
+     _uea_basicmotions),
+    ("uea_japanesevowels", "JapaneseVowels – ResNet1D",
+     "UEA JapaneseVowels (12 LPC coefficients, 9 speakers, zero-padded to 29 frames), its TRAIN/TEST split; "
+     "a residual 1-D CNN.", _uea_japanesevowels),
+)
+
+
+def _make(name: str) -> Preset:
+    for key, title, description, build in _BUILDERS:
+        if key == name:
+            return Preset(name=key, title=title, description=description, config=build())
+    raise ConfigError(f"unknown preset {name!r}; known: {', '.join(k for k, *_ in _BUILDERS)} "
+                      "(see `python -m core presets`)")
+
+
+PRESETS: dict[str, Preset] = {key: _make(key) for key, *_ in _BUILDERS}
+
+
+def list_presets() -> list[Preset]:
+    """Every preset, in display order (fresh copies: editing one changes nothing here)."""
+    return [_make(key) for key in PRESETS]
+
+
+def get(name: str) -> Preset:
+    """The preset called `name` (a fresh copy); an unknown name raises ConfigError naming the known ones."""
+    return _make(name)

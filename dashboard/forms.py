@@ -4,17 +4,26 @@ config section it describes, so the page only composes them:
 
     data = data_section("train")            # -> DataConfig
     optim = optim_section("train")          # -> OptimConfig
+
+A named preset (core.presets) fills the form: `preset_section` draws the picker and, when a
+preset is chosen, writes `widget_state(preset.config, key)` into st.session_state under the
+same keys the sections use, so every widget shows the preset's value and stays editable.
+Fields a section has no widget for (e.g. augmentation params, test_takes, betas) come from
+the section's `base` (the chosen preset's), so the form reproduces a preset exactly.
 """
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
 import streamlit as st
 
-from core.config import (AugmentConfig, DataConfig, EarlyStoppingConfig, ModelConfig, OptimConfig, ProbeConfig,
+from core.config import (AugmentConfig, DataConfig, ModelConfig, OptimConfig,
                          RunConfig, ScheduleConfig, TrainConfig)
 from core.errors import ConfigError, SigscopeError
 from core.models import registry
+from core.presets import Preset, list_presets
+from core.presets import get as get_preset
 from dashboard.widgets import hparam_form
 
 SPLIT_HELP = {"stratified": "random, keeping class proportions", "random": "random examples",
@@ -29,6 +38,9 @@ SCHEDULE_HELP = {"none": "constant learning rate (after an optional warm-up)",
                  "step": "multiply by gamma every step size epochs",
                  "warmup_exp_cosine": "seed schedule: warm-up, ×0.96 per epoch, then cosine (scaled to the epochs)",
                  "plateau": "halve when the validation loss stops improving (depends on the run)"}
+NO_PRESET = ""
+# source options the form draws a widget for; any other option is carried over from `base`
+FORM_OPTIONS = ("classes", "n_classes", "per_class", "name", "full")
 
 
 @st.cache_data(show_spinner=False)
@@ -63,8 +75,9 @@ def lr_curve_cached(config_json: str, steps_per_epoch: int) -> list[float]:
     return lr_curve(RunConfig.from_json(config_json), steps_per_epoch)
 
 
-def data_section(key: str) -> DataConfig:
-    """Source, its options, windowing or audio features, normalization, split, augmentation."""
+def data_section(key: str, base: DataConfig | None = None) -> DataConfig:
+    """Source, its options, windowing or audio features, normalization, split, augmentation.
+    base: a config (a preset's) whose fields without a widget are kept when its source is chosen."""
     specs = {s["name"]: s for s in sources()}
     names = list(specs)
     source = st.selectbox("Source", names, index=names.index("hapt") if "hapt" in names else 0,
@@ -81,6 +94,13 @@ def data_section(key: str) -> DataConfig:
     if source.startswith("synthetic"):
         options["n_classes"] = int(c1.number_input("Classes", 2, 20, 4, key=f"{key}.{source}.n_classes"))
         options["per_class"] = int(c2.number_input("Examples per class", 10, 5000, 150, key=f"{key}.{source}.per_class"))
+    if source == "uea":
+        from core.data.uea import OFFLINE
+        options["name"] = c1.selectbox("Dataset", list(OFFLINE), key=f"{key}.uea.name",
+                                       help="UEA/UCR sets aeon ships offline (ignored when a path is given)")
+    if "full" in spec["options"] and st.checkbox("Full dataset", False, key=f"{key}.{source}.full",
+                                                 help=spec["options"]["full"]):
+        options["full"] = True
     kw: dict[str, Any] = {}
     if spec["signal"] == "imu":
         kw["window"] = int(c2.number_input("Window (samples)", 8, 4096, 128, key=f"{key}.window"))
@@ -113,26 +133,33 @@ def data_section(key: str) -> DataConfig:
         for i, name in enumerate(chosen):
             p = cols[i % len(cols)].slider(f"p({name})", 0.0, 1.0, 0.5, 0.05, key=f"{key}.aug.{name}.p")
             augment.append(AugmentConfig(name=name, p=p).to_dict())
-    return DataConfig(source=source, path=path.strip() or None, options=options, split=split,
-                      val_fraction=val_fraction, test_fraction=test_fraction, normalization=normalization,
-                      augment=augment, **kw)
+    chosen = dict(source=source, path=path.strip() or None, options=options, split=split,
+                  val_fraction=val_fraction, test_fraction=test_fraction, normalization=normalization,
+                  augment=augment, **kw)
+    if base is None or base.source != source:
+        return DataConfig(**chosen)
+    chosen["options"] = {**{k: v for k, v in base.options.items() if k not in FORM_OPTIONS}, **options}
+    params = {a.name: a.params for a in base.augmentations()}
+    chosen["augment"] = [{**a, "params": dict(params.get(a["name"], {}))} for a in augment]
+    return dataclasses.replace(base, **chosen)
 
 
 def model_section(key: str, input_kind: str | None, input_shape: tuple | None,
-                  preset: dict | None = None) -> tuple[ModelConfig, str | None]:
+                  handoff: dict | None = None) -> tuple[ModelConfig, str | None]:
     """Model choice (those that take the data's input kind) and its hyperparameter widgets
     generated from the registry spec. Returns (ModelConfig, problem or None): a combination
-    the spec refuses comes back with the reason, so the form can refuse it."""
+    the spec refuses comes back with the reason, so the form can refuse it. handoff: {name, hparams}
+    to start from (Build's "Train this model")."""
     names = [n for n in registry.list_models() if input_kind is None or registry.spec(n).input_kind == input_kind]
     if not names:
         return ModelConfig(), f"no model in the zoo takes {input_kind} input"
-    preset = preset or {}
-    wanted = preset.get("name") if preset.get("name") in names else ("resnet1d" if "resnet1d" in names else names[0])
+    handoff = handoff or {}
+    wanted = handoff.get("name") if handoff.get("name") in names else ("resnet1d" if "resnet1d" in names else names[0])
     name = st.selectbox("Model", names, index=names.index(wanted), key=f"{key}.model",
                         help="only models that take this data's input kind are listed")
     spec = registry.spec(name)
     st.caption(spec.description)
-    values = preset.get("hparams") if preset.get("name") == name else None
+    values = handoff.get("hparams") if handoff.get("name") == name else None
     hparams = hparam_form(spec, f"{key}.hp", values=values, columns=3)
     try:
         resolved = spec.resolve(hparams, input_shape)
@@ -141,23 +168,26 @@ def model_section(key: str, input_kind: str | None, input_shape: tuple | None,
     return ModelConfig(name=name, hparams=resolved), None
 
 
-def optim_section(key: str) -> OptimConfig:
+def optim_section(key: str, base: OptimConfig | None = None) -> OptimConfig:
+    """Optimizer, learning rate, weight decay (momentum for SGD); other fields from `base`."""
     c1, c2, c3, c4 = st.columns(4)
     name = c1.selectbox("Optimizer", ["adamw", "adam", "sgd"], key=f"{key}.opt")
     lr = c2.number_input("Learning rate", 1e-6, 10.0, 1e-3, format="%.1e", key=f"{key}.lr")
     wd = c3.number_input("Weight decay", 0.0, 1.0, 1e-2, format="%.1e", key=f"{key}.wd")
-    momentum = 0.9
+    base = base or OptimConfig()
+    momentum = base.momentum
     if name == "sgd":
         momentum = c4.slider("Momentum", 0.0, 0.99, 0.9, 0.01, key=f"{key}.momentum")
-    return OptimConfig(name=name, lr=float(lr), weight_decay=float(wd), momentum=float(momentum))
+    return dataclasses.replace(base, name=name, lr=float(lr), weight_decay=float(wd), momentum=float(momentum))
 
 
-def schedule_section(key: str, epochs: int) -> ScheduleConfig:
+def schedule_section(key: str, epochs: int, base: ScheduleConfig | None = None) -> ScheduleConfig:
+    """Schedule and the knobs of the chosen one; fields it has no widget for come from `base`."""
     c1, c2, c3, c4 = st.columns(4)
     names = list(SCHEDULE_HELP)
     name = c1.selectbox("Schedule", names, index=names.index("cosine"), key=f"{key}.sched",
                         format_func=lambda n: n, help="; ".join(f"{k}: {v}" for k, v in SCHEDULE_HELP.items()))
-    cfg = ScheduleConfig(name=name)
+    cfg = dataclasses.replace(base, name=name) if base is not None else ScheduleConfig(name=name)
     if name != "plateau":
         cfg.warmup_epochs = float(c2.number_input("Warm-up epochs", 0.0, float(max(1, epochs)), 0.0, step=0.5,
                                                   key=f"{key}.warmup",
@@ -174,8 +204,9 @@ def schedule_section(key: str, epochs: int) -> ScheduleConfig:
     return cfg
 
 
-def train_section(key: str, supports_checkpointing: bool) -> TrainConfig:
-    """Epochs, batch, seed, device, precision, clipping, early stopping and probes."""
+def train_section(key: str, supports_checkpointing: bool, base: TrainConfig | None = None) -> TrainConfig:
+    """Epochs, batch, seed, device, precision, clipping, early stopping and probes; fields
+    without a widget (num_workers, checkpoint_every_epoch) come from `base`."""
     import torch
 
     c1, c2, c3, c4 = st.columns(4)
@@ -198,8 +229,9 @@ def train_section(key: str, supports_checkpointing: bool) -> TrainConfig:
     metric = e2.selectbox("Watch", ["val_loss", "val_accuracy", "val_macro_f1"], key=f"{key}.es_metric",
                           disabled=not es_on, help="also decides which checkpoint is 'best'")
     patience = int(e3.number_input("Patience (epochs)", 1, 100, 5, key=f"{key}.es_patience", disabled=not es_on))
-    early = EarlyStoppingConfig(enabled=es_on, metric=metric, mode="min" if metric.endswith("loss") else "max",
-                                patience=patience)
+    base = base or TrainConfig()
+    early = dataclasses.replace(base.early_stopping, enabled=es_on, metric=metric,
+                                mode="min" if metric.endswith("loss") else "max", patience=patience)
     p1, p2, p3 = st.columns([1, 1, 2])
     probes_on = p1.toggle("Live probes", True, key=f"{key}.probes_on",
                           help="per-layer gradient norms, dead units, activation stats, histograms")
@@ -208,9 +240,93 @@ def train_section(key: str, supports_checkpointing: bool) -> TrainConfig:
                                      disabled=not probes_on, help="0 = no histograms"))
     from core.train import PROBES
     chosen = p3.multiselect("Probes", list(PROBES), default=list(PROBES), key=f"{key}.probes", disabled=not probes_on)
-    probes = ProbeConfig(enabled=probes_on and bool(chosen), every_n_steps=every, histogram_every_n_steps=hist_every,
-                         probes=list(chosen))
-    return TrainConfig(epochs=epochs, batch_size=batch, seed=seed, device=device, amp=amp,
-                       grad_checkpointing=checkpointing and supports_checkpointing,
-                       grad_clip=clip if clip_on else None, label_smoothing=smoothing, early_stopping=early,
-                       probes=probes)
+    probes = dataclasses.replace(base.probes, enabled=probes_on and bool(chosen), every_n_steps=every,
+                                 histogram_every_n_steps=hist_every, probes=list(chosen))
+    return dataclasses.replace(base, epochs=epochs, batch_size=batch, seed=seed, device=device, amp=amp,
+                               grad_checkpointing=checkpointing and supports_checkpointing,
+                               grad_clip=clip if clip_on else None, label_smoothing=smoothing, early_stopping=early,
+                               probes=probes)
+
+
+# ---- presets ---------------------------------------------------------------------------------
+def widget_state(config: RunConfig, key: str) -> dict[str, Any]:
+    """Session-state values that make every widget of the sections above show `config`
+    (only the widgets that config's choices draw: e.g. momentum only for SGD)."""
+    d, m, o, s, t = config.data, config.model, config.optim, config.schedule, config.train
+    source = d.source
+    out: dict[str, Any] = {f"{key}.source": source, f"{key}.{source}.path": d.path or ""}
+    if source == "hapt":
+        out[f"{key}.hapt.classes"] = d.options.get("classes", "basic6")
+    if source.startswith("synthetic"):
+        out[f"{key}.{source}.n_classes"] = int(d.options.get("n_classes", 4))
+        out[f"{key}.{source}.per_class"] = int(d.options.get("per_class", 150))
+    if source == "uea":
+        out[f"{key}.uea.name"] = d.options.get("name", "BasicMotions")
+    signal = next((x["signal"] for x in sources() if x["name"] == source), "imu")
+    if "full" in next((x["options"] for x in sources() if x["name"] == source), {}):
+        out[f"{key}.{source}.full"] = bool(d.options.get("full", False))
+    if signal == "imu":
+        out.update({f"{key}.window": int(d.window), f"{key}.stride": int(d.stride)})
+    else:
+        out.update({f"{key}.features": d.features, f"{key}.sr": int(d.sample_rate), f"{key}.clip": float(d.clip_seconds)})
+        if d.features != "raw":
+            out.update({f"{key}.n_mels": int(d.n_mels), f"{key}.n_fft": int(d.n_fft), f"{key}.hop": int(d.hop_length)})
+    out.update({f"{key}.split": d.split, f"{key}.val": float(d.val_fraction), f"{key}.test": float(d.test_fraction),
+                f"{key}.norm": d.normalization, f"{key}.{source}.aug": [a.name for a in d.augmentations()]})
+    out.update({f"{key}.aug.{a.name}.p": float(a.p) for a in d.augmentations()})
+
+    out[f"{key}.model"] = m.name
+    spec = registry.spec(m.name)
+    hparams = spec.resolve(m.hparams)  # the widgets show every knob, defaults included
+    out.update({f"{key}.hp.{m.name}.{name}": value for name, value in hparams.items()})
+
+    es, probes = t.early_stopping, t.probes
+    out.update({f"{key}.epochs": int(t.epochs), f"{key}.batch": int(t.batch_size), f"{key}.seed": int(t.seed),
+                f"{key}.device": t.device, f"{key}.amp": t.amp, f"{key}.clip_on": t.grad_clip is not None,
+                f"{key}.smoothing": float(t.label_smoothing), f"{key}.gc": bool(t.grad_checkpointing),
+                f"{key}.es": bool(es.enabled), f"{key}.es_metric": es.metric, f"{key}.es_patience": int(es.patience),
+                f"{key}.probes_on": bool(probes.enabled), f"{key}.probe_every": int(probes.every_n_steps),
+                f"{key}.hist_every": int(probes.histogram_every_n_steps), f"{key}.probes": list(probes.probes)})
+    if t.grad_clip is not None:
+        out[f"{key}.grad_clip"] = float(t.grad_clip)
+
+    out.update({f"{key}.opt": o.name, f"{key}.lr": float(o.lr), f"{key}.wd": float(o.weight_decay)})
+    if o.name == "sgd":
+        out[f"{key}.momentum"] = float(o.momentum)
+    out[f"{key}.sched"] = s.name
+    if s.name != "plateau":
+        out[f"{key}.warmup"] = float(s.warmup_epochs)
+    if s.name == "step":
+        out.update({f"{key}.step_size": int(s.step_size), f"{key}.gamma": float(s.gamma)})
+    if s.name in ("cosine", "warmup_exp_cosine", "plateau"):
+        out[f"{key}.min_lr"] = float(s.min_lr)
+    if s.name == "plateau":
+        out.update({f"{key}.pl_patience": int(s.plateau_patience), f"{key}.pl_factor": float(s.plateau_factor)})
+    return out
+
+
+def _apply_preset(key: str) -> None:
+    """on_change of the preset picker: fill every widget of the form from the preset."""
+    name = st.session_state.get(f"{key}.preset", NO_PRESET)
+    if name == NO_PRESET:
+        return  # back to "none": the widgets keep what they show
+    preset = get_preset(name)
+    st.session_state.update(widget_state(preset.config, key))
+    st.session_state[f"{key}.name"] = preset.name
+
+
+def preset_section(key: str) -> Preset | None:
+    """"Start from a preset": the picker; choosing one fills the whole form (still editable).
+    Returns the chosen preset (its config is the `base` of the sections), or None."""
+    presets = {p.name: p for p in list_presets()}
+    name = st.selectbox("Start from a preset", [NO_PRESET, *presets], key=f"{key}.preset",
+                        format_func=lambda n: "— none —" if n == NO_PRESET else presets[n].title,
+                        on_change=_apply_preset, args=(key,),
+                        help="configs known to train well on each dataset (`python -m core presets`); "
+                             "choosing one fills every field below, which you can then change")
+    if name == NO_PRESET:
+        return None
+    preset = presets[name]
+    st.caption(f"{preset.description} Runs on the bundled sample; tick **Full dataset** for all of it. "
+               f"CLI: `python -m core train --preset {preset.name}`")
+    return preset

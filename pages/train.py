@@ -15,11 +15,13 @@ st.title("Train")
 st.caption("Runs train in the background on this server; watch them on Monitor. "
            "Every choice below becomes one run config (JSON), the same the CLI takes.")
 
-preset = st.session_state.get("handoff.model")  # set by Build's "Train this model"
+handoff = st.session_state.get("handoff.model")  # set by Build's "Train this model"
+preset = forms.preset_section("train")  # choosing one fills every field below
+base = preset.config if preset else None
 
 with st.container(border=True):
     st.subheader("Data")
-    data = forms.data_section("train")
+    data = forms.data_section("train", base.data if base else None)
     summary = forms.data_summary(data.to_dict())
     if "error" in summary:
         st.error(f"This data cannot be loaded: {summary['error']}")
@@ -30,19 +32,19 @@ with st.container(border=True):
 
 with st.container(border=True):
     st.subheader("Model")
-    model, model_problem = forms.model_section("train", summary.get("input_kind"), summary.get("input_shape"), preset)
+    model, model_problem = forms.model_section("train", summary.get("input_kind"), summary.get("input_shape"), handoff)
     if model_problem:
         st.error(f"This combination is refused: {model_problem}")
     spec = registry.spec(model.name)
 
 with st.container(border=True):
     st.subheader("Training")
-    train = forms.train_section("train", spec.supports_checkpointing)
+    train = forms.train_section("train", spec.supports_checkpointing, base.train if base else None)
 
 with st.container(border=True):
     st.subheader("Optimizer and schedule")
-    optim = forms.optim_section("train")
-    schedule = forms.schedule_section("train", train.epochs)
+    optim = forms.optim_section("train", base.optim if base else None)
+    schedule = forms.schedule_section("train", train.epochs, base.schedule if base else None)
     steps_per_epoch = steps_per_epoch_for(summary.get("n_train", 0), train.batch_size)
     problems = [p for p in (summary.get("error"), model_problem) if p]
     draft = RunConfig(data=data, model=model, optim=optim, schedule=schedule, train=train)

@@ -1,0 +1,112 @@
+"""Train page, "Start from a preset": choosing a preset fills every widget of the form so the
+shown (and submitted) run config is exactly the preset's; the fields stay editable; Build's
+"Train this model" hand-off still works beside it."""
+from __future__ import annotations
+
+import dataclasses
+
+import pytest
+
+from core import presets
+from core.config import RunConfig
+from core.store import Store
+from tests.test_pages import open_page, runs_dir, shown_config  # noqa: F401  (runs_dir is a fixture)
+
+NAMES = [p.name for p in presets.list_presets()]
+
+
+def choose(at, name: str):
+    at.selectbox(key="train.preset").set_value(name).run()
+    assert not at.exception, [e.message for e in at.exception]
+    return at
+
+
+def without_name(cfg: RunConfig) -> RunConfig:
+    return dataclasses.replace(cfg, name="")
+
+
+def test_picker_starts_at_none_and_lists_every_preset_by_title(runs_dir):
+    at = open_page("pages/train.py")
+    picker = at.selectbox(key="train.preset")
+    assert picker.value == "" and picker.options[0] == "— none —"
+    assert picker.options[1:] == [p.title for p in presets.list_presets()]
+    assert shown_config(at).data.source == "hapt", "without a preset the form keeps its own defaults"
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_choosing_a_preset_shows_exactly_its_config(runs_dir, name):
+    at = choose(open_page("pages/train.py"), name)
+    shown = shown_config(at)
+    assert without_name(shown) == presets.get(name).config
+    assert shown.name == name, "the run is named after its preset"
+    assert not any("cannot be loaded" in e.value or "refused" in e.value for e in at.error), \
+        [e.value for e in at.error]
+    assert not at.button(key="train.submit").disabled
+
+
+def test_switching_presets_refills_the_form_and_submitting_stores_the_preset(runs_dir):
+    from dashboard.engine import engine
+
+    at = choose(open_page("pages/train.py"), "fsdd_audio_resnet_attention")
+    at = choose(at, "uea_japanesevowels")
+    expected = presets.get("uea_japanesevowels").config
+    assert without_name(shown_config(at)) == expected
+    at.button(key="train.submit").click().run()
+    assert not at.exception
+    runs = Store(runs_dir / "sigscope.db").list_runs()
+    assert len(runs) == 1
+    stored = RunConfig.from_dict(runs[0]["config"])
+    assert without_name(stored) == expected and stored.name == "uea_japanesevowels"
+    engine().cancel(runs[0]["id"])
+    engine().jobs.wait(runs[0]["id"], timeout=60)
+
+
+def test_edits_after_choosing_a_preset_stick_and_keep_the_rest(runs_dir):
+    at = choose(open_page("pages/train.py"), "hapt_har_transformer")
+    at.number_input(key="train.epochs").set_value(7).run()
+    at.slider(key="train.hp.har_transformer.depth").set_value(2).run()
+    at.number_input(key="train.lr").set_value(3e-4).run()
+    at.selectbox(key="train.hapt.classes").set_value("all12").run()
+    at.slider(key="train.aug.jitter.p").set_value(0.25).run()
+    assert not at.exception
+    at.run()  # and they survive another rerun
+    shown = shown_config(at)
+    expected = presets.get("hapt_har_transformer").config.with_overrides(
+        {"train.epochs": 7, "model.hparams.depth": 2, "optim.lr": 3e-4, "data.options.classes": "all12",
+         "name": "hapt_har_transformer"})
+    expected.data.augment[1]["p"] = 0.25  # [scaling, jitter]
+    assert shown == expected
+    assert at.selectbox(key="train.preset").value == "hapt_har_transformer"
+
+
+def test_fields_without_a_widget_come_from_the_preset_and_go_when_its_source_goes(runs_dir):
+    at = choose(open_page("pages/train.py"), "fsdd_audio_resnet_attention")
+    preset = presets.get("fsdd_audio_resnet_attention").config
+    assert [a["name"] for a in shown_config(at).data.augment] == [a["name"] for a in preset.data.augment]
+    at.selectbox(key="train.source").set_value("synthetic_audio").run()
+    assert not at.exception
+    data = shown_config(at).data
+    assert data.source == "synthetic_audio" and data.augment == [] and "full" not in data.options
+
+
+def test_full_dataset_box_sets_the_option(runs_dir):
+    at = choose(open_page("pages/train.py"), "uea_basicmotions")
+    at.selectbox(key="train.source").set_value("hapt").run()
+    at.checkbox(key="train.hapt.full").check().run()
+    assert not at.exception
+    assert shown_config(at).data.options.get("full") is True  # loads or says where the full file belongs
+
+
+def test_build_handoff_still_fills_the_model_next_to_the_preset_picker(runs_dir):
+    at = open_page("pages/build.py")
+    at.selectbox(key="build.model").set_value("resnet1d").run()
+    at.slider(key="build.hp.resnet1d.num_stages").set_value(2).run()
+    at.button(key="build.to_train").click().run()
+    assert not at.exception
+    assert at.selectbox(key="train.preset").value == ""
+    cfg = shown_config(at)
+    assert cfg.model.name == "resnet1d" and cfg.model.hparams["num_stages"] == 2
+    at.switch_page("pages/train.py").run()  # AppTest reruns the page it opened; a browser stays on Train
+    assert shown_config(at).model.hparams["num_stages"] == 2
+    at = choose(at, "uea_basicmotions")  # a preset chosen afterwards takes over the whole form
+    assert without_name(shown_config(at)) == presets.get("uea_basicmotions").config

@@ -79,7 +79,7 @@ def test_edits_after_choosing_a_preset_stick_and_keep_the_rest(runs_dir):
     assert at.selectbox(key="train.preset").value == "hapt_har_transformer"
 
 
-def test_fields_without_a_widget_come_from_the_preset_and_go_when_its_source_goes(runs_dir):
+def test_changing_the_source_after_a_preset_leaves_its_data_choices_behind(runs_dir):
     at = choose(open_page("pages/train.py"), "fsdd_audio_resnet_attention")
     preset = presets.get("fsdd_audio_resnet_attention").config
     assert [a["name"] for a in shown_config(at).data.augment] == [a["name"] for a in preset.data.augment]
@@ -110,3 +110,50 @@ def test_build_handoff_still_fills_the_model_next_to_the_preset_picker(runs_dir)
     assert shown_config(at).model.hparams["num_stages"] == 2
     at = choose(at, "uea_basicmotions")  # a preset chosen afterwards takes over the whole form
     assert without_name(shown_config(at)) == presets.get("uea_basicmotions").config
+
+
+def _form_script(config_json: str) -> None:
+    """AppTest script: the Train form's sections seeded from one config, as a preset seeds them."""
+    import streamlit as st
+
+    from core.config import RunConfig
+    from core.models import registry
+    from dashboard import forms
+
+    cfg = RunConfig.from_json(config_json)
+    if "seeded" not in st.session_state:
+        st.session_state.update(forms.widget_state(cfg, "f"))
+        st.session_state["seeded"] = True
+    data = forms.data_section("f", cfg.data)
+    summary = forms.data_summary(data.to_dict())
+    model, problem = forms.model_section("f", summary.get("input_kind"), summary.get("input_shape"))
+    train = forms.train_section("f", registry.spec(model.name).supports_checkpointing, cfg.train)
+    optim = forms.optim_section("f", cfg.optim)
+    schedule = forms.schedule_section("f", train.epochs, cfg.schedule)
+    st.code(RunConfig(name=cfg.name, data=data, model=model, optim=optim, schedule=schedule, train=train).to_json(),
+            language="json")
+
+
+EDITED = {  # a preset as someone might retune it: knobs behind conditional widgets and fields without one
+    "sgd_step_no_clip": {"optim.name": "sgd", "optim.momentum": 0.8, "optim.betas": [0.8, 0.99],
+                         "schedule.name": "step", "schedule.step_size": 4, "schedule.gamma": 0.3,
+                         "train.grad_clip": None, "train.checkpoint_every_epoch": False,
+                         "train.early_stopping.enabled": True, "train.early_stopping.metric": "val_loss",
+                         "train.early_stopping.mode": "min", "train.probes.every_n_steps": 5,
+                         "data.label_mode": "drop_mixed", "data.split_seed": 3, "data.val_from": "examples",
+                         "data.augment": [{"name": "jitter", "p": 0.4, "params": {"sigma": 0.2}}]},
+    "plateau_all12": {"schedule.name": "plateau", "schedule.plateau_patience": 6, "schedule.plateau_factor": 0.25,
+                      "schedule.min_lr": 1e-5, "data.options.classes": "all12", "train.seed": 11,
+                      "train.amp": "bf16", "train.label_smoothing": 0.05, "model.hparams.pool": "mean"},
+}
+
+
+@pytest.mark.parametrize("variant", list(EDITED))
+def test_widget_state_and_section_bases_reproduce_a_config_exactly(variant):
+    from streamlit.testing.v1 import AppTest
+
+    cfg = presets.get("hapt_har_transformer").config.with_overrides(EDITED[variant])
+    at = AppTest.from_function(_form_script, args=(cfg.to_json(),), default_timeout=60)
+    at.run()
+    assert not at.exception, [e.message for e in at.exception]
+    assert RunConfig.from_json(at.code[0].value) == cfg

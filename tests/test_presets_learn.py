@@ -13,6 +13,7 @@ from __future__ import annotations
 import time
 
 import pytest
+import torch
 
 from core import presets
 from core.jobs import run_job
@@ -34,7 +35,17 @@ HAPT_CHANCE = 1 / 6  # six balanced-ish activities
 HAPT_BAR = 0.5  # measured 0.70 on this config (seeded); 3x chance, with room for BLAS differences
 
 
-def test_short_hapt_preset_run_on_bundled_real_data_beats_chance_by_far(tmp_path):
+@pytest.fixture
+def one_thread():
+    """One BLAS thread: ~23 s of CPU for this run, and it stays ~23 s when other tests or jobs
+    share the two cores (two spinning threads on a busy machine took 4x longer)."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+def test_short_hapt_preset_run_on_bundled_real_data_beats_chance_by_far(tmp_path, one_thread):
     cfg = presets.get("hapt_har_transformer").config.with_overrides(SHORT_HAPT)
     store = Store(tmp_path / "sigscope.db")
     run_id = store.create_run(cfg.to_dict(), name="hapt preset, short")

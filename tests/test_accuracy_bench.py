@@ -112,7 +112,18 @@ def test_quick_hapt_split_on_the_bundled_sample_keeps_subjects_apart():
     assert not cfg.data.options.get("full")
     groups = load(cfg.data).info["split_groups"]
     train, val, test = (set(groups[k]) for k in ("train", "val", "test"))
-    assert test == {"4"} and val == {"3"} and train == {"1", "2"}
+    assert test == {"3"} and val == {"4"} and train == {"1", "2"}
+
+
+def test_every_quick_protocol_runs_on_bundled_data_against_a_bar():
+    assert set(accuracy.QUICK_PROTOCOLS) == {"hapt6_subject", "fsdd_fixed", "uea_basicmotions"}
+    for name in accuracy.QUICK_PROTOCOLS:
+        p = accuracy.PROTOCOLS[name]
+        assert p.quick_target is not None and 0.3 < p.quick_target < p.target
+        assert accuracy.missing_data(p, quick=True) == ""
+        for _, cfg in accuracy.protocol_configs(p, quick=True):
+            assert not cfg.data.options.get("full") and cfg.train.epochs <= 20
+            assert cfg.name.startswith("accuracy-quick:")
 
 
 def test_full_protocols_refuse_in_one_line_when_shared_data_is_absent(tmp_path, monkeypatch, capsys):

@@ -407,17 +407,34 @@ def machine_info() -> dict:
     return info
 
 
+def _repo_relative(path: Path) -> str:
+    path = Path(path).resolve()
+    try:
+        return str(path.relative_to(ROOT))
+    except ValueError:
+        return str(path)
+
+
+def _load_average() -> float | None:
+    """The 1-minute load average (other jobs on the cores slow every timing), None where unknown."""
+    try:
+        return round(os.getloadavg()[0], 2)
+    except (AttributeError, OSError):
+        return None
+
+
 def run_protocol(p: Protocol, store, quick: bool = False, epochs: int | None = None,
                  model: str | None = None) -> dict:
     """Every run of protocol `p`, summarized into the result JSON (not yet written)."""
     _, preset, origin = base_config(p, model)
     target = p.quick_target if quick else p.target
     result: dict[str, Any] = {
-        "protocol": p.name, "title": p.title, "data": p.data + (" (bundled sample)" if quick else ""),
+        "protocol": p.name, "title": p.title, "data": p.data + (" (bundled sample)" if quick and p.needs else ""),
         "split": p.quick_split if quick and p.quick_split else p.split, "mode": "quick" if quick else "full",
         "preset": preset, "preset_source": origin, "target": target,
         "command": p.command(quick, epochs, model), "note": p.note,
         "date": dt.datetime.now().astimezone().isoformat(timespec="seconds"), "machine": machine_info(),
+        "load_average_before": _load_average(),
     }
     runs = []
     for label, cfg in protocol_configs(p, quick, epochs, model):
@@ -430,7 +447,8 @@ def run_protocol(p: Protocol, store, quick: bool = False, epochs: int | None = N
             break
     first = runs[0]["config"]
     result.update({"model": first["model"]["name"], "model_hparams": first["model"]["hparams"],
-                   "runs_dir": str(store.runs_dir), "run_ids": [r["run_id"] for r in runs]})
+                   "runs_dir": _repo_relative(store.runs_dir), "run_ids": [r["run_id"] for r in runs],
+                   "load_average_after": _load_average()})
     failed = [r for r in runs if r["status"] != "completed"]
     if failed:
         r = failed[0]
@@ -623,6 +641,10 @@ def render_report(results: list[dict], notes: str, figures_dir: str = "results",
         if name not in present:
             lines.append(_md_row([name, p.data, p.split, "-", "-", "-", "-", "-", "not run yet", "-",
                                   "-" if p.target is None else f">= {p.target:.3g}", "-"]))
+    counts = {v: sum(r.get("result") == v for r in results) for v in ("PASS", "FAIL", "ERROR")}
+    lines += ["", f"{counts['PASS']} PASS, {counts['FAIL']} FAIL, {counts['ERROR']} ERROR, "
+              f"{len(PROTOCOLS) - len(present & set(PROTOCOLS))} not run yet "
+              "(a protocol without a target is reported only)."]
     lines += ["", "## Reproduce", "", "```"]
     lines += [r.get("command") or PROTOCOLS[r["protocol"]].command() for r in results]
     lines += [PROTOCOLS[n].command() for n in PROTOCOLS if n not in present]
@@ -644,6 +666,10 @@ def _report_section(r: dict, figures_dir: str) -> list[str]:
               f"- Command: `{r.get('command', '-')}`; date {r.get('date', '-')}; machine "
               f"{_machine_text(r.get('machine', {}))}",
               f"- Runs: {', '.join('`' + i + '`' for i in r.get('run_ids', []))} in `{r.get('runs_dir', '-')}`"]
+    loads = [r.get("load_average_before"), r.get("load_average_after")]
+    if any(v is not None for v in loads):
+        lines.append(f"- Load average (1 min) before/after: {' / '.join('-' if v is None else f'{v:.1f}' for v in loads)} "
+                     f"on {r.get('machine', {}).get('cores', '?')} cores (timings stretch when other jobs share them)")
     if r.get("split_sizes"):
         sizes = r["split_sizes"]
         lines.append(f"- Examples: train {sizes.get('train')}, val {sizes.get('val')}, test {sizes.get('test')}")

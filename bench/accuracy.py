@@ -10,9 +10,9 @@ Without --only/--all/--report/--list it runs --quick (so `make bench` stays minu
 
 Every run is an ordinary run in a Sigscope store (`runs/accuracy/` or --runs-dir): the
 same `core.jobs.run_job` path as `python -m core train`, so the dashboard's Runs and
-Monitor pages show them. A protocol starts from a preset (`core.presets.get(name).config`;
-an inline copy stands in while core.presets is absent) and overrides only what the
-protocol fixes (data, classes, windows, split). Full protocols need ../shared/data; each
+Monitor pages show them. A protocol starts from a preset (`core.presets.get(name).config`,
+so the presets are what is reported) and overrides only what the protocol fixes (data,
+classes, windows, split). Full protocols need ../shared/data; each
 writes docs/results/<protocol>.json plus -curves.png and -confusion.png, and the report
 docs/RESULTS.md is regenerated from every JSON present (its notes section is kept).
 
@@ -41,8 +41,7 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 os.environ.setdefault("NUMBA_CACHE_DIR", str(ROOT / ".cache" / "numba"))
 
-from core.config import (AugmentConfig, DataConfig, ModelConfig, OptimConfig, ProbeConfig,  # noqa: E402
-                         RunConfig, ScheduleConfig, TrainConfig)
+from core.config import RunConfig  # noqa: E402
 from core.errors import ConfigError, SigscopeError  # noqa: E402
 from core.train.callbacks import Callback  # noqa: E402
 
@@ -161,79 +160,38 @@ QUICK_PROTOCOLS = tuple(name for name, p in PROTOCOLS.items() if p.quick is not 
 
 
 # ---------------------------------------------------------------------------- configs
-def _fallback_presets() -> dict[str, RunConfig]:
-    """Stand-ins for core.presets while it is absent (same names; core.presets wins when present)."""
-    probes = ProbeConfig(every_n_steps=50, histogram_every_n_steps=200)
-    hapt = lambda classes: DataConfig(source="hapt", options={"classes": classes}, window=128, stride=64,  # noqa: E731
-                                      split="subject")
-    uea = lambda name: DataConfig(source="uea", options={"name": name}, split="fixed", val_fraction=0.15)  # noqa: E731
-    imu_train = TrainConfig(epochs=30, batch_size=64, seed=0, probes=probes)
-    return {
-        "hapt_har_transformer": RunConfig(
-            name="HAPT – HAR Transformer", data=hapt("basic6"), model=ModelConfig(name="har_transformer"),
-            optim=OptimConfig(lr=1e-3), schedule=ScheduleConfig(name="cosine", warmup_epochs=1.0), train=imu_train),
-        "hapt_all12_se_convnext": RunConfig(
-            name="HAPT – SE-ConvNeXt-LSTM", data=hapt("all12"), model=ModelConfig(name="imu_se_convnext_lstm"),
-            optim=OptimConfig(lr=1e-3), schedule=ScheduleConfig(name="cosine", warmup_epochs=1.0), train=imu_train),
-        "fsdd_audio_resnet_attention": RunConfig(
-            name="FSDD – audio ResNet+attention",
-            data=DataConfig(source="fsdd", split="fixed", features="stack4", val_fraction=0.1,
-                            augment=[AugmentConfig("time_shift", 0.5), AugmentConfig("noise", 0.3),
-                                     AugmentConfig("spec_time_mask", 0.5), AugmentConfig("spec_freq_mask", 0.5)]),
-            model=ModelConfig(name="audio_resnet_attention"), optim=OptimConfig(lr=1e-3),
-            schedule=ScheduleConfig(name="onecycle"), train=TrainConfig(epochs=30, batch_size=32, probes=probes)),
-        "uea_basicmotions": RunConfig(
-            name="UEA – BasicMotions", data=uea("BasicMotions"), model=ModelConfig(name="resnet1d"),
-            optim=OptimConfig(lr=1e-3), train=TrainConfig(epochs=40, batch_size=16, probes=probes)),
-        "uea_japanesevowels": RunConfig(
-            name="UEA – JapaneseVowels", data=uea("JapaneseVowels"), model=ModelConfig(name="resnet1d"),
-            optim=OptimConfig(lr=1e-3), train=TrainConfig(epochs=40, batch_size=16, probes=probes)),
-    }
+def preset_config(name: str) -> RunConfig:
+    """A fresh copy of preset `name`'s config (core.presets; ConfigError names the known ones)."""
+    from core import presets
 
-
-def preset_config(name: str) -> tuple[RunConfig, str]:
-    """(config of preset `name`, where it came from: "core.presets" or "inline fallback")."""
-    try:
-        from core import presets
-    except ModuleNotFoundError as error:
-        if error.name != "core.presets":
-            raise
-        fallback = _fallback_presets()
-        if name not in fallback:
-            raise ConfigError(f"preset {name!r} is not known (core.presets is absent; inline: "
-                              f"{', '.join(fallback)})") from None
-        return fallback[name], "inline fallback (core.presets absent)"
-    return presets.get(name).config, "core.presets"
+    return presets.get(name).config
 
 
 def _needs_validation(cfg: RunConfig) -> bool:
     return cfg.schedule.name == "plateau" or cfg.train.early_stopping.enabled
 
 
-def base_config(p: Protocol, model: str | None = None) -> tuple[RunConfig, str, str]:
-    """(starting config, preset name, preset origin) of protocol `p`; `model` (model-selectable
+def base_config(p: Protocol, model: str | None = None) -> tuple[RunConfig, str]:
+    """(starting config, what it is: the preset's name) of protocol `p`; `model` (model-selectable
     protocols only) is a preset name or a zoo model name (then at its registry defaults)."""
     if not model or not p.model_selectable:
-        cfg, origin = preset_config(p.preset)
-        return cfg, p.preset, origin
+        return preset_config(p.preset), p.preset
     try:
-        cfg, origin = preset_config(model)
-        return cfg, model, origin
-    except (ConfigError, KeyError, LookupError, SigscopeError):
+        return preset_config(model), model
+    except ConfigError:
         pass
     from core.models import list_models
     zoo = list(list_models())
     if model not in zoo:
         raise ConfigError(f"--model {model!r} is neither a preset nor a zoo model; zoo: {', '.join(zoo)}")
-    cfg, origin = preset_config(p.preset)
-    cfg = cfg.with_overrides({"model.name": model, "model.hparams": {}})
-    return cfg, f"{p.preset} with model {model} at its registry defaults", origin
+    cfg = preset_config(p.preset).with_overrides({"model.name": model, "model.hparams": {}})
+    return cfg, f"{p.preset} with model {model} at its registry defaults"
 
 
 def protocol_configs(p: Protocol, quick: bool = False, epochs: int | None = None,
                      model: str | None = None) -> list[tuple[str | None, RunConfig]]:
     """[(fold label or None, RunConfig), ...]: the runs protocol `p` makes."""
-    cfg, _, _ = base_config(p, model)
+    cfg, _ = base_config(p, model)
     cfg = cfg.with_overrides(p.overrides)
     if quick:
         if p.quick is None:
@@ -426,12 +384,12 @@ def _load_average() -> float | None:
 def run_protocol(p: Protocol, store, quick: bool = False, epochs: int | None = None,
                  model: str | None = None) -> dict:
     """Every run of protocol `p`, summarized into the result JSON (not yet written)."""
-    _, preset, origin = base_config(p, model)
+    _, preset = base_config(p, model)
     target = p.quick_target if quick else p.target
     result: dict[str, Any] = {
         "protocol": p.name, "title": p.title, "data": p.data + (" (bundled sample)" if quick and p.needs else ""),
         "split": p.quick_split if quick and p.quick_split else p.split, "mode": "quick" if quick else "full",
-        "preset": preset, "preset_source": origin, "target": target,
+        "preset": preset, "target": target,
         "command": p.command(quick, epochs, model), "note": p.note,
         "date": dt.datetime.now().astimezone().isoformat(timespec="seconds"), "machine": machine_info(),
         "load_average_before": _load_average(),
@@ -660,7 +618,7 @@ def render_report(results: list[dict], notes: str, figures_dir: str = "results",
 def _report_section(r: dict, figures_dir: str) -> list[str]:
     lines = [f"## {r['protocol']}: {r.get('title', '')}", ""]
     lines += [f"- Data: {r.get('data', '-')}; split: {r.get('split', '-')}",
-              f"- Model: `{r.get('model', '-')}` from preset `{r.get('preset', '-')}` ({r.get('preset_source', '-')})",
+              f"- Model: `{r.get('model', '-')}` from preset `{r.get('preset', '-')}` (core/presets.py)",
               f"- Result: accuracy {_fmt(r.get('accuracy'))}, macro-F1 {_fmt(r.get('macro_f1'))}, "
               f"target {'-' if r.get('target') is None else '>= ' + format(r['target'], '.3g')}: **{r.get('result')}**",
               f"- Command: `{r.get('command', '-')}`; date {r.get('date', '-')}; machine "

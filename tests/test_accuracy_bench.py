@@ -145,8 +145,7 @@ def test_unknown_protocol_is_refused_with_the_known_names(capsys):
 def test_one_real_run_lands_in_the_store_and_yields_every_reported_number(tmp_path):
     from core.store import Store
 
-    cfg, _ = accuracy.preset_config("uea_basicmotions")
-    cfg = cfg.with_overrides({"name": "accuracy-test", "train.epochs": 2, "train.probes.enabled": False,
+    cfg = accuracy.preset_config("uea_basicmotions").with_overrides({"name": "accuracy-test", "train.epochs": 2, "train.probes.enabled": False,
                               "model.name": "resnet1d", "model.hparams": {"base_channels": 8, "num_stages": 1}})
     store = Store(tmp_path / "sigscope.db")
     run = accuracy.execute_run(store, cfg)
@@ -168,7 +167,7 @@ def _result(name: str = "hapt6_subject", accuracy_value: float = 0.9612, **extra
     classes = ["WALKING", "SITTING", "LAYING"]
     result = {
         "protocol": name, "title": p.title, "data": p.data, "split": p.split, "mode": "full",
-        "preset": p.preset, "preset_source": "core.presets", "target": p.target, "command": p.command(),
+        "preset": p.preset, "target": p.target, "command": p.command(),
         "date": "2026-11-23T10:00:00+00:00",
         "machine": {"cpu": "AMD EPYC", "cores": 2, "torch_threads": 2, "torch": "2.13.0+cpu", "python": "3.11.7"},
         "model": "har_transformer", "params": 721215, "flops": 201195072, "seconds_per_epoch": 12.5,

@@ -137,12 +137,12 @@ PROTOCOLS: dict[str, Protocol] = {p.name: p for p in [
              None, _HAPT_FILE, note="reported next to hapt6_subject: overlapping windows of one recording "
                                     "land on both sides of a random split"),
     Protocol("fsdd_fixed", "FSDD spoken digits, standard split", "FSDD 8 kHz, 10 digits, 5 speakers",
-             "fixed: takes 0-4 of every speaker/digit are test", "fsdd_audio_resnet_attention",
+             "fixed: takes 0-4 of every speaker/digit are test", "fsdd_resnet1d_mfcc",
              {"data.source": "fsdd", "data.options.full": True, "data.split": "fixed"}, 0.99, ("fsdd/recordings",),
              quick={"data.options.full": False, "train.epochs": 20, "schedule.warmup_epochs": 0.0, "data.augment": []},
              quick_target=0.5, quick_split="fixed: takes 0-1 test (the bundled sample has takes 0-1, 5-8)"),
     Protocol("fsdd_loso", "FSDD, leave one speaker out (5 folds, mean)", "FSDD 8 kHz, 10 digits, 5 speakers",
-             "subject: one speaker test per fold, the other 4 train", "fsdd_audio_resnet_attention",
+             "subject: one speaker test per fold, the other 4 train", "fsdd_resnet1d_mfcc",
              {"data.source": "fsdd", "data.options.full": True, "data.split": "subject"}, 0.92, ("fsdd/recordings",),
              folds=_loso_folds(),
              note="no validation speaker: the 4 others all train and the last epoch is tested, unless the "

@@ -5,6 +5,7 @@ from __future__ import annotations
 import importlib.util
 import re
 import sys
+import threading
 from pathlib import Path
 
 import numpy as np
@@ -241,8 +242,20 @@ def test_figures_render_to_readable_pngs(tmp_path):
     from PIL import Image, ImageStat
 
     result = _result()
-    with figures_png.PngRenderer() as png:
-        names = accuracy.write_figures(result, tmp_path, png)
+    names, errors = {}, []
+
+    def render():  # its own thread: the browser tests keep Playwright's sync API (an asyncio loop)
+        try:       # running on pytest's main thread, and a second sync_playwright there is refused
+            with figures_png.PngRenderer() as png:
+                names.update(accuracy.write_figures(result, tmp_path, png))
+        except Exception as e:  # noqa: BLE001 - re-raised on the test's thread
+            errors.append(e)
+
+    worker = threading.Thread(target=render)
+    worker.start()
+    worker.join(timeout=180)
+    if errors:
+        raise errors[0]
     for kind in ("curves", "confusion"):
         img = Image.open(tmp_path / names[kind])
         assert img.width > 400 and img.height > 250

@@ -120,7 +120,7 @@ def test_cli_trains_a_preset_into_the_store(capsys, tmp_path, monkeypatch):
     assert code == 0 and out["status"] == "completed"
     run = Store().get_run(out["run_id"])
     stored = RunConfig.from_dict(run["config"])
-    assert stored.name == "uea_basicmotions" and stored.model.name == "cnn_cbam_1d"
+    assert stored.name == "uea_basicmotions" and stored.model.name == "resnet1d"
     assert stored.model.hparams["base_channels"] == 8 and stored.train.epochs == 1
     assert stored.data.options == {"name": "BasicMotions"}
     assert "test_accuracy" in out["test_metrics"]

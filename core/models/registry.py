@@ -164,6 +164,14 @@ class ModelSpec:
                 "hyperparameters": [h.to_dict() for h in self.hparams]}
 
 
+def dim_divisible_by_heads(hp: dict, shape: tuple) -> list[str]:
+    """A ModelSpec constraint for attention models whose token width `dim` is split over `heads`."""
+    if hp["dim"] % hp["heads"]:
+        return [f"dim={hp['dim']} must be divisible by heads={hp['heads']}; "
+                f"pick a dim that is a multiple of {hp['heads']}"]
+    return []
+
+
 _REGISTRY: dict[str, ModelSpec] = {}
 
 

@@ -11,7 +11,7 @@ from core.errors import ConfigError
 from core.models.base import ZooModel
 from core.models.blocks import TransformerEncoderLayer
 from core.models.blocks._checks import check_choice, check_divisible, check_int, check_prob
-from core.models.registry import HParam, ModelSpec, register
+from core.models.registry import HParam, ModelSpec, dim_divisible_by_heads, register
 
 
 class ConvBackbone(nn.Module):
@@ -101,13 +101,6 @@ class HarTransformer(ZooModel):
         return self.head(features)
 
 
-def _constraints(hp: dict, shape: tuple) -> list[str]:
-    if hp["dim"] % hp["heads"]:
-        return [f"dim={hp['dim']} must be divisible by heads={hp['heads']}; "
-                f"pick a dim that is a multiple of {hp['heads']}"]
-    return []
-
-
 register("har_transformer", ModelSpec(
     name="har_transformer",
     builder=HarTransformer,
@@ -129,5 +122,5 @@ register("har_transformer", ModelSpec(
     has_attention=True,
     supports_checkpointing=True,
     default_input=(6, 128),
-    constraints=_constraints,
+    constraints=dim_divisible_by_heads,
 ))

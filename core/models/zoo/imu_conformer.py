@@ -8,7 +8,7 @@ from torch import nn
 from core.models.base import ZooModel
 from core.models.blocks import ConformerBlock, TemporalAttentionPooling
 from core.models.blocks._checks import check_choice, check_divisible, check_int, check_prob
-from core.models.registry import HParam, ModelSpec, register
+from core.models.registry import HParam, ModelSpec, dim_divisible_by_heads, register
 
 
 class ConvSubsampling(nn.Module):
@@ -82,13 +82,6 @@ class ImuConformer(ZooModel):
         return self.head(features)
 
 
-def _constraints(hp: dict, shape: tuple) -> list[str]:
-    if hp["dim"] % hp["heads"]:
-        return [f"dim={hp['dim']} must be divisible by heads={hp['heads']}; "
-                f"pick a dim that is a multiple of {hp['heads']}"]
-    return []
-
-
 register("imu_conformer", ModelSpec(
     name="imu_conformer",
     builder=ImuConformer,
@@ -109,5 +102,5 @@ register("imu_conformer", ModelSpec(
     has_attention=True,
     supports_checkpointing=True,
     default_input=(6, 128),
-    constraints=_constraints,
+    constraints=dim_divisible_by_heads,
 ))

@@ -368,13 +368,7 @@ class Store:
             keys = [keys] if isinstance(keys, str) else list(keys)
             sql += f" AND key IN ({','.join('?' * len(keys))})"
             args += keys
-        if since_step is not None:
-            sql += " AND step > ?"
-            args.append(since_step)
-        if split is not None:
-            sql += " AND split = ?"
-            args.append(split)
-        rows = self.connect().execute(sql + " ORDER BY step, id", args).fetchall()
+        rows = self._series_rows(sql, args, since_step, split=split)
         return [{k: r[k] for k in ("step", "epoch", "split", "key", "value")} for r in rows]
 
     def metric_keys(self, run_id: str) -> list[tuple[str, str]]:
@@ -394,15 +388,20 @@ class Store:
     def probe_series(self, run_id: str, key: str, layer: str | None = None, since_step: int | None = None) -> list[dict]:
         """Probe points for one key (e.g. "grad_norm", "dead_fraction"): step, layer, key, value."""
         sql = "SELECT step, layer, key, value FROM probes WHERE run_id = ? AND key = ?"
-        args: list[Any] = [run_id, key]
-        if layer is not None:
-            sql += " AND layer = ?"
-            args.append(layer)
+        rows = self._series_rows(sql, [run_id, key], since_step, layer=layer)
+        return [dict(r) for r in rows]
+
+    def _series_rows(self, sql: str, args: list, since_step: int | None, **equal: Any) -> list:
+        """Run a series SELECT narrowed by `column = value` for each value given and by
+        `step > since_step` (incremental polling), ordered by step then insertion."""
+        for column, value in equal.items():
+            if value is not None:
+                sql += f" AND {column} = ?"
+                args.append(value)
         if since_step is not None:
             sql += " AND step > ?"
             args.append(since_step)
-        rows = self.connect().execute(sql + " ORDER BY step, id", args).fetchall()
-        return [dict(r) for r in rows]
+        return self.connect().execute(sql + " ORDER BY step, id", args).fetchall()
 
     def probe_keys(self, run_id: str) -> list[str]:
         rows = self.connect().execute("SELECT DISTINCT key FROM probes WHERE run_id = ? ORDER BY key", (run_id,))
@@ -423,15 +422,7 @@ class Store:
                    step: int | None = None, since_step: int | None = None) -> list[dict]:
         """Histograms (kind "grad" or "weight"): step, layer, kind, edges (n+1), counts (n)."""
         sql = "SELECT step, layer, kind, edges, counts FROM histograms WHERE run_id = ?"
-        args: list[Any] = [run_id]
-        for column, value in (("kind", kind), ("layer", layer), ("step", step)):
-            if value is not None:
-                sql += f" AND {column} = ?"
-                args.append(value)
-        if since_step is not None:
-            sql += " AND step > ?"
-            args.append(since_step)
-        rows = self.connect().execute(sql + " ORDER BY step, id", args).fetchall()
+        rows = self._series_rows(sql, [run_id], since_step, kind=kind, layer=layer, step=step)
         return [{"step": r[0], "layer": r[1], "kind": r[2], "edges": json.loads(r[3]), "counts": json.loads(r[4])}
                 for r in rows]
 

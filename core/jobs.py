@@ -126,6 +126,22 @@ def _first_line(error: BaseException) -> str:
     return (str(error).strip().splitlines() or [type(error).__name__])[0][:200]
 
 
+def requeue_for_resume(store: Store, run_id: str) -> tuple[RunConfig, Path]:
+    """Check that `run_id` is a stopped run with a last checkpoint, mark it queued again and
+    return (its config, the checkpoint to continue from); ConfigError says why it cannot."""
+    run = store.get_run(run_id)
+    if run is None:
+        raise ConfigError(f"no run {run_id!r}; see `python -m core runs list`")
+    if run["status"] in ("queued", "running"):
+        raise ConfigError(f"run {run_id} is {run['status']}; only a stopped run can be resumed")
+    last = Path(run["run_dir"]) / "checkpoints" / "last.pt"
+    if not last.is_file():
+        raise ConfigError(f"run {run_id} has no checkpoint to resume from (it stopped before its first "
+                          f"epoch ended); submit its config again instead")
+    store.update_run(run_id, status="queued", error=None, finished_at=None)
+    return RunConfig.from_dict(run["config"]), last
+
+
 class JobManager:
     """Background training jobs over a shared run store."""
 
@@ -164,17 +180,7 @@ class JobManager:
     def resume(self, run_id: str, callbacks: Sequence[Any] = ()) -> str:
         """Queue a stopped run (interrupted, cancelled, failed) to continue from its last
         checkpoint in the same run id: its metric curves carry on from that epoch."""
-        run = self.store.get_run(run_id)
-        if run is None:
-            raise ConfigError(f"no run {run_id!r}; see `python -m core runs list`")
-        if run["status"] in ("queued", "running"):
-            raise ConfigError(f"run {run_id} is {run['status']}; only a stopped run can be resumed")
-        last = Path(run["run_dir"]) / "checkpoints" / "last.pt"
-        if not last.is_file():
-            raise ConfigError(f"run {run_id} has no checkpoint to resume from (it stopped before its first "
-                              f"epoch ended); submit its config again instead")
-        config = RunConfig.from_dict(run["config"])
-        self.store.update_run(run_id, status="queued", error=None, finished_at=None)
+        config, last = requeue_for_resume(self.store, run_id)
         self.store.claim_owner(run_id)
         self._enqueue(_Job(run_id, config, resume_from=last, callbacks=callbacks))
         return run_id

@@ -70,23 +70,15 @@ def build_config(args: argparse.Namespace) -> RunConfig:
 
 
 def run(args: argparse.Namespace) -> int:
-    from core.jobs import run_job
+    from core.jobs import requeue_for_resume, run_job
     from core.store import Store
     from core.train import ProgressPrinter
 
     store = Store()
     resume_from = None
     if args.resume:
-        existing = store.get_run(args.resume)
-        if existing is None:
-            raise ConfigError(f"--resume {args.resume}: no such run; see `python -m core runs list`")
-        if existing["status"] in ("queued", "running"):
-            raise ConfigError(f"--resume {args.resume}: the run is {existing['status']}")
-        resume_from = Path(existing["run_dir"]) / "checkpoints" / "last.pt"
-        if not resume_from.is_file():
-            raise ConfigError(f"--resume {args.resume}: the run has no last checkpoint to continue from")
-        cfg, run_id = RunConfig.from_dict(existing["config"]), args.resume
-        store.update_run(run_id, status="queued", error=None)
+        cfg, resume_from = requeue_for_resume(store, args.resume)
+        run_id = args.resume
     else:
         cfg = build_config(args)
         run_id = store.create_run(cfg.to_dict(), name=cfg.name)

@@ -47,19 +47,15 @@ def live_view(run_id: str, smoothing: float, was_active: bool) -> None:
     if run["status"] in ("queued", "running") and st.button("Cancel this run", key="monitor.cancel"):
         st.toast(engine().cancel(run_id))
 
-    tabs = st.tabs(["Curves", "Gradients", "Dead units", "Activations", "Histograms", "Events"])
-    with tabs[0]:
-        _curves(store, run_id, steps, smoothing)
-    with tabs[1]:
-        _gradients(store, run)
-    with tabs[2]:
-        _dead_units(store, run_id)
-    with tabs[3]:
-        _activations(store, run_id)
-    with tabs[4]:
-        _histograms(store, run_id)
-    with tabs[5]:
-        _events(store, run_id)
+    # Keyed and bound to the URL (?tab=Gradients): the chosen tab survives every tick and the
+    # full redraw when the run ends, and only the open tab's figures are computed.
+    parts = {"Curves": lambda: _curves(store, run_id, steps, smoothing), "Gradients": lambda: _gradients(store, run),
+             "Dead units": lambda: _dead_units(store, run_id), "Activations": lambda: _activations(store, run_id),
+             "Histograms": lambda: _histograms(store, run_id), "Events": lambda: _events(store, run_id)}
+    for tab, draw in zip(st.tabs(list(parts), key="tab", bind="query-params"), parts.values()):
+        if tab.open is not False:
+            with tab:
+                draw()
 
 
 def _fmt(value: float | None, spec: str = ".6g") -> str:

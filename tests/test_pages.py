@@ -163,7 +163,23 @@ def test_monitor_shows_each_status_plainly(populated, which, expected):
         assert "ETA" in at.get("progress")[0].proto.text
     if which == "completed":
         assert int(metric(at, "Loss points")) > 0
-        assert len(at.get("plotly_chart")) >= 8  # curves, grad norms, heat maps, activations, histogram
+        charts = {}
+        for tab in ("Curves", "Gradients", "Dead units", "Activations", "Histograms"):
+            at.session_state["tab"] = tab  # as a click on the tab does; only the open tab is drawn
+            at.run()
+            assert not at.exception, [e.message for e in at.exception]
+            charts[tab] = len(at.get("plotly_chart"))
+        assert charts["Curves"] >= 2 and all(n >= 1 for n in charts.values()), charts
+        assert sum(charts.values()) >= 8, charts  # curves, grad norms, heat maps, activations, histogram
+
+
+def test_monitor_keeps_the_chosen_tab_and_reads_it_from_the_link(populated):
+    at = open_page("pages/monitor.py", query={"run": populated["ids"]["completed"], "tab": "Gradients"})
+    assert at.session_state["tab"] == "Gradients"
+    shown = texts(at)
+    at.slider(key="monitor.smoothing").set_value(0.8).run()  # any rerun keeps the tab
+    assert at.session_state["tab"] == "Gradients" and not at.exception
+    assert "Global gradient norm" in str([c.proto.spec for c in at.get("plotly_chart")]), shown
 
 
 def test_monitor_switches_runs_with_the_picker(populated):

@@ -106,6 +106,10 @@ def test_monitor_charts_gain_points_while_the_run_trains(server, page, test_outp
     screenshot(page, test_output / "monitor.png")
     page.get_by_role("tab", name="Gradients").click()
     page.get_by_text("Global gradient norm").first.wait_for()
+    page.wait_for_url(re.compile(r"tab=Gradients"))  # the link to this view names the tab
+    time.sleep(3)  # three live ticks (or the redraw when the run ends) keep the chosen tab
+    assert page.get_by_role("tab", name="Gradients").get_attribute("aria-selected") == "true"
+    page.get_by_text("Global gradient norm").first.wait_for()  # (a tick may be redrawing it this instant)
     screenshot(page, test_output / "monitor-gradients.png")
 
 
@@ -159,6 +163,8 @@ def test_both_runs_are_on_runs(server, page, test_output):
     wait_for_app(page)
     screenshot(page, test_output / "monitor-completed.png")
     page.get_by_role("tab", name="Dead units").click()
+    page.get_by_text(re.compile(r"^At step \d+: highest")).first.wait_for()  # the open tab is drawn on the click
+    wait_for_app(page)
     screenshot(page, test_output / "monitor-dead-units.png")
 
 

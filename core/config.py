@@ -68,7 +68,7 @@ class DataConfig(_Config):
     n_mfcc: int = 20
     mfcc_c0: bool = True
     # normalization fitted on the training split only
-    normalization: str = "zscore"  # "none" | "zscore" | "robust" | "per_example"
+    normalization: str = "zscore"  # "none" | "zscore" | "robust" | "per_example" | "per_utterance"
     # splits
     split: str = "stratified"  # "random" | "stratified" | "subject" | "fixed"
     val_fraction: float = 0.15

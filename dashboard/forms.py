@@ -122,8 +122,11 @@ def data_section(key: str, base: DataConfig | None = None) -> DataConfig:
                          key=f"{key}.split", help="; ".join(f"{k}: {v}" for k, v in SPLIT_HELP.items()))
     val_fraction = s2.slider("Validation share", 0.0, 0.5, 0.15, 0.05, key=f"{key}.val")
     test_fraction = s3.slider("Test share", 0.0, 0.5, 0.2, 0.05, key=f"{key}.test")
-    normalization = s4.selectbox("Normalization", ["zscore", "robust", "per_example", "none"], key=f"{key}.norm",
-                                 help="fitted on the training split only")
+    normalization = s4.selectbox("Normalization", ["zscore", "robust", "per_example", "per_utterance", "none"],
+                                 key=f"{key}.norm",
+                                 help="zscore/robust: per channel, fitted on the training split only; per_example: each "
+                                      "example by its own statistics; per_utterance (audio): the same over its voiced "
+                                      "frames only, so padding and silence do not set them")
     fitting = [a for a in augmentations() if spec["signal"] in a["signals"]]
     chosen = st.multiselect("Augmentation (training batches only)", [a["name"] for a in fitting], key=f"{key}.{source}.aug",
                             help="\n".join(f"- **{a['name']}**: {a['help']}" for a in fitting))

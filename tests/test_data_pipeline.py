@@ -55,6 +55,47 @@ def test_robust_normalization_uses_median_and_mad():
     assert bundle.normalization["methods"] == ["robust"] * 6
 
 
+def _spoken(seconds_of_padding: float, sr: int = 8000) -> np.ndarray:
+    """A 0.3 s 'utterance' (two formant-like tones, gliding) followed by zero padding."""
+    t = np.arange(int(0.3 * sr)) / sr
+    y = np.sin(2 * np.pi * (300 + 400 * t) * t) + 0.5 * np.sin(2 * np.pi * 1800 * t)
+    return np.concatenate([0.3 * y, np.zeros(int(seconds_of_padding * sr))]).astype(np.float32)
+
+
+@pytest.mark.parametrize("features, c0", [("mfcc", True), ("logmel", True), ("stack4", True)])
+def test_per_utterance_statistics_ignore_the_padding(features, c0):
+    from core.data.normalize import audio_energy_rule, fit_normalization, voiced_frames
+
+    cfg = DataConfig(source="synthetic_audio", features=features, n_mels=32, n_mfcc=13, mfcc_c0=c0)
+    short, long = (data.featurize_audio(_spoken(pad), 8000, cfg) for pad in (0.2, 0.7))
+    norm = fit_normalization(short[None], "per_utterance",
+                             energy=audio_energy_rule(features, c0, cfg.n_mels))
+    voiced = voiced_frames(short, norm["energy"])
+    assert 36 <= voiced.sum() <= 42 and not voiced[-15:].any()  # 0.3 s = 37.5 hops of 8 ms; padding is silence
+    n = int(voiced.sum())
+    a, b = data.apply_normalization(short, norm), data.apply_normalization(long, norm)
+    assert np.allclose(a[..., :n], b[..., :n], atol=1e-4)  # more padding does not move the utterance's features
+    pa, pb = (data.apply_normalization(f, {"kind": "per_example"}) for f in (short, long))
+    assert not np.allclose(pa[..., :n], pb[..., :n], atol=1e-2)  # per_example does: padding sets its statistics
+    batch = data.apply_normalization(np.stack([short, short * 0.5]), norm)
+    assert np.allclose(batch[0], a, atol=1e-5)
+
+
+def test_per_utterance_is_refused_where_there_is_no_energy_to_read():
+    with pytest.raises(data.DataError, match="per_utterance.*audio features"):
+        data.load(DataConfig(normalization="per_utterance"))  # IMU windows
+    with pytest.raises(data.DataError, match="per_utterance"):
+        data.load(DataConfig(source="synthetic_audio", features="mfcc", mfcc_c0=False, normalization="per_utterance"))
+
+
+def test_per_utterance_round_trips_through_the_stored_json():
+    bundle = data.load(DataConfig(source="synthetic_audio", features="mfcc", normalization="per_utterance",
+                                  clip_seconds=0.5))
+    stored = json.loads(json.dumps(bundle.normalization))
+    assert stored["kind"] == "per_utterance" and stored["energy"]["rows"] == "first"
+    assert np.array_equal(data.apply_normalization(bundle.test.x[0], stored), bundle.test[0][0].numpy())
+
+
 @pytest.mark.parametrize("split", ["random", "stratified", "subject"])
 def test_splits_are_disjoint_seeded_and_cover_everything(split):
     cfg = DataConfig(split=split, split_seed=3)

@@ -20,7 +20,7 @@ from core.data.datasets import SignalDataset
 from core.data.examples import Examples
 from core.data.features import (INPUT_KIND, check_feature_config, feature_channel_names,
                                 feature_normalization_methods, featurize_audio)
-from core.data.normalize import fit_normalization
+from core.data.normalize import audio_energy_rule, fit_normalization
 from core.data.sources import SourceSpec, get_source
 from core.data.splits import split_indices
 from core.data.windowing import seconds_or_samples
@@ -58,7 +58,8 @@ def load(cfg: DataConfig | dict, cache_dir: str | Path | None = None) -> Dataset
     train_idx, val_idx, test_idx = split_indices(raw, cfg)
 
     methods = feature_normalization_methods(cfg, feats.x.shape[1]) if spec.signal == "audio" else None
-    norm = fit_normalization(feats.x[train_idx], cfg.normalization, methods, channel_names)
+    energy = audio_energy_rule(cfg.features, cfg.mfcc_c0, cfg.n_mels) if spec.signal == "audio" else None
+    norm = fit_normalization(feats.x[train_idx], cfg.normalization, methods, channel_names, energy=energy)
     augmenter = build_augmenter(cfg.augmentations(), raw.signal, raw.sample_rate,
                                 n_channels=raw.x.shape[1] if raw.signal == "imu" else None,
                                 features=cfg.features)

@@ -57,23 +57,28 @@ class Preset:
                 "config": self.config.to_dict()}
 
 
-def _imu_augment(*names_p: tuple[str, float]) -> list[dict]:
-    return [AugmentConfig(name=name, p=p).to_dict() for name, p in names_p]
+def _augment(*entries: tuple) -> list[dict]:
+    """cfg.data.augment from (name, p) or (name, p, params) entries."""
+    return [AugmentConfig(name=e[0], p=e[1], params=dict(e[2]) if len(e) > 2 else {}).to_dict() for e in entries]
+
+
+def _best_by_val_loss() -> EarlyStoppingConfig:
+    """Early stopping off; the test checkpoint is the one of lowest validation loss (module doc)."""
+    return EarlyStoppingConfig(enabled=False, metric="val_loss", mode="min", patience=10)
 
 
 def _hapt_har_transformer() -> RunConfig:
     return RunConfig(
         data=DataConfig(source="hapt", options={"classes": "basic6"}, window=128, stride=64,
                         normalization="zscore", split="subject", val_fraction=0.15, test_fraction=0.2,
-                        augment=_imu_augment(("scaling", 0.5), ("jitter", 0.5))),
+                        augment=_augment(("scaling", 0.5), ("jitter", 0.5))),
         model=ModelConfig(name="har_transformer", hparams={
             "conv_layers": 2, "hidden_ch": 15, "dim": 96, "depth": 3, "heads": 3, "mlp_dim": 1024,
             "dropout": 0.01, "emb_dropout": 0.1, "pool": "cls", "norm_first": True}),
         optim=OptimConfig(name="adamw", lr=1e-3, weight_decay=1e-2),
         schedule=ScheduleConfig(name="cosine", warmup_epochs=2.0, min_lr=1e-6),
         train=TrainConfig(epochs=40, batch_size=64, grad_clip=1.0, label_smoothing=0.1,
-                          early_stopping=EarlyStoppingConfig(enabled=False, metric="val_loss", mode="min",
-                                                             patience=10)),
+                          early_stopping=_best_by_val_loss()),
     )
 
 
@@ -81,7 +86,7 @@ def _hapt_all12_se_convnext() -> RunConfig:
     return RunConfig(
         data=DataConfig(source="hapt", options={"classes": "all12"}, window=128, stride=64,
                         normalization="zscore", split="subject", val_fraction=0.15, test_fraction=0.2,
-                        augment=_imu_augment(("scaling", 0.5), ("jitter", 0.5))),
+                        augment=_augment(("scaling", 0.5), ("jitter", 0.5))),
         model=ModelConfig(name="imu_se_convnext_lstm", hparams={
             "dim": 64, "num_blocks": 3, "kernel_size": 7, "se_reduction": 8, "drop_path": 0.1,
             "layer_scale_init": 1e-6, "dropout": 0.2, "lstm_hidden": 128, "lstm_layers": 1,
@@ -89,8 +94,7 @@ def _hapt_all12_se_convnext() -> RunConfig:
         optim=OptimConfig(name="adamw", lr=1e-3, weight_decay=5e-2),
         schedule=ScheduleConfig(name="cosine", warmup_epochs=2.0, min_lr=1e-6),
         train=TrainConfig(epochs=40, batch_size=64, grad_clip=1.0, label_smoothing=0.1,
-                          early_stopping=EarlyStoppingConfig(enabled=False, metric="val_loss", mode="min",
-                                                             patience=10)),
+                          early_stopping=_best_by_val_loss()),
     )
 
 
@@ -101,19 +105,15 @@ def _fsdd_audio_resnet_attention() -> RunConfig:
         data=DataConfig(source="fsdd", sample_rate=8000, clip_seconds=1.0, features="stack4", n_mels=40,
                         n_fft=256, hop_length=64, normalization="per_example", split="fixed",
                         val_fraction=0.15,
-                        augment=[AugmentConfig(name="pitch_shift", p=0.3).to_dict(),
-                                 AugmentConfig(name="time_stretch", p=0.3).to_dict(),
-                                 AugmentConfig(name="noise", p=0.3).to_dict(),
-                                 AugmentConfig(name="spec_time_mask", p=0.5).to_dict(),
-                                 AugmentConfig(name="spec_freq_mask", p=0.5).to_dict()]),
+                        augment=_augment(("pitch_shift", 0.3), ("time_stretch", 0.3), ("noise", 0.3),
+                                         ("spec_time_mask", 0.5), ("spec_freq_mask", 0.5))),
         model=ModelConfig(name="audio_resnet_attention", hparams={
             "base_channels": 16, "blocks_per_stage": 1, "d_model": 64, "heads": "8,4", "ffn_mult": 2,
             "dropout": 0.1, "norm_first": False, "pool_hidden": 64, "head_hidden": 128}),
         optim=OptimConfig(name="adamw", lr=1e-3, weight_decay=1e-2),
         schedule=ScheduleConfig(name="warmup_exp_cosine", warmup_epochs=0.0, min_lr=1e-6),
         train=TrainConfig(epochs=40, batch_size=32, grad_clip=1.0, label_smoothing=0.1,
-                          early_stopping=EarlyStoppingConfig(enabled=False, metric="val_loss", mode="min",
-                                                             patience=10)),
+                          early_stopping=_best_by_val_loss()),
     )
 
 
@@ -124,19 +124,15 @@ def _fsdd_resnet1d_mfcc() -> RunConfig:
     return RunConfig(
         data=DataConfig(source="fsdd", sample_rate=8000, clip_seconds=1.0, features="mfcc", n_mfcc=20, n_fft=256,
                         hop_length=64, normalization="per_example", split="fixed", val_fraction=0.1,
-                        augment=[AugmentConfig(name="speed", p=0.9, params={"factor": [0.8, 1.25]}).to_dict(),
-                                 AugmentConfig(name="time_shift", p=0.5).to_dict(),
-                                 AugmentConfig(name="noise", p=0.5).to_dict(),
-                                 AugmentConfig(name="spec_freq_mask", p=0.5).to_dict(),
-                                 AugmentConfig(name="spec_time_mask", p=0.5).to_dict()]),
+                        augment=_augment(("speed", 0.9, {"factor": [0.8, 1.25]}), ("time_shift", 0.5), ("noise", 0.5),
+                                         ("spec_freq_mask", 0.5), ("spec_time_mask", 0.5))),
         model=ModelConfig(name="resnet1d", hparams={
             "base_channels": 32, "num_stages": 3, "blocks_per_stage": 2, "block": "basic", "kernel_size": 3,
             "stem_kernel": 7, "dropout": 0.1}),
         optim=OptimConfig(name="adamw", lr=1e-3, weight_decay=1e-2),
         schedule=ScheduleConfig(name="cosine", warmup_epochs=1.0, min_lr=1e-6),
         train=TrainConfig(epochs=30, batch_size=64, grad_clip=1.0,
-                          early_stopping=EarlyStoppingConfig(enabled=False, metric="val_loss", mode="min",
-                                                             patience=10)),
+                          early_stopping=_best_by_val_loss()),
     )
 
 
@@ -152,8 +148,7 @@ def _uea_basicmotions() -> RunConfig:
         optim=OptimConfig(name="adamw", lr=1e-3, weight_decay=1e-2),
         schedule=ScheduleConfig(name="cosine", warmup_epochs=0.0, min_lr=1e-6),
         train=TrainConfig(epochs=60, batch_size=16, grad_clip=1.0,
-                          early_stopping=EarlyStoppingConfig(enabled=False, metric="val_loss", mode="min",
-                                                             patience=10)),
+                          early_stopping=_best_by_val_loss()),
     )
 
 
@@ -167,8 +162,7 @@ def _uea_japanesevowels() -> RunConfig:
         optim=OptimConfig(name="adamw", lr=1e-3, weight_decay=1e-2),
         schedule=ScheduleConfig(name="cosine", warmup_epochs=0.0, min_lr=1e-6),
         train=TrainConfig(epochs=40, batch_size=32, grad_clip=1.0,
-                          early_stopping=EarlyStoppingConfig(enabled=False, metric="val_loss", mode="min",
-                                                             patience=10)),
+                          early_stopping=_best_by_val_loss()),
     )
 
 

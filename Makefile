@@ -18,13 +18,16 @@ $(STAMP): requirements.txt
 	$(BIN)/pip install -q -r requirements.txt
 	touch $(STAMP)
 
-# Debian's Chromium drives the end-to-end tests (Playwright cannot download browsers here).
+# Debian's Chromium drives the end-to-end tests (Playwright cannot download browsers here);
+# espeak-ng speaks the synthetic digit voices (data option tts_voices). Tests needing either skip without it.
+SYSTEM_PACKAGES := chromium espeak-ng
 system-deps:
-	@if [ ! -x /usr/bin/chromium ]; then \
+	@missing=""; for p in $(SYSTEM_PACKAGES); do command -v $$p >/dev/null || missing="$$missing $$p"; done; \
+	if [ -n "$$missing" ]; then \
 	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
-	    (apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium) >/dev/null \
-	      || echo "system-deps: could not install chromium; browser tests will skip"; \
-	  else echo "system-deps: no root/apt-get; browser tests will skip (install chromium to run them)"; fi; \
+	    (apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q $$missing) >/dev/null \
+	      || echo "system-deps: could not install$$missing; their tests will skip"; \
+	  else echo "system-deps: no root/apt-get to install$$missing; their tests will skip"; fi; \
 	fi
 
 run: install

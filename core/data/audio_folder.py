@@ -71,7 +71,9 @@ def _label_of(path: Path, root: Path, pattern: re.Pattern | None) -> tuple[str, 
     return rel.parts[0], path.stem, None
 
 
-def load_audio_files(cfg: DataConfig, root: Path, opts: dict, source_name: str) -> Examples:
+def load_audio_files(cfg: DataConfig, root: Path, opts: dict, source_name: str,
+                     files: list[Path] | None = None) -> Examples:
+    """Every audio file under `root` (or just `files`, which lie under root) as clips."""
     if opts["mode"] not in ("clip", "window"):
         raise DataError(f"{source_name}: options.mode={opts['mode']!r}; use 'clip' or 'window'")
     if opts["align"] not in ("start", "center"):
@@ -91,7 +93,7 @@ def load_audio_files(cfg: DataConfig, root: Path, opts: dict, source_name: str) 
     test_takes = set(int(t) for t in opts["test_takes"]) if opts["test_takes"] is not None else None
     clips, labels, groups, ids, takes, skipped = [], [], [], [], [], []
     durations = []
-    for path in audio_files(root):
+    for path in audio_files(root) if files is None else files:
         try:
             label, group, take = _label_of(path, root if root.is_dir() else path.parent, pattern)
             y = decode_audio(path, cfg.sample_rate, float(opts["max_seconds"]))
@@ -145,9 +147,37 @@ FSDD_FULL = "fsdd/recordings"
 
 
 def load_fsdd(cfg: DataConfig) -> Examples:
-    opts = source_options(cfg, {"on_error": "raise", "align": "start", "test_takes": [0, 1, 2, 3, 4]})
+    opts = source_options(cfg, {"on_error": "raise", "align": "start", "test_takes": [0, 1, 2, 3, 4],
+                                "tts_voices": 0})
+    voices = opts.pop("tts_voices")
     opts = {**DEFAULT_OPTIONS, "pattern": FSDD_PATTERN, **opts}
-    return load_audio_files(cfg, resolve_path(cfg, FSDD_BUNDLED, FSDD_FULL), opts, "fsdd")
+    real = load_audio_files(cfg, resolve_path(cfg, FSDD_BUNDLED, FSDD_FULL), opts, "fsdd")
+    if not voices:
+        return real
+    return with_synthetic_digits(real, cfg, opts, voices)
+
+
+def with_synthetic_digits(real: Examples, cfg: DataConfig, opts: dict, voices: int) -> Examples:
+    """`real` plus `voices` espeak-ng voices saying each digit (core.data.tts), flagged train-only."""
+    from core.data import tts
+    folder = tts.synthesize_digits(voices)
+    synth = load_audio_files(cfg, folder, {**opts, "test_takes": None, "on_error": "raise"}, "fsdd tts",
+                             files=tts.digit_files(folder, voices))
+    index = {name: i for i, name in enumerate(real.class_names)}
+    missing = sorted(set(synth.class_names) - set(index))
+    if missing:
+        raise DataError(f"fsdd: the recordings have no class {missing}; synthetic digits need all ten")
+    remap = np.array([index[name] for name in synth.class_names])
+    n_real, n_synth = len(real), len(synth)
+    fixed = None if real.fixed_test is None else np.concatenate([real.fixed_test, np.zeros(n_synth, bool)])
+    info = {**real.info, "tts": {"voices": int(voices), "files": n_synth, "engine": f"espeak-ng {tts.espeak_version()}",
+                                 "folder": str(folder), "use": "train only"}}
+    return Examples(x=np.concatenate([real.x, synth.x]), y=np.concatenate([real.y, remap[synth.y]]),
+                    groups=np.concatenate([real.groups, synth.groups]),
+                    ids=np.concatenate([real.ids, np.char.add("tts/", synth.ids.astype(str))]),
+                    class_names=real.class_names, channel_names=real.channel_names, sample_rate=real.sample_rate,
+                    signal=real.signal, info=info, fixed_test=fixed,
+                    train_only=np.concatenate([np.zeros(n_real, bool), np.ones(n_synth, bool)]))
 
 
 register_source(SourceSpec(
@@ -163,6 +193,8 @@ register_source(SourceSpec(
     signal="audio",
     options={"full": "true: all 2,500 files in ../shared/data/fsdd (default: bundled 300-file sample)",
              "test_takes": "takes forming the fixed test set ([0, 1, 2, 3, 4])",
-             "align": "'start' or 'center'", "on_error": "'raise' or 'skip'"},
+             "align": "'start' or 'center'", "on_error": "'raise' or 'skip'",
+             "tts_voices": "add N espeak-ng voices (7 accents x ~90 variants) saying the digits, training "
+                           "split only (needs the espeak-ng program; 0 = none)"},
     default_data=f"data/{FSDD_BUNDLED} (CC BY-SA 4.0)",
     files=lambda cfg: audio_files(resolve_path(cfg, FSDD_BUNDLED, FSDD_FULL))))

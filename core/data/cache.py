@@ -46,10 +46,11 @@ def read_cached(cache_dir: Path, key: str) -> Examples | None:
         meta = json.loads(meta_path.read_text())
         with np.load(arrays_path, allow_pickle=False) as z:
             fixed = z["fixed_test"] if meta["has_fixed_test"] else None
+            train_only = z["train_only"] if meta.get("has_train_only") else None
             return Examples(x=z["x"], y=z["y"], groups=z["groups"], ids=z["ids"],
                             class_names=meta["class_names"], channel_names=meta["channel_names"],
                             sample_rate=meta["sample_rate"], signal=meta["signal"], info=meta["info"],
-                            fixed_test=fixed)
+                            fixed_test=fixed, train_only=train_only)
     except (OSError, ValueError, KeyError, json.JSONDecodeError):
         return None
 
@@ -59,9 +60,10 @@ def write_cached(cache_dir: Path, key: str, ex: Examples) -> None:
     cache_dir.mkdir(parents=True, exist_ok=True)
     meta = {"class_names": ex.class_names, "channel_names": ex.channel_names,
             "sample_rate": ex.sample_rate, "signal": ex.signal, "info": ex.info,
-            "has_fixed_test": ex.fixed_test is not None}
+            "has_fixed_test": ex.fixed_test is not None, "has_train_only": ex.train_only is not None}
     arrays = {"x": ex.x, "y": ex.y, "groups": ex.groups.astype(str), "ids": ex.ids.astype(str),
-              "fixed_test": ex.fixed_test if ex.fixed_test is not None else np.zeros(0, bool)}
+              "fixed_test": ex.fixed_test if ex.fixed_test is not None else np.zeros(0, bool),
+              "train_only": ex.train_only if ex.train_only is not None else np.zeros(0, bool)}
     fd, tmp = tempfile.mkstemp(dir=cache_dir, suffix=".npz.tmp")
     with os.fdopen(fd, "wb") as f:  # a file object: np.savez would append ".npz" to a name
         np.savez(f, **arrays)

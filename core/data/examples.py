@@ -17,6 +17,9 @@ class Examples:
     ids:      (N,) str a stable name of each example (file name, "subject:session:start").
     fixed_test: (N,) bool, the source's standard test set where it has one (FSDD takes 0-4,
               UEA TEST file), else None.
+    train_only: (N,) bool, examples that may only ever be trained on (synthetic speech added
+              to a real dataset): every split puts them in train and draws val/test from the
+              rest; None when there are none.
     """
 
     x: np.ndarray
@@ -29,6 +32,7 @@ class Examples:
     signal: str  # "imu" | "audio"
     info: dict = field(default_factory=dict)
     fixed_test: np.ndarray | None = None
+    train_only: np.ndarray | None = None
 
     def __post_init__(self) -> None:
         n = len(self.y)
@@ -37,6 +41,8 @@ class Examples:
                 raise ValueError(f"Examples.{name} has {len(getattr(self, name))} rows, y has {n}")
         if self.fixed_test is not None and len(self.fixed_test) != n:
             raise ValueError("Examples.fixed_test must have one flag per example")
+        if self.train_only is not None and len(self.train_only) != n:
+            raise ValueError("Examples.train_only must have one flag per example")
 
     def __len__(self) -> int:
         return len(self.y)
@@ -47,7 +53,8 @@ class Examples:
             x=self.x[index], y=self.y[index], groups=self.groups[index], ids=self.ids[index],
             class_names=self.class_names, channel_names=self.channel_names,
             sample_rate=self.sample_rate, signal=self.signal, info=self.info,
-            fixed_test=None if self.fixed_test is None else self.fixed_test[index])
+            fixed_test=None if self.fixed_test is None else self.fixed_test[index],
+            train_only=None if self.train_only is None else self.train_only[index])
 
     def class_counts(self) -> dict[str, int]:
         counts = np.bincount(self.y, minlength=len(self.class_names))

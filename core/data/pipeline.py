@@ -158,4 +158,4 @@ def _featurize(raw: Examples, cfg: DataConfig) -> Examples:
     x = np.concatenate(chunks).astype(np.float32)
     return Examples(x=x, y=raw.y, groups=raw.groups, ids=raw.ids, class_names=raw.class_names,
                     channel_names=feature_channel_names(cfg, x.shape[1]), sample_rate=raw.sample_rate,
-                    signal=raw.signal, info=raw.info, fixed_test=raw.fixed_test)
+                    signal=raw.signal, info=raw.info, fixed_test=raw.fixed_test, train_only=raw.train_only)

@@ -10,6 +10,10 @@
                 validation is a stratified fraction of the training groups (test groups stay unseen).
 - "fixed":      the source's standard test set (FSDD takes 0-4, UEA TEST file) or the ids in
                 options["test_list"]; validation is then stratified out of the rest.
+
+Examples flagged `train_only` (synthetic voices added to FSDD) are left out of every split
+decision and appended to train: fractions, drawn groups and the standard test set are those
+of the real examples alone, and nothing synthetic is ever validated or tested on.
 """
 from __future__ import annotations
 
@@ -33,6 +37,12 @@ def split_indices(ex: Examples, cfg: DataConfig) -> tuple[np.ndarray, np.ndarray
     if cfg.val_fraction + cfg.test_fraction >= 1.0:
         raise DataError(f"val_fraction + test_fraction = {cfg.val_fraction + cfg.test_fraction:.2f} "
                         "leaves no training data; keep the sum below 1")
+    if ex.train_only is not None and ex.train_only.any():
+        real = np.flatnonzero(~ex.train_only)
+        if len(real) == 0:
+            raise DataError("every example is train-only (synthetic); there is nothing real to validate or test on")
+        train, val, test = split_indices(ex.subset(real), cfg)
+        return np.sort(np.concatenate([real[train], np.flatnonzero(ex.train_only)])), real[val], real[test]
     rng = np.random.default_rng(cfg.split_seed)
     everything = np.arange(len(ex))
     if cfg.split == "random":

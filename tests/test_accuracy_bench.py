@@ -263,3 +263,18 @@ def test_figures_render_to_readable_pngs(tmp_path):
     wide = Image.open(tmp_path / names["curves"])
     assert wide.width > wide.height  # loss and accuracy side by side
     assert names == {"curves": "hapt6_subject-curves.png", "confusion": "hapt6_subject-confusion.png"}
+
+
+def test_parallel_folds_run_in_worker_processes_into_one_store(tmp_path):
+    from core.store import Store
+
+    tiny = {"train.epochs": 1, "train.probes.enabled": False, "model.name": "resnet1d",
+            "model.hparams": {"base_channels": 8, "num_stages": 1}}
+    configs = [(name, accuracy.preset_config("uea_basicmotions").with_overrides({**tiny, "name": name, "train.seed": seed}))
+               for seed, name in enumerate(["fold-a", "fold-b"])]
+    store = Store(tmp_path / "sigscope.db")
+    runs = accuracy._execute_all(store, configs, parallel=2)
+    assert [r["status"] for r in runs] == ["completed", "completed"]
+    stored = {r["id"]: r for r in store.list_runs()}
+    assert {stored[r["run_id"]]["name"] for r in runs} == {"fold-a", "fold-b"}
+    assert all(r["split_sizes"]["test"] == 40 and 0.0 <= r["accuracy"] <= 1.0 for r in runs)

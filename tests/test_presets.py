@@ -3,6 +3,7 @@ model and classifies a batch; the CLI lists them and trains from one with overri
 from __future__ import annotations
 
 import json
+import shutil
 
 import pytest
 import torch
@@ -18,6 +19,10 @@ from core.models import registry
 from core.store import Store
 
 NAMES = [p.name for p in presets.list_presets()]
+# presets whose data is made by the espeak-ng program (synthetic voices): they load only where it is installed
+LOADABLE = [pytest.param(n, marks=pytest.mark.skipif(
+    presets.get(n).config.data.options.get("tts_voices") and shutil.which("espeak-ng") is None,
+    reason="this preset's synthetic voices need espeak-ng (`make test` installs it as root)")) for n in NAMES]
 
 
 def test_the_issue_presets_exist_with_titles_and_their_tasks():
@@ -66,7 +71,7 @@ def test_preset_is_complete_json_round_trips_and_reads_bundled_data(name):
     assert preset.title and preset.description
 
 
-@pytest.mark.parametrize("name", NAMES)
+@pytest.mark.parametrize("name", LOADABLE)
 def test_preset_loads_its_data_builds_its_model_and_classifies_a_batch(name):
     cfg = presets.get(name).config.with_overrides({"data.max_examples": 80})
     bundle = load(cfg.data)

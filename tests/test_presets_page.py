@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import dataclasses
 
+import shutil
+
 import pytest
 
 from core import presets
@@ -13,6 +15,10 @@ from core.store import Store
 from tests.test_pages import open_page, runs_dir, shown_config  # noqa: F401  (runs_dir is a fixture)
 
 NAMES = [p.name for p in presets.list_presets()]
+# presets whose data is made by the espeak-ng program (synthetic voices): they load only where it is installed
+LOADABLE = [pytest.param(n, marks=pytest.mark.skipif(
+    presets.get(n).config.data.options.get("tts_voices") and shutil.which("espeak-ng") is None,
+    reason="this preset's synthetic voices need espeak-ng (`make test` installs it as root)")) for n in NAMES]
 
 
 def choose(at, name: str):
@@ -33,7 +39,7 @@ def test_picker_starts_at_none_and_lists_every_preset_by_title(runs_dir):
     assert shown_config(at).data.source == "hapt", "without a preset the form keeps its own defaults"
 
 
-@pytest.mark.parametrize("name", NAMES)
+@pytest.mark.parametrize("name", LOADABLE)
 def test_choosing_a_preset_shows_exactly_its_config(runs_dir, name):
     at = choose(open_page("pages/train.py"), name)
     shown = shown_config(at)

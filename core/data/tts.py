@@ -25,6 +25,7 @@ import os
 import re
 import shutil
 import subprocess
+import threading
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -136,7 +137,7 @@ def synthesize_digits(voices: int, cache_dir: str | Path | None = None, progress
         y = _render(word, v, binary)
         if len(y) < SAMPLE_RATE // 20:
             raise DataError(f"espeak-ng said {word!r} in {v['voice']} as {len(y)} samples of sound")
-        tmp = folder / f".{d}_{v['name']}_0.tmp.wav"
+        tmp = folder / f".{d}_{v['name']}_0.{os.getpid()}.{threading.get_ident()}.tmp.wav"  # two writers never share one
         sf.write(tmp, y, SAMPLE_RATE, subtype="PCM_16")
         os.replace(tmp, folder / f"{d}_{v['name']}_0.wav")  # whole files only, even after a crash
 

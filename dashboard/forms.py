@@ -55,7 +55,10 @@ def augmentations() -> list[dict]:
     return list_augmentations()
 
 
-@st.cache_data(show_spinner="Reading the data…", max_entries=32)
+READING = "Reading the data… (a first read computes and caches features, and any synthetic voices: up to a minute)"
+
+
+@st.cache_data(show_spinner=READING, max_entries=32)
 def data_summary(data: dict) -> dict:
     """Load the data once per data config: what the model will see, or the error to show."""
     from core.data import load

@@ -265,8 +265,14 @@ def test_figures_render_to_readable_pngs(tmp_path):
     assert names == {"curves": "hapt6_subject-curves.png", "confusion": "hapt6_subject-confusion.png"}
 
 
-def test_parallel_folds_run_in_worker_processes_into_one_store(tmp_path):
+def test_parallel_folds_run_in_worker_processes_into_one_store(tmp_path, monkeypatch):
+    import types
+
     from core.store import Store
+
+    # A spawned worker re-imports the parent's __main__; after an AppTest in this process that is
+    # a Streamlit test script, so stand in an empty one (as bench/accuracy.py, run as a script, is).
+    monkeypatch.setitem(sys.modules, "__main__", types.ModuleType("__main__"))
 
     tiny = {"train.epochs": 1, "train.probes.enabled": False, "model.name": "resnet1d",
             "model.hparams": {"base_channels": 8, "num_stages": 1}}

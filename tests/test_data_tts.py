@@ -99,3 +99,14 @@ def test_missing_espeak_is_a_clear_message(monkeypatch):
 def test_impossible_voice_counts_are_refused(voices, tmp_path):
     with pytest.raises(DataError, match="tts_voices"):
         tts.synthesize_digits(voices, cache_dir=tmp_path)
+
+
+@needs_espeak
+def test_cli_inspect_says_how_many_synthetic_clips_train(capsys, tmp_path, monkeypatch):
+    from core.__main__ import main
+
+    monkeypatch.setenv("SIGSCOPE_CACHE_DIR", str(tmp_path))
+    assert main(["data", "inspect", "fsdd", "--set", "options.tts_voices=2", "--set", "split=subject",
+                 "--set", 'test_groups=["jackson"]']) == 0
+    out = capsys.readouterr().out
+    assert "synthetic: 20 clips from 2 espeak-ng" in out and "training split only" in out

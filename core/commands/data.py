@@ -77,5 +77,9 @@ def run_inspect(args) -> int:
     text = (f"{report['source']}: {report['examples']} examples of {report['input_kind']} {tuple(report['input_shape'])} "
             f"at {report['sample_rate']:g} Hz\n  classes: {classes}\n  channels: {', '.join(report['channels'])}\n"
             f"  splits: {report['split_sizes']}\n  skipped: {report['skipped_lines']}  cache: {report['cache']}")
+    tts = report["info"].get("tts")
+    if tts:
+        text += (f"\n  synthetic: {tts['files']} clips from {tts['voices']} {tts['engine']} voices, "
+                 f"in the training split only")
     emit(report, args.json, text)
     return 0

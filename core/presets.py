@@ -139,7 +139,8 @@ def _fsdd_resnet1d_mfcc() -> RunConfig:
 def _fsdd_unseen_speakers() -> RunConfig:
     # The ResNet1D-on-MFCC preset plus 300 synthetic espeak-ng voices saying the digits
     # (data option tts_voices, training split only): leave-one-speaker-out on full FSDD,
-    # jackson's fold 0.646 -> 0.794 and george's 0.734 -> 0.850 with them (docs/RESULTS.md).
+    # mean 0.777 -> 0.852 with them (jackson's fold 0.646 -> 0.756, george's 0.734 -> 0.868;
+    # docs/RESULTS.md).
     return _fsdd_resnet1d_mfcc().with_overrides({"data.options.tts_voices": 300, "train.epochs": 25})
 
 

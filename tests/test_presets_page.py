@@ -5,21 +5,15 @@ from __future__ import annotations
 
 import dataclasses
 
-import shutil
-
 import pytest
 
 from core import presets
 from core.config import RunConfig
 from core.store import Store
 from tests.test_pages import open_page, runs_dir, shown_config  # noqa: F401  (runs_dir is a fixture)
+from tests.test_presets import LOADABLE  # presets that load here (espeak-ng where they need it)
 
 NAMES = [p.name for p in presets.list_presets()]
-# presets whose data is made by the espeak-ng program (synthetic voices): they load only where it is installed
-LOADABLE = [pytest.param(n, marks=pytest.mark.skipif(
-    presets.get(n).config.data.options.get("tts_voices") and shutil.which("espeak-ng") is None,
-    reason="this preset's synthetic voices need espeak-ng (`make test` installs it as root)")) for n in NAMES]
-
 
 def choose(at, name: str):
     at.selectbox(key="train.preset").set_value(name).run()

@@ -27,6 +27,7 @@ import shutil
 import subprocess
 import threading
 from concurrent.futures import ThreadPoolExecutor
+from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
@@ -64,18 +65,20 @@ def _espeak(*args: str, binary: str | None = None) -> bytes:
     return done.stdout
 
 
+@lru_cache(maxsize=1)
 def espeak_version() -> str:
-    """'1.51' style version string of the installed espeak-ng."""
+    """'1.51' style version string of the installed espeak-ng (asked once per process)."""
     text = _espeak("--version").decode(errors="replace")
     m = re.search(r"text-to-speech:\s*(\S+)", text)
     return m.group(1) if m else text.strip()[:40]
 
 
-def variants() -> list[str]:
-    """The installed voice variants that sound like a person, in espeak-ng's order."""
+@lru_cache(maxsize=1)
+def variants() -> tuple[str, ...]:
+    """The installed voice variants that sound like a person, in espeak-ng's order (listed once per process)."""
     lines = _espeak("--voices=variant").decode(errors="replace").splitlines()[1:]
     names = [line.split()[4].split("/")[-1] for line in lines if len(line.split()) >= 5]
-    return [n for n in names if not _NOT_HUMAN.search(n)]
+    return tuple(n for n in names if not _NOT_HUMAN.search(n))
 
 
 def voice_name(i: int) -> str:
@@ -83,7 +86,7 @@ def voice_name(i: int) -> str:
     return "tts" + _LETTERS[i // 676 % 26] + _LETTERS[i // 26 % 26] + _LETTERS[i % 26]
 
 
-def voice_table(names: list[str] | None = None) -> list[dict]:
+def voice_table(names: tuple[str, ...] | None = None) -> list[dict]:
     """Every voice: accent x variant in a fixed shuffled order, each with a seeded pitch and rate."""
     names = variants() if names is None else names
     if not names:

@@ -110,3 +110,20 @@ def test_cli_inspect_says_how_many_synthetic_clips_train(capsys, tmp_path, monke
                  "--set", 'test_groups=["jackson"]']) == 0
     out = capsys.readouterr().out
     assert "synthetic: 20 clips from 2 espeak-ng" in out and "training split only" in out
+
+
+@needs_espeak
+def test_the_feature_cache_key_covers_the_synthetic_voices_wavs(tmp_path, monkeypatch):
+    """A new espeak-ng makes a new voice folder; the cached clips must not outlive the WAVs they came from."""
+    from core.data.audio_folder import fsdd_files
+    from core.data.cache import cache_key
+    monkeypatch.setenv("SIGSCOPE_CACHE_DIR", str(tmp_path))
+    plain = fsdd_files(DataConfig(source="fsdd"))
+    voiced = fsdd_files(DataConfig(source="fsdd", options={"tts_voices": 2}))
+    assert voiced[:len(plain)] == plain and len(voiced) == len(plain) + 20
+    before = cache_key(voiced, {})
+    wav = voiced[-1]
+    y, sr = sf.read(wav)
+    sf.write(wav, np.concatenate([y, np.zeros(80)]), sr)  # the same name, different audio
+    assert cache_key(voiced, {}) != before
+    assert fsdd_files(DataConfig(source="fsdd", options={"tts_voices": 2})) == voiced  # made once, reused

@@ -26,8 +26,8 @@ LOADABLE = [pytest.param(n, marks=pytest.mark.skipif(
 
 
 def test_the_issue_presets_exist_with_titles_and_their_tasks():
-    assert {"hapt_har_transformer", "hapt_all12_se_convnext", "fsdd_audio_resnet_attention", "uea_basicmotions",
-            "uea_japanesevowels"} <= set(NAMES)
+    assert {"hapt_har_transformer", "hapt_all12_se_convnext", "hapt_resnet1d", "fsdd_audio_resnet_attention",
+            "uea_basicmotions", "uea_japanesevowels"} <= set(NAMES)
     assert list(presets.PRESETS) == NAMES
     cfg = presets.get("hapt_har_transformer").config
     assert (cfg.data.source, cfg.data.options["classes"], cfg.data.window, cfg.data.stride, cfg.data.split) == \

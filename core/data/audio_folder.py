@@ -146,9 +146,24 @@ FSDD_BUNDLED = "fsdd/recordings"
 FSDD_FULL = "fsdd/recordings"
 
 
-def load_fsdd(cfg: DataConfig) -> Examples:
-    opts = source_options(cfg, {"on_error": "raise", "align": "start", "test_takes": [0, 1, 2, 3, 4],
+def _fsdd_options(cfg: DataConfig) -> dict:
+    return source_options(cfg, {"on_error": "raise", "align": "start", "test_takes": [0, 1, 2, 3, 4],
                                 "tts_voices": 0})
+
+
+def fsdd_files(cfg: DataConfig) -> list[Path]:
+    """The recordings, plus the synthetic voices' WAVs when options.tts_voices asks for them, so
+    the feature cache notices a different espeak-ng (a new voice folder) as well as new recordings."""
+    files = audio_files(resolve_path(cfg, FSDD_BUNDLED, FSDD_FULL))
+    voices = _fsdd_options(cfg)["tts_voices"]
+    if voices:
+        from core.data import tts
+        files += tts.digit_files(tts.synthesize_digits(voices), voices)
+    return files
+
+
+def load_fsdd(cfg: DataConfig) -> Examples:
+    opts = _fsdd_options(cfg)
     voices = opts.pop("tts_voices")
     opts = {**DEFAULT_OPTIONS, "pattern": FSDD_PATTERN, **opts}
     real = load_audio_files(cfg, resolve_path(cfg, FSDD_BUNDLED, FSDD_FULL), opts, "fsdd")
@@ -197,4 +212,4 @@ register_source(SourceSpec(
              "tts_voices": "add N espeak-ng voices (7 accents x ~90 variants) saying the digits, training "
                            "split only (needs the espeak-ng program; 0 = none)"},
     default_data=f"data/{FSDD_BUNDLED} (CC BY-SA 4.0)",
-    files=lambda cfg: audio_files(resolve_path(cfg, FSDD_BUNDLED, FSDD_FULL))))
+    files=fsdd_files))

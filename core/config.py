@@ -61,7 +61,7 @@ class DataConfig(_Config):
     # audio
     sample_rate: int = 8000
     clip_seconds: float = 1.0
-    features: str = "raw"  # "raw" | "logmel" | "mfcc" | "stack4"
+    features: str = "raw"  # "raw" | "logmel" | "mfcc" | "mfcc_deltas" | "stack4"
     n_mels: int = 40
     n_fft: int = 256
     hop_length: int = 64
@@ -139,6 +139,7 @@ class TrainConfig(_Config):
     grad_checkpointing: bool = False
     grad_clip: float | None = 1.0  # max global L2 norm; None = no clipping
     label_smoothing: float = 0.0
+    mixup_alpha: float = 0.0  # mixup: blend example pairs and labels, weight ~ Beta(alpha, alpha); 0 = off
     num_workers: int = 0
     early_stopping: EarlyStoppingConfig = field(default_factory=EarlyStoppingConfig)
     probes: ProbeConfig = field(default_factory=ProbeConfig)

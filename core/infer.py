@@ -6,6 +6,9 @@
     pred.to_json()                                           # what `python -m core predict --json` prints
     results = classify_files(predictor, paths)               # one dict per file; a bad file -> {"error"}
     pred = classify_bytes(predictor, data, "upload.wav")     # an upload: size-checked, never named on disk
+    ensemble = load_ensemble(["RUN_A", "RUN_B", "RUN_C"])    # several runs answer together
+    pred = classify_file(ensemble, "my_recording.wav")       # the mean of their window probabilities
+    scores = evaluate_split(ensemble, "test")                 # accuracy on the runs' own test split
 
 The run's own pipeline is reproduced exactly: audio is decoded (content-checked) to the
 run's sample rate, cut into the training clip length every `hop` seconds (a file shorter
@@ -17,6 +20,11 @@ one stream per subject/session, windowed with the run's window and stride (or `h
 Window probabilities are aggregated into the clip's answer by the mean of log-probabilities
 (renormalized, the default) or by majority vote; confidence is the top probability, entropy
 is in nats, margin is top-1 minus top-2.
+
+An Ensemble is a list of runs with the same classes, signal, rate and window (their
+features, models and seeds may differ: each member keeps its own pipeline). Its window
+probabilities are the mean of the members'; the explanation (attention or saliency) is its
+first member's, and each member's own answer is kept in `Prediction.members`.
 
 Limits (stated to the user): uploads up to MAX_UPLOAD_BYTES, audio up to MAX_AUDIO_SECONDS,
 at most MAX_WINDOWS windows per file. Nothing read is executed or unpickled: audio goes
@@ -184,6 +192,121 @@ def load_run(run_id: str, store=None, which: str = "best", device: str = "cpu") 
     return load_run_dir(folder, which, device, run_id=run_id, run_name=run.get("name") or "")
 
 
+@dataclass
+class Ensemble:
+    """Runs that answer together: the mean of their window probabilities (see the module doc).
+
+    members: Predictors of the same classes (same order), signal, sample rate, window and stride;
+    the first is `primary`, whose pipeline reads the file and whose model explains the answer.
+    """
+
+    members: list[Predictor]
+
+    def __post_init__(self) -> None:
+        if len(self.members) < 2:
+            raise ConfigError("an ensemble needs at least two runs; classify with the one run instead")
+        first = self.members[0]
+        for m in self.members[1:]:
+            checks = (("classes", m.class_names, first.class_names), ("signal", m.signal, first.signal),
+                      ("sample rate (Hz)", m.sample_rate, first.sample_rate),
+                      ("window (samples)", m.window, first.window), ("stride (samples)", m.stride, first.stride))
+            if m.signal == "imu":
+                checks += (("channels", m.channel_names, first.channel_names),)
+            for what, theirs, ours in checks:
+                if theirs != ours:
+                    raise ConfigError(f"run {m.run_id} cannot join an ensemble with run {first.run_id}: its {what} "
+                                      f"{theirs} differ from {ours}; ensemble runs trained on the same task")
+
+    @property
+    def primary(self) -> Predictor:
+        return self.members[0]
+
+    @property
+    def run_id(self) -> str:
+        return "+".join(str(m.run_id) for m in self.members)
+
+    @property
+    def run_ids(self) -> list[str]:
+        return [str(m.run_id) for m in self.members]
+
+    # the file-reading side is the same for every member: the primary's
+    signal = property(lambda self: self.primary.signal)
+    sample_rate = property(lambda self: self.primary.sample_rate)
+    window = property(lambda self: self.primary.window)
+    stride = property(lambda self: self.primary.stride)
+    window_seconds = property(lambda self: self.primary.window_seconds)
+    class_names = property(lambda self: self.primary.class_names)
+    channel_names = property(lambda self: self.primary.channel_names)
+
+    def describe(self) -> str:
+        models = ", ".join(f"{m.config.model.name} ({m.features})" for m in self.members)
+        return f"ensemble of {len(self.members)} runs: {models}; {self.primary.describe().split(': ', 1)[1]}"
+
+
+def load_ensemble(run_ids: list[str], store=None, which: str = "best", device: str = "cpu") -> Ensemble:
+    """An Ensemble of stored runs (each loaded as by load_run); ConfigError when they do not fit together."""
+    from core.store import Store
+
+    store = store or Store()
+    if len(set(run_ids)) != len(run_ids):
+        raise ConfigError(f"runs {run_ids} name one run twice; an ensemble needs different runs")
+    return Ensemble([load_run(r, store, which, device) for r in run_ids])
+
+
+def split_probabilities(predictor: Predictor, split: str = "test") -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(ids (N,), labels (N,), probabilities (N, K)) of one run on its own data split: the run's
+    DataConfig is loaded again (features from the disk cache) and normalized with its stored
+    training statistics, so this is the split the run was scored on."""
+    from core.data import load
+
+    if split not in ("train", "val", "test"):
+        raise ConfigError(f"split={split!r}; use train, val or test")
+    bundle = load(predictor.config.data)
+    if list(bundle.class_names) != list(predictor.class_names):
+        raise ConfigError(f"run {predictor.run_id}'s data now gives classes {bundle.class_names}, not the "
+                          f"{predictor.class_names} it was trained on; the data changed since it was trained")
+    ds = getattr(bundle, split)
+    if len(ds) == 0:
+        raise ConfigError(f"run {predictor.run_id} has no {split} examples (its data.{split}_fraction or groups "
+                          "leave that split empty)")
+    if ds.featurize is not None:  # a training split with waveform augmentation holds raw clips
+        x = featurize_audio(ds.x, predictor.sample_rate, predictor.config.data)
+    else:
+        x = ds.x
+    with _one_blas_thread():
+        probs = _softmax(predictor.logits(apply_normalization(x, predictor.normalization)))
+    return np.asarray(ds.ids).astype(str), ds.y.copy(), probs
+
+
+def evaluate_split(predictor: Predictor | Ensemble, split: str = "test") -> dict:
+    """Accuracy, macro-F1, confusion matrix and per-class scores of a run or an Ensemble on
+    the run's own split (see split_probabilities); an Ensemble's members must share the split's
+    examples (e.g. the same test speaker), and it also reports each member's accuracy."""
+    from core.train.metrics import classification_metrics
+
+    members = predictor.members if isinstance(predictor, Ensemble) else [predictor]
+    answers = [split_probabilities(m, split) for m in members]
+    ids, labels = answers[0][0], answers[0][1]
+    order = np.argsort(ids)
+    aligned = []
+    for m, (m_ids, m_labels, m_probs) in zip(members, answers):
+        m_order = np.argsort(m_ids)
+        if not np.array_equal(m_ids[m_order], ids[order]):
+            raise ConfigError(f"run {m.run_id}'s {split} split holds other examples than run {members[0].run_id}'s; "
+                              f"ensemble runs that were tested on the same examples")
+        aligned.append(m_probs[m_order])
+    probs = np.mean(aligned, axis=0)
+    y = torch.from_numpy(labels[order])
+    m = classification_metrics(torch.from_numpy(np.log(np.clip(probs, 1e-12, 1.0))), y, list(predictor.class_names))
+    out = {"split": split, "n": int(len(y)), "accuracy": m.scalars["accuracy"], "macro_f1": m.scalars["macro_f1"],
+           "confusion": m.confusion, "per_class": m.per_class, "class_names": list(predictor.class_names),
+           "run_ids": [str(x.run_id) for x in members]}
+    if len(members) > 1:
+        out["member_accuracy"] = {str(x.run_id): float((p.argmax(axis=1) == labels[order]).mean())
+                                  for x, p in zip(members, aligned)}
+    return out
+
+
 # ---- results -----------------------------------------------------------------------------
 @dataclass
 class Prediction:
@@ -215,6 +338,7 @@ class Prediction:
     attention: list[dict] = field(default_factory=list)
     saliency: list[dict] = field(default_factory=list)
     run_id: str | None = None
+    members: list[dict] = field(default_factory=list)  # an ensemble's members: run_id, label, confidence
 
     @property
     def window_labels(self) -> list[str]:
@@ -272,6 +396,8 @@ class Prediction:
             out["saliency"] = self.saliency
         if self.notes:
             out["notes"] = self.notes
+        if self.members:
+            out["members"] = self.members
         return out
 
 
@@ -393,11 +519,11 @@ def _read_imu(predictor: Predictor, path: Path, hop: int, notes: list[str]
 
 
 # ---- classifying -------------------------------------------------------------------------
-def classify_file(predictor: Predictor, path: str | Path, name: str | None = None, top_k: int = 3,
+def classify_file(predictor: Predictor | Ensemble, path: str | Path, name: str | None = None, top_k: int = 3,
                   hop: float | None = None, aggregate: str = "mean", explain: str = "auto") -> Prediction:
-    """Classify one audio file or IMU CSV (see the module doc). hop: seconds between window
-    starts (default: half the clip for audio, the run's stride for IMU). explain: "auto"
-    (attention for attention models, Grad-CAM + saliency otherwise), "attention",
+    """Classify one audio file or IMU CSV with a run or an Ensemble (see the module doc). hop:
+    seconds between window starts (default: half the clip for audio, the run's stride for IMU).
+    explain: "auto" (attention for attention models, Grad-CAM + saliency otherwise), "attention",
     "saliency", "all" or "none". Raises DataError/ConfigError with one clear line."""
     path = Path(path)
     name = name or str(path)
@@ -430,8 +556,18 @@ def classify_file(predictor: Predictor, path: str | Path, name: str | None = Non
     if len(starts) > MAX_WINDOWS:
         raise DataError(f"{path}: would make {len(starts)} windows at a {hop_samples / predictor.sample_rate:g} s hop; "
                         f"the limit is {MAX_WINDOWS} per file — use a larger hop or a shorter recording")
+    members = []
     with _one_blas_thread():
-        probs, layers, attention, saliency = _run_windows(predictor, signal, starts, length, explain)
+        if isinstance(predictor, Ensemble):
+            probs, layers, attention, saliency = _run_windows(predictor.primary, signal, starts, length, explain)
+            each = [probs] + [_run_windows(m, signal, starts, length, "none")[0] for m in predictor.members[1:]]
+            probs = np.mean(each, axis=0)
+            for m, p in zip(predictor.members, each):
+                own = summarize(aggregate_probs(p, aggregate), predictor.class_names, 1)
+                members.append({"run_id": m.run_id, "model": m.config.model.name, "features": m.features,
+                                "label": own["label"], "confidence": round(own["confidence"], 4)})
+        else:
+            probs, layers, attention, saliency = _run_windows(predictor, signal, starts, length, explain)
     clip = aggregate_probs(probs, aggregate)
     s = summarize(clip, predictor.class_names, top_k)
     return Prediction(file=name, label=s["label"], probabilities=dict(zip(predictor.class_names, clip.tolist())),
@@ -441,7 +577,8 @@ def classify_file(predictor: Predictor, path: str | Path, name: str | None = Non
                       hop_seconds=hop_samples / predictor.sample_rate, starts=starts, window_probs=probs,
                       class_names=list(predictor.class_names), signal=signal,
                       channel_names=list(predictor.channel_names), window_true=truth, streams=streams, notes=notes,
-                      layers=layers, attention=attention, saliency=saliency, run_id=predictor.run_id)
+                      layers=layers, attention=attention, saliency=saliency, run_id=predictor.run_id,
+                      members=members)
 
 
 def _one_blas_thread():

@@ -31,6 +31,7 @@ SPLIT_HELP = {"stratified": "random, keeping class proportions", "random": "rand
               "fixed": "the source's standard split (e.g. FSDD takes 0-4 as test)"}
 FEATURE_HELP = {"raw": "the waveform itself (waveform models)", "logmel": "log-mel bands as channels (IMU-style models)",
                 "mfcc": "MFCCs as channels (IMU-style models)",
+                "mfcc_deltas": "MFCCs with their Δ and ΔΔ as channels (IMU-style models)",
                 "stack4": "log-mel, MFCC, Δ, ΔΔ planes (spectrogram models)"}
 SCHEDULE_HELP = {"none": "constant learning rate (after an optional warm-up)",
                  "cosine": "cosine from lr down to min lr at the last step",
@@ -227,7 +228,11 @@ def train_section(key: str, supports_checkpointing: bool, base: TrainConfig | No
     clip_on = d2.toggle("Clip gradients", True, key=f"{key}.clip_on")
     clip = float(d3.number_input("Max grad norm", 0.01, 1000.0, 1.0, key=f"{key}.grad_clip", disabled=not clip_on))
     smoothing = float(d4.slider("Label smoothing", 0.0, 0.3, 0.0, 0.05, key=f"{key}.smoothing"))
-    checkpointing = st.toggle("Gradient checkpointing", False, key=f"{key}.gc", disabled=not supports_checkpointing,
+    g1, g2 = st.columns([1, 3])
+    mixup = float(g2.slider("Mixup α", 0.0, 1.0, 0.0, 0.1, key=f"{key}.mixup",
+                            help="blend pairs of training examples and their labels with a Beta(α, α) weight; "
+                                 "0 = off (0.2-0.4 is usual)"))
+    checkpointing = g1.toggle("Gradient checkpointing", False, key=f"{key}.gc", disabled=not supports_checkpointing,
                               help="recompute block activations in backward: less memory, more compute"
                               + ("" if supports_checkpointing else " (this model does not support it)"))
     e1, e2, e3 = st.columns(3)
@@ -250,8 +255,8 @@ def train_section(key: str, supports_checkpointing: bool, base: TrainConfig | No
                                  histogram_every_n_steps=hist_every, probes=list(chosen))
     return dataclasses.replace(base, epochs=epochs, batch_size=batch, seed=seed, device=device, amp=amp,
                                grad_checkpointing=checkpointing and supports_checkpointing,
-                               grad_clip=clip if clip_on else None, label_smoothing=smoothing, early_stopping=early,
-                               probes=probes)
+                               grad_clip=clip if clip_on else None, label_smoothing=smoothing, mixup_alpha=mixup,
+                               early_stopping=early, probes=probes)
 
 
 # ---- presets ---------------------------------------------------------------------------------
@@ -289,7 +294,8 @@ def widget_state(config: RunConfig, key: str) -> dict[str, Any]:
     es, probes = t.early_stopping, t.probes
     out.update({f"{key}.epochs": int(t.epochs), f"{key}.batch": int(t.batch_size), f"{key}.seed": int(t.seed),
                 f"{key}.device": t.device, f"{key}.amp": t.amp, f"{key}.clip_on": t.grad_clip is not None,
-                f"{key}.smoothing": float(t.label_smoothing), f"{key}.gc": bool(t.grad_checkpointing),
+                f"{key}.smoothing": float(t.label_smoothing), f"{key}.mixup": float(t.mixup_alpha),
+                f"{key}.gc": bool(t.grad_checkpointing),
                 f"{key}.es": bool(es.enabled), f"{key}.es_metric": es.metric, f"{key}.es_patience": int(es.patience),
                 f"{key}.probes_on": bool(probes.enabled), f"{key}.probe_every": int(probes.every_n_steps),
                 f"{key}.hist_every": int(probes.histogram_every_n_steps), f"{key}.probes": list(probes.probes)})

@@ -147,7 +147,7 @@ def test_window_stream_cuts_t_by_c_into_windows():
 
 @pytest.mark.parametrize("features,shape,kind", [
     ("raw", (1, 4000), "waveform"), ("logmel", (32, 63), "imu"), ("mfcc", (13, 63), "imu"),
-    ("stack4", (4, 32, 63), "spectrogram")])
+    ("mfcc_deltas", (39, 63), "imu"), ("stack4", (4, 32, 63), "spectrogram")])
 def test_audio_features_have_the_documented_shapes(features, shape, kind):
     cfg = DataConfig(source="synthetic_audio", sample_rate=8000, clip_seconds=0.5, features=features,
                      n_mels=32, n_fft=256, hop_length=64, n_mfcc=13, options={"per_class": 10})
@@ -168,6 +168,24 @@ def test_stack4_without_c0_keeps_n_mels_rows_and_uses_mad_for_deltas():
     with_c0 = data.featurize_audio(np.random.default_rng(0).normal(size=2000).astype(np.float32), 8000,
                                    DataConfig(features="mfcc", n_mfcc=13, n_mels=24, mfcc_c0=True))
     assert np.allclose(mfcc_no_c0, with_c0[1:], atol=1e-4)  # the same cepstra minus c0
+
+
+def test_mfcc_deltas_are_the_mfccs_then_how_they_move():
+    from core.data.features import _delta, feature_channel_names
+
+    y = _spoken(0.2)
+    cfg = DataConfig(features="mfcc_deltas", n_mfcc=13, n_mels=32)
+    stacked = data.featurize_audio(y, 8000, cfg)
+    mfcc = data.featurize_audio(y, 8000, DataConfig(features="mfcc", n_mfcc=13, n_mels=32))
+    assert stacked.shape == (39, mfcc.shape[1])
+    assert np.allclose(stacked[:13], mfcc) and np.allclose(stacked[13:26], _delta(mfcc, 1), atol=1e-5)
+    assert np.allclose(stacked[26:], _delta(mfcc, 2), atol=1e-5)
+    ramp = np.linspace(0, 1, 50, dtype=np.float32)[None].repeat(3, 0)  # a steady rise: constant delta
+    assert np.allclose(_delta(ramp, 1)[:, 2:-2], 1 / 49, atol=1e-6)
+    names = feature_channel_names(cfg, 39)
+    assert names[:2] == ["mfcc0", "mfcc1"] and names[13] == "d_mfcc0" and names[-1] == "dd_mfcc12"
+    batch = data.featurize_audio(np.stack([y, y]), 8000, cfg)
+    assert np.allclose(batch[1], stacked, atol=1e-5)
 
 
 IMU_AUGS = [n for n, s in AUGMENTATIONS.items() if "imu" in s.signals]

@@ -144,7 +144,8 @@ EDITED = {  # a preset as someone might retune it: knobs behind conditional widg
                          "data.augment": [{"name": "jitter", "p": 0.4, "params": {"sigma": 0.2}}]},
     "plateau_all12": {"schedule.name": "plateau", "schedule.plateau_patience": 6, "schedule.plateau_factor": 0.25,
                       "schedule.min_lr": 1e-5, "data.options.classes": "all12", "train.seed": 11,
-                      "train.amp": "bf16", "train.label_smoothing": 0.05, "model.hparams.pool": "mean"},
+                      "train.amp": "bf16", "train.label_smoothing": 0.05, "train.mixup_alpha": 0.3,
+                      "model.hparams.pool": "mean"},
 }
 
 

@@ -2,9 +2,12 @@
 
     python -m core predict --run RUN_ID a.wav b.flac walk.csv --top-k 3 --json
     python -m core predict --run demo-audio clip.wav --hop 0.25 --aggregate vote
+    python -m core predict --run RUN_A --run RUN_B --run RUN_C clip.wav   # an ensemble of the three
 
 --run takes a run id or a run name (the newest completed run of that name, e.g. the demo
-models `demo-audio` / `demo-imu` from `python -m core demo-models`).
+models `demo-audio` / `demo-imu` from `python -m core demo-models`). Several --run make an
+ensemble: the mean of their probabilities (runs of the same classes, signal and window;
+their features and models may differ), with each member's own answer under `members`.
 
 Prints one object per file: file, label, probabilities, top_k, confidence, entropy,
 margin, windows (start/end seconds, label, p[, true label from the CSV]), and attention
@@ -23,7 +26,8 @@ from core.errors import ConfigError
 def add_parser(subparsers) -> None:
     p = subparsers.add_parser("predict", help="classify audio files or IMU CSVs with a trained run",
                               description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--run", required=True, help="run id or run name (see `python -m core runs list`)")
+    p.add_argument("--run", required=True, action="append",
+                   help="run id or run name (see `python -m core runs list`); repeat it for an ensemble")
     p.add_argument("files", nargs="+", metavar="FILE", help="WAV/FLAC/OGG/MP3 recordings or IMU CSV(.gz) files")
     p.add_argument("--top-k", type=int, default=3, help="classes listed per file (3)")
     p.add_argument("--hop", type=float, default=None,
@@ -48,14 +52,22 @@ def resolve_run(store, ref: str) -> str:
                       + (" (or make the demo models with `python -m core demo-models`)" if ref.startswith("demo") else ""))
 
 
+def load_runs(store, refs: list[str], which: str = "best"):
+    """One --run: its Predictor; several: an Ensemble of them."""
+    from core.infer import load_ensemble, load_run
+
+    ids = [resolve_run(store, ref) for ref in refs]
+    return load_run(ids[0], store, which=which) if len(ids) == 1 else load_ensemble(ids, store, which=which)
+
+
 def run(args: argparse.Namespace) -> int:
-    from core.infer import classify_files, load_run
+    from core.infer import classify_files
     from core.store import Store
 
     if args.top_k < 1:
         raise ConfigError(f"--top-k {args.top_k}: list at least one class")
     store = Store()
-    predictor = load_run(resolve_run(store, args.run), store, which=args.checkpoint)
+    predictor = load_runs(store, args.run, args.checkpoint)
     results = classify_files(predictor, args.files, top_k=args.top_k, hop=args.hop, aggregate=args.aggregate,
                              explain=args.explain)
     lines = []
@@ -66,6 +78,8 @@ def run(args: argparse.Namespace) -> int:
         top = ", ".join(f"{t['label']} {t['p']:.3f}" for t in r["top_k"])
         line = f"{r['file']}: {r['label']} (p={r['confidence']:.3f}, margin {r['margin']:.3f}; {top}; "
         line += f"{len(r['windows'])} window(s) over {r['duration']:.2f} s)"
+        if r.get("members"):
+            line += "; members: " + ", ".join(f"{m['label']} {m['confidence']:.3f}" for m in r["members"])
         if "window_accuracy" in r:
             line += f"; agrees with the file's labels on {100 * r['window_accuracy']:.1f}% of windows"
         lines.append(line)

@@ -233,6 +233,6 @@ def build_augmenter(augments: list[AugmentConfig], signal: str, sample_rate: flo
         if a.name == "rotation" and n_channels is not None and n_channels % 3:
             raise DataError(f"rotation needs (x, y, z) channel triples; this data has {n_channels} channels")
         if a.name == "spec_freq_mask" and features == "raw":
-            raise DataError("spec_freq_mask needs frequency rows; use features logmel, mfcc or stack4")
+            raise DataError("spec_freq_mask needs frequency rows; use features logmel, mfcc, mfcc_deltas or stack4")
         steps.append((spec, float(a.p), {**spec.defaults, **a.params}))
     return Augmenter(steps, sample_rate) if steps else None

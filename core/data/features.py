@@ -4,6 +4,7 @@
       raw     (1, T)                 input_kind "waveform"
       logmel  (n_mels, frames)       input_kind "imu" (features as channels, frames as time)
       mfcc    (n_mfcc, frames)       input_kind "imu"
+      mfcc_deltas (3 n_mfcc, frames) input_kind "imu": MFCC, then its delta, then delta-delta rows
       stack4  (4, n_mels, frames)    input_kind "spectrogram": log-mel, MFCC, delta, delta-delta
 
 Log-mel is ln(mel power + 1e-6) (STFT as librosa: centered, periodic Hann; librosa's mel
@@ -12,7 +13,9 @@ regression deltas over +-2 frames (delta-delta = delta of delta).
 In stack4 every plane has n_mels rows: the MFCC plane holds all n_mels cepstral
 coefficients (cfg.n_mfcc applies to features="mfcc" only); with mfcc_c0=False c0 (log
 energy, which follows loudness) is dropped and a zero row appended so F stays n_mels.
-For features="mfcc", mfcc_c0=False gives coefficients 1..n_mfcc (still n_mfcc rows).
+For features="mfcc", mfcc_c0=False gives coefficients 1..n_mfcc (still n_mfcc rows); the
+same holds for the three blocks of "mfcc_deltas". Deltas describe how the spectrum moves
+(formant transitions), which varies less between speakers than where it sits.
 """
 from __future__ import annotations
 
@@ -23,8 +26,8 @@ import numpy as np
 from core.config import DataConfig
 from core.errors import DataError
 
-FEATURES = ("raw", "logmel", "mfcc", "stack4")
-INPUT_KIND = {"raw": "waveform", "logmel": "imu", "mfcc": "imu", "stack4": "spectrogram"}
+FEATURES = ("raw", "logmel", "mfcc", "mfcc_deltas", "stack4")
+INPUT_KIND = {"raw": "waveform", "logmel": "imu", "mfcc": "imu", "mfcc_deltas": "imu", "stack4": "spectrogram"}
 
 
 def check_feature_config(cfg: DataConfig) -> None:
@@ -38,7 +41,7 @@ def check_feature_config(cfg: DataConfig) -> None:
     if cfg.n_mels > cfg.n_fft // 2 + 1:
         raise DataError(f"n_mels={cfg.n_mels} exceeds the {cfg.n_fft // 2 + 1} FFT bins of n_fft={cfg.n_fft}; "
                         "lower n_mels or raise n_fft")
-    if cfg.features == "mfcc" and not 1 <= cfg.n_mfcc <= cfg.n_mels - (0 if cfg.mfcc_c0 else 1):
+    if cfg.features in ("mfcc", "mfcc_deltas") and not 1 <= cfg.n_mfcc <= cfg.n_mels - (0 if cfg.mfcc_c0 else 1):
         raise DataError(f"n_mfcc={cfg.n_mfcc} must be between 1 and n_mels={cfg.n_mels}"
                         + ("" if cfg.mfcc_c0 else " - 1 (c0 is dropped)"))
 
@@ -96,6 +99,10 @@ def featurize_audio(waveform: np.ndarray, sr: float, cfg: DataConfig) -> np.ndar
         return logmel
     if cfg.features == "mfcc":
         return _mfcc(logmel, cfg.n_mfcc, cfg.mfcc_c0).astype(np.float32)
+    if cfg.features == "mfcc_deltas":
+        cepstra = _mfcc(logmel, cfg.n_mfcc, cfg.mfcc_c0).astype(np.float32)
+        delta = _delta(cepstra, 1)
+        return np.concatenate([cepstra, delta, _delta(delta, 1)], axis=-2)  # (..., 3 n_mfcc, frames)
     cepstra = _mfcc(logmel, cfg.n_mels - (0 if cfg.mfcc_c0 else 1), cfg.mfcc_c0)
     if not cfg.mfcc_c0:  # keep n_mels rows: pad the dropped c0's place at the end
         cepstra = np.concatenate([cepstra, np.zeros_like(cepstra[..., :1, :])], axis=-2)
@@ -115,7 +122,10 @@ def feature_channel_names(cfg: DataConfig, n_channels: int) -> list[str]:
         return ["audio"]
     if cfg.features == "logmel":
         return [f"mel{i}" for i in range(n_channels)]
+    first = 0 if cfg.mfcc_c0 else 1
     if cfg.features == "mfcc":
-        first = 0 if cfg.mfcc_c0 else 1
         return [f"mfcc{i}" for i in range(first, first + n_channels)]
+    if cfg.features == "mfcc_deltas":
+        names = [f"mfcc{i}" for i in range(first, first + n_channels // 3)]
+        return names + [f"d_{n}" for n in names] + [f"dd_{n}" for n in names]
     return ["logmel", "mfcc", "delta", "delta2"]

@@ -108,7 +108,7 @@ def audio_energy_rule(features: str, mfcc_c0: bool, n_mels: int) -> dict | None:
         return {"rows": "mean", "plane": None, "scale": 1.0}
     if features == "stack4":
         return {"rows": "mean", "plane": 0, "scale": 1.0}
-    if features == "mfcc" and mfcc_c0:
+    if features in ("mfcc", "mfcc_deltas") and mfcc_c0:  # c0 is row 0 of both
         return {"rows": "first", "plane": None, "scale": float(1.0 / np.sqrt(n_mels))}
     return None
 

@@ -10,7 +10,8 @@ enabled), Checkpointer (when a run folder is given), then the caller's callbacks
 Metrics written to the recorder:
 - split "step" (every optimizer step): loss, lr (the lr that step used)
 - split "train" (every epoch, from the training forward passes, so with dropout on):
-  classification metrics, weight_norm, samples_per_sec, epoch_seconds
+  classification metrics, weight_norm, samples_per_sec, epoch_seconds (with mixup, each blended
+  example is scored against the label it is mostly made of)
 - split "val" (every epoch) and "test" (once at the end, with the best checkpoint's
   weights when there is one): classification metrics; val/test loss is plain
   cross-entropy (label smoothing only shapes the training loss)
@@ -35,6 +36,7 @@ from core.config import RunConfig
 from core.errors import ConfigError
 from core.train.callbacks import Callback, EarlyStopping, NanGuard
 from core.train.checkpoints import Checkpointer, read_checkpoint, set_rng_state
+from core.train.mixup import dominant_labels, mix_batch, mixed_loss
 from core.train.metrics import classification_metrics, weight_l2_norm
 from core.train.probes import build_probes
 from core.train.recorder import MemoryRecorder
@@ -91,6 +93,9 @@ class Trainer:
             raise ConfigError(f"train.epochs={tc.epochs}: train for at least 1 epoch")
         if tc.batch_size < 1:
             raise ConfigError(f"train.batch_size={tc.batch_size}: use a positive batch size, e.g. 64")
+        if not 0.0 <= tc.mixup_alpha <= 10.0:
+            raise ConfigError(f"train.mixup_alpha={tc.mixup_alpha}: use 0 (off) or a Beta parameter in (0, 10], "
+                              "e.g. 0.4")
         self.recorder = recorder if recorder is not None else MemoryRecorder()
         self.device = device if isinstance(device, torch.device) else resolve_device(device or tc.device)
         seed_everything(tc.seed)
@@ -258,6 +263,7 @@ class Trainer:
     def _train_epoch(self, epoch: int) -> dict[str, Any]:
         model, optimizer, scaler = self.model, self.optimizer, self.scaler
         clip = self.config.train.grad_clip
+        mixup_alpha = self.config.train.mixup_alpha
         per_step_schedule = self.scheduler is not None and not isinstance(self.scheduler, ReduceLROnPlateau)
         params = [p for p in model.parameters() if p.requires_grad]
         # the epoch's order depends only on (seed, epoch), so a resumed run sees the same batches
@@ -272,9 +278,15 @@ class Trainer:
             x = x.to(self.device, non_blocking=True)
             y = y.to(self.device, non_blocking=True)
             optimizer.zero_grad(set_to_none=True)
+            if mixup_alpha > 0:
+                x, y_other, lam = mix_batch(x, y, mixup_alpha)
             with self._autocast():
                 logits = model(x)  # (B, C, T) -> (B, K)
-            loss = self.criterion(logits.float(), y)
+            if mixup_alpha > 0:
+                loss = mixed_loss(self.criterion, logits.float(), y, y_other, lam)
+                y = dominant_labels(y, y_other, lam)
+            else:
+                loss = self.criterion(logits.float(), y)
             self._call("on_before_backward", step)
             if scaler is not None:
                 scaler.scale(loss).backward()

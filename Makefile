@@ -19,8 +19,9 @@ $(STAMP): requirements.txt
 	touch $(STAMP)
 
 # Debian's Chromium drives the end-to-end tests (Playwright cannot download browsers here);
-# espeak-ng speaks the synthetic digit voices (data option tts_voices). Tests needing either skip without it.
-SYSTEM_PACKAGES := chromium espeak-ng
+# espeak-ng and flite speak the synthetic digit voices (data options tts_voices, flite_voices). Tests needing
+# any of them skip without it.
+SYSTEM_PACKAGES := chromium espeak-ng flite
 system-deps:
 	@missing=""; for p in $(SYSTEM_PACKAGES); do command -v $$p >/dev/null || missing="$$missing $$p"; done; \
 	if [ -n "$$missing" ]; then \

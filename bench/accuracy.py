@@ -5,6 +5,8 @@
     .venv/bin/python bench/accuracy.py --quick                     # CI: bundled data, lower bars, minutes
     .venv/bin/python bench/accuracy.py --report                    # docs/RESULTS.md from docs/results/*.json
     .venv/bin/python bench/accuracy.py --list                      # the protocols and their targets
+    .venv/bin/python bench/accuracy.py --only fsdd_loso --set train.mixup_alpha=0.4 --out runs/ablation
+                                                                   # an ablation: dotted config keys on top
 
 Without --only/--all/--report/--list it runs --quick (so `make bench` stays minutes long).
 
@@ -29,6 +31,7 @@ import datetime as dt
 import json
 import os
 import platform
+import shlex
 import statistics
 import sys
 import time
@@ -80,7 +83,8 @@ class Protocol:
     model_selectable: bool = False  # --model picks its preset / zoo model
     note: str = ""
 
-    def command(self, quick: bool = False, epochs: int | None = None, model: str | None = None) -> str:
+    def command(self, quick: bool = False, epochs: int | None = None, model: str | None = None,
+                sets: list[str] | tuple = ()) -> str:
         """The exact command line that reproduces this protocol's result."""
         parts = [COMMAND, "--only", self.name]
         if quick:
@@ -89,6 +93,8 @@ class Protocol:
             parts += ["--epochs", str(epochs)]
         if model and self.model_selectable:
             parts += ["--model", model]
+        for pair in sets:
+            parts += ["--set", shlex.quote(pair)]
         return " ".join(parts)
 
 
@@ -189,10 +195,15 @@ def base_config(p: Protocol, model: str | None = None) -> tuple[RunConfig, str]:
 
 
 def protocol_configs(p: Protocol, quick: bool = False, epochs: int | None = None,
-                     model: str | None = None) -> list[tuple[str | None, RunConfig]]:
-    """[(fold label or None, RunConfig), ...]: the runs protocol `p` makes."""
+                     model: str | None = None, sets: list[str] | tuple = ()) -> list[tuple[str | None, RunConfig]]:
+    """[(fold label or None, RunConfig), ...]: the runs protocol `p` makes; `sets` ("key=value",
+    as the CLI's --set) apply on top of the preset and the protocol, before the folds."""
+    from core.config import parse_sets
+
     cfg, _ = base_config(p, model)
     cfg = cfg.with_overrides(p.overrides)
+    if sets:
+        cfg = cfg.with_overrides(parse_sets(list(sets)))
     if quick:
         if p.quick is None:
             raise ConfigError(f"{p.name} has no --quick form; quick protocols: {', '.join(QUICK_PROTOCOLS)}")
@@ -419,7 +430,7 @@ def _execute_all(store, configs: list, parallel: int) -> list[dict]:
 
 
 def run_protocol(p: Protocol, store, quick: bool = False, epochs: int | None = None,
-                 model: str | None = None, parallel: int = 1) -> dict:
+                 model: str | None = None, parallel: int = 1, sets: list[str] | tuple = ()) -> dict:
     """Every run of protocol `p`, summarized into the result JSON (not yet written);
     parallel > 1 runs that many folds at once in worker processes."""
     _, preset = base_config(p, model)
@@ -428,11 +439,11 @@ def run_protocol(p: Protocol, store, quick: bool = False, epochs: int | None = N
         "protocol": p.name, "title": p.title, "data": p.data + (" (bundled sample)" if quick and p.needs else ""),
         "split": p.quick_split if quick and p.quick_split else p.split, "mode": "quick" if quick else "full",
         "preset": preset, "target": target,
-        "command": p.command(quick, epochs, model), "note": p.note,
+        "command": p.command(quick, epochs, model, sets), "note": p.note, "sets": list(sets),
         "date": dt.datetime.now().astimezone().isoformat(timespec="seconds"), "machine": machine_info(),
         "load_average_before": _load_average(),
     }
-    configs = list(protocol_configs(p, quick, epochs, model))
+    configs = list(protocol_configs(p, quick, epochs, model, sets))
     print(f"{p.name}: {len(configs)} run(s) of {configs[0][1].model.name} on {configs[0][1].data.source}",
           file=sys.stderr, flush=True)
     runs = _execute_all(store, configs, parallel)
@@ -725,6 +736,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--report", action="store_true", help="regenerate docs/RESULTS.md from docs/results/*.json")
     parser.add_argument("--parallel", type=int, default=1, metavar="N",
                         help="run N folds of a fold protocol (fsdd_loso) at once, in worker processes")
+    parser.add_argument("--set", dest="sets", action="append", default=[], metavar="KEY=VALUE",
+                        help="dotted config key on top of the preset and protocol (as `python -m core train "
+                             "--set`), for ablations; repeatable. Give --out too, to keep docs/results as reported")
     parser.add_argument("--list", action="store_true", help="list the protocols and exit")
     args = parser.parse_args(argv)
     if args.epochs is not None and args.epochs < 1:
@@ -809,11 +823,11 @@ def main(argv: list[str] | None = None) -> int:
             if p not in runnable:
                 continue
             try:
-                result = run_protocol(p, store, args.quick, args.epochs, args.model, args.parallel)
+                result = run_protocol(p, store, args.quick, args.epochs, args.model, args.parallel, args.sets)
             except SigscopeError as error:
                 result = {"protocol": p.name, "title": p.title, "data": p.data, "split": p.split,
                           "mode": "quick" if args.quick else "full", "result": "ERROR", "error": str(error),
-                          "command": p.command(args.quick, args.epochs, args.model),
+                          "command": p.command(args.quick, args.epochs, args.model, args.sets),
                           "date": dt.datetime.now().astimezone().isoformat(timespec="seconds"),
                           "machine": machine_info(), "target": p.quick_target if args.quick else p.target}
             if renderer is not None:

@@ -127,3 +127,53 @@ def test_the_feature_cache_key_covers_the_synthetic_voices_wavs(tmp_path, monkey
     sf.write(wav, np.concatenate([y, np.zeros(80)]), sr)  # the same name, different audio
     assert cache_key(voiced, {}) != before
     assert fsdd_files(DataConfig(source="fsdd", options={"tts_voices": 2})) == voiced  # made once, reused
+
+
+needs_flite = pytest.mark.skipif(shutil.which("flite") is None,
+                                 reason="flite is not installed (`make test` installs it as root: apt-get install flite)")
+
+
+@needs_flite
+def test_flite_voices_are_people_with_their_own_pitch_rate_and_tract(tmp_path):
+    import librosa
+
+    folder = tts.synthesize_digits(8, cache_dir=tmp_path, engine_name="flite")
+    files = tts.digit_files(folder, 8, "flite")
+    assert files[0].name == "0_fltaaa_0.wav" and len(files) == 80
+    table = tts.flite_table()
+    assert table == tts.flite_table() and [v["voice"] for v in table[:4]] == ["kal", "awb", "rms", "slt"]
+    for f in files:
+        y, sr = sf.read(f, dtype="float32")
+        assert sr == 8000 and 0.15 < len(y) / sr < 1.5 and np.abs(y).max() > 0.05
+    # the drawn pitch is what comes out: slt (a woman) at her f0 factor, kal (a man) at his
+    def f0(name):
+        y, sr = sf.read(folder / name, dtype="float32")
+        track, _, _ = librosa.pyin(y, fmin=60, fmax=400, sr=sr, frame_length=512)
+        return float(np.nanmedian(track))
+    woman, man = table[3], table[0]
+    assert abs(f0("3_fltaad_0.wav") - woman["f0"]) < 0.25 * woman["f0"]
+    assert abs(f0("3_fltaaa_0.wav") - man["f0"]) < 0.25 * man["f0"]
+    # a second call makes nothing new; espeak-ng's voices live in another folder
+    assert tts.synthesize_digits(8, cache_dir=tmp_path, engine_name="flite") == folder
+
+
+@needs_flite
+@needs_espeak
+def test_fsdd_with_both_engines_trains_on_them_and_keeps_val_and_test_real(tmp_path, monkeypatch):
+    monkeypatch.setenv("SIGSCOPE_CACHE_DIR", str(tmp_path))
+    cfg = DataConfig(source="fsdd", options={"tts_voices": 3, "flite_voices": 4}, split="subject",
+                     test_groups=["jackson"], val_fraction=0.2)
+    bundle = data.load(cfg)
+    tts_info = bundle.info["tts"]
+    assert tts_info["files"] == 70 and tts_info["voices"] == 7 and "flite" in tts_info["engine"]
+    groups = set(bundle.train.groups.astype(str))
+    assert sum(g.startswith("flt") for g in groups) == 4 and sum(g.startswith("tts") for g in groups) == 3
+    plain = data.load(DataConfig(source="fsdd", split="subject", test_groups=["jackson"], val_fraction=0.2))
+    assert list(bundle.test.ids) == list(plain.test.ids) and list(bundle.val.ids) == list(plain.val.ids)
+    assert len(bundle.train) == len(plain.train) + 70
+
+
+def test_missing_flite_is_a_clear_message(monkeypatch):
+    monkeypatch.setattr(shutil, "which", lambda name: None)
+    with pytest.raises(DataError, match="flite.*apt-get install flite"):
+        load_fsdd(DataConfig(source="fsdd", options={"flite_voices": 2}))

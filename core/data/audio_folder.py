@@ -148,48 +148,60 @@ FSDD_FULL = "fsdd/recordings"
 
 def _fsdd_options(cfg: DataConfig) -> dict:
     return source_options(cfg, {"on_error": "raise", "align": "start", "test_takes": [0, 1, 2, 3, 4],
-                                "tts_voices": 0})
+                                "tts_voices": 0, "flite_voices": 0})
+
+
+def _synthetic_requests(opts: dict) -> list[tuple[str, int]]:
+    """[(engine, voices), ...] the options ask for (core.data.tts.ENGINES), popped from `opts`."""
+    from core.data import tts
+    asked = [(name, opts.pop(eng.option, 0)) for name, eng in tts.ENGINES.items()]
+    return [(name, voices) for name, voices in asked if voices]
 
 
 def fsdd_files(cfg: DataConfig) -> list[Path]:
-    """The recordings, plus the synthetic voices' WAVs when options.tts_voices asks for them, so
-    the feature cache notices a different espeak-ng (a new voice folder) as well as new recordings."""
+    """The recordings, plus the synthetic voices' WAVs when options.tts_voices/flite_voices ask for
+    them, so the feature cache notices a new synthesizer (a new voice folder) as well as new recordings."""
+    from core.data import tts
     files = audio_files(resolve_path(cfg, FSDD_BUNDLED, FSDD_FULL))
-    voices = _fsdd_options(cfg)["tts_voices"]
-    if voices:
-        from core.data import tts
-        files += tts.digit_files(tts.synthesize_digits(voices), voices)
+    for name, voices in _synthetic_requests(_fsdd_options(cfg)):
+        files += tts.digit_files(tts.synthesize_digits(voices, engine_name=name), voices, name)
     return files
 
 
 def load_fsdd(cfg: DataConfig) -> Examples:
     opts = _fsdd_options(cfg)
-    voices = opts.pop("tts_voices")
+    requests = _synthetic_requests(opts)
     opts = {**DEFAULT_OPTIONS, "pattern": FSDD_PATTERN, **opts}
     real = load_audio_files(cfg, resolve_path(cfg, FSDD_BUNDLED, FSDD_FULL), opts, "fsdd")
-    if not voices:
-        return real
-    return with_synthetic_digits(real, cfg, opts, voices)
+    return with_synthetic_digits(real, cfg, opts, requests) if requests else real
 
 
-def with_synthetic_digits(real: Examples, cfg: DataConfig, opts: dict, voices: int) -> Examples:
-    """`real` plus `voices` espeak-ng voices saying each digit (core.data.tts), flagged train-only."""
+def with_synthetic_digits(real: Examples, cfg: DataConfig, opts: dict, requests: list[tuple[str, int]]) -> Examples:
+    """`real` plus each (engine, voices) request's voices saying each digit (core.data.tts), flagged train-only."""
     from core.data import tts
-    folder = tts.synthesize_digits(voices)
-    synth = load_audio_files(cfg, folder, {**opts, "test_takes": None, "on_error": "raise"}, "fsdd tts",
-                             files=tts.digit_files(folder, voices))
+    parts, described = [], []
     index = {name: i for i, name in enumerate(real.class_names)}
-    missing = sorted(set(synth.class_names) - set(index))
-    if missing:
-        raise DataError(f"fsdd: the recordings have no class {missing}; synthetic digits need all ten")
-    remap = np.array([index[name] for name in synth.class_names])
-    n_real, n_synth = len(real), len(synth)
+    for name, voices in requests:
+        folder = tts.synthesize_digits(voices, engine_name=name)
+        synth = load_audio_files(cfg, folder, {**opts, "test_takes": None, "on_error": "raise"}, f"fsdd {name}",
+                                 files=tts.digit_files(folder, voices, name))
+        missing = sorted(set(synth.class_names) - set(index))
+        if missing:
+            raise DataError(f"fsdd: the recordings have no class {missing}; synthetic digits need all ten")
+        parts.append((synth, np.array([index[c] for c in synth.class_names])[synth.y]))
+        described.append({"voices": int(voices), "files": len(synth),
+                          "engine": f"{name} {tts.engine(name).version()}", "folder": str(folder)})
+    n_real = len(real)
+    n_synth = sum(len(synth) for synth, _ in parts)
     fixed = None if real.fixed_test is None else np.concatenate([real.fixed_test, np.zeros(n_synth, bool)])
-    info = {**real.info, "tts": {"voices": int(voices), "files": n_synth, "engine": f"espeak-ng {tts.espeak_version()}",
-                                 "folder": str(folder), "use": "train only"}}
-    return Examples(x=np.concatenate([real.x, synth.x]), y=np.concatenate([real.y, remap[synth.y]]),
-                    groups=np.concatenate([real.groups, synth.groups]),
-                    ids=np.concatenate([real.ids, np.char.add("tts/", synth.ids.astype(str))]),
+    # one engine: its own description (as before); several: the totals plus each engine's
+    info = {**real.info, "tts": {**(described[0] if len(described) == 1 else {
+        "voices": sum(d["voices"] for d in described), "files": n_synth,
+        "engine": " + ".join(d["engine"] for d in described), "engines": described}), "use": "train only"}}
+    return Examples(x=np.concatenate([real.x] + [synth.x for synth, _ in parts]),
+                    y=np.concatenate([real.y] + [y for _, y in parts]),
+                    groups=np.concatenate([real.groups] + [synth.groups for synth, _ in parts]),
+                    ids=np.concatenate([real.ids] + [np.char.add("tts/", synth.ids.astype(str)) for synth, _ in parts]),
                     class_names=real.class_names, channel_names=real.channel_names, sample_rate=real.sample_rate,
                     signal=real.signal, info=info, fixed_test=fixed,
                     train_only=np.concatenate([np.zeros(n_real, bool), np.ones(n_synth, bool)]))
@@ -210,6 +222,8 @@ register_source(SourceSpec(
              "test_takes": "takes forming the fixed test set ([0, 1, 2, 3, 4])",
              "align": "'start' or 'center'", "on_error": "'raise' or 'skip'",
              "tts_voices": "add N espeak-ng voices (7 accents x ~90 variants) saying the digits, training "
-                           "split only (needs the espeak-ng program; 0 = none)"},
+                           "split only (needs the espeak-ng program; 0 = none)",
+             "flite_voices": "add N flite voices (CMU's kal, awb, rms, slt with seeded pitch, rate and vocal-tract "
+                             "length) saying the digits, training split only (needs the flite program; 0 = none)"},
     default_data=f"data/{FSDD_BUNDLED} (CC BY-SA 4.0)",
     files=fsdd_files))

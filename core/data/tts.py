@@ -73,14 +73,19 @@ def espeak_binary() -> str:
     return found
 
 
-def _espeak(*args: str, binary: str | None = None) -> bytes:
+def _call(program: str, binary: str, args: tuple[str, ...]) -> bytes:
+    """stdout of `binary args` (a synthesizer); a DataError naming `program` when it fails or hangs."""
     try:
-        done = subprocess.run([binary or espeak_binary(), *args], capture_output=True, check=True, timeout=60)
+        done = subprocess.run([binary, *args], capture_output=True, check=True, timeout=60)
     except subprocess.CalledProcessError as e:
-        raise DataError(f"espeak-ng {' '.join(args)} failed: {e.stderr.decode(errors='replace').strip()}") from None
+        raise DataError(f"{program} {' '.join(args)} failed: {e.stderr.decode(errors='replace').strip()}") from None
     except subprocess.TimeoutExpired:
-        raise DataError(f"espeak-ng {' '.join(args)} did not finish in 60 s") from None
+        raise DataError(f"{program} {' '.join(args)} did not finish in 60 s") from None
     return done.stdout
+
+
+def _espeak(*args: str, binary: str | None = None) -> bytes:
+    return _call("espeak-ng", binary or espeak_binary(), args)
 
 
 @lru_cache(maxsize=1)
@@ -120,16 +125,22 @@ def voice_table(names: tuple[str, ...] | None = None) -> list[dict]:
     return table
 
 
-def _render(word: str, voice: dict, binary: str) -> np.ndarray:
+def _trimmed(wav: bytes, program: str, word: str, voice: dict) -> tuple[np.ndarray, int]:
+    """(samples, rate) of a synthesizer's WAV bytes with the silence around the word trimmed."""
     import librosa
     import soundfile as sf
-    wav = _espeak("-v", voice["voice"], "-p", str(voice["pitch"]), "-s", str(voice["rate"]), "--stdout", word,
-                  binary=binary)
     try:
         y, sr = sf.read(io.BytesIO(wav), dtype="float32")
     except RuntimeError as e:
-        raise DataError(f"espeak-ng gave no readable audio for {word!r} in {voice['voice']}: {e}") from None
-    y, _ = librosa.effects.trim(y, top_db=TRIM_TOP_DB)
+        raise DataError(f"{program} gave no readable audio for {word!r} in {voice['voice']}: {e}") from None
+    return librosa.effects.trim(y, top_db=TRIM_TOP_DB)[0], sr
+
+
+def _render(word: str, voice: dict, binary: str) -> np.ndarray:
+    import librosa
+    wav = _espeak("-v", voice["voice"], "-p", str(voice["pitch"]), "-s", str(voice["rate"]), "--stdout", word,
+                  binary=binary)
+    y, sr = _trimmed(wav, "espeak-ng", word, voice)
     return librosa.resample(y, orig_sr=sr, target_sr=SAMPLE_RATE).astype(np.float32)
 
 
@@ -143,13 +154,7 @@ def flite_binary() -> str:
 
 
 def _flite(*args: str, binary: str | None = None) -> bytes:
-    try:
-        done = subprocess.run([binary or flite_binary(), *args], capture_output=True, check=True, timeout=60)
-    except subprocess.CalledProcessError as e:
-        raise DataError(f"flite {' '.join(args)} failed: {e.stderr.decode(errors='replace').strip()}") from None
-    except subprocess.TimeoutExpired:
-        raise DataError(f"flite {' '.join(args)} did not finish in 60 s") from None
-    return done.stdout
+    return _call("flite", binary or flite_binary(), args)
 
 
 @lru_cache(maxsize=1)
@@ -181,7 +186,6 @@ def flite_table() -> list[dict]:
 
 def _render_flite(word: str, voice: dict, binary: str) -> np.ndarray:
     import librosa
-    import soundfile as sf
     # synthesized `tract` times longer, then played `tract` times faster: formants and pitch x tract,
     # the duration back at `stretch`
     tract = voice["tract"]
@@ -189,11 +193,7 @@ def _render_flite(word: str, voice: dict, binary: str) -> np.ndarray:
                  "--setf", f"int_f0_target_stddev={voice['f0_spread']}",
                  "--setf", f"duration_stretch={voice['stretch'] * tract:.3f}", "-t", word, "-o", "/dev/stdout",
                  binary=binary)
-    try:
-        y, sr = sf.read(io.BytesIO(wav), dtype="float32")
-    except RuntimeError as e:
-        raise DataError(f"flite gave no readable audio for {word!r} in {voice['voice']}: {e}") from None
-    y, _ = librosa.effects.trim(y, top_db=TRIM_TOP_DB)
+    y, sr = _trimmed(wav, "flite", word, voice)
     y = librosa.resample(y, orig_sr=sr * tract, target_sr=SAMPLE_RATE)
     return (0.5 * y / (np.abs(y).max() + 1e-9)).astype(np.float32)  # flite's level varies by voice
 

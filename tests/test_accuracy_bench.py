@@ -106,6 +106,21 @@ def test_model_override_takes_a_preset_or_a_zoo_model_only_where_selectable():
     assert cfg.model.name == "har_transformer"  # not selectable: the preset's model stays
 
 
+def test_set_overrides_apply_to_every_fold_and_appear_in_the_command():
+    loso = accuracy.PROTOCOLS["fsdd_loso"]
+    sets = ["train.mixup_alpha=0.4", "data.options.flite_voices=40"]
+    folds = accuracy.protocol_configs(loso, sets=sets)
+    assert len(folds) == 5
+    for label, cfg in folds:
+        assert cfg.train.mixup_alpha == 0.4 and cfg.data.options["flite_voices"] == 40
+        assert cfg.data.test_groups == [label]  # the fold still decides the test speaker
+    assert "--set train.mixup_alpha=0.4 --set data.options.flite_voices=40" in loso.command(sets=sets)
+    args = accuracy.parse_args(["--only", "fsdd_loso", "--set", "train.epochs=3", "--set", "train.seed=2"])
+    assert args.sets == ["train.epochs=3", "train.seed=2"]
+    with pytest.raises(accuracy.ConfigError, match="key=value"):
+        accuracy.protocol_configs(loso, sets=["train.epochs"])
+
+
 def test_quick_hapt_split_on_the_bundled_sample_keeps_subjects_apart():
     from core.data import load
 

@@ -41,7 +41,7 @@ SCHEDULE_HELP = {"none": "constant learning rate (after an optional warm-up)",
                  "plateau": "halve when the validation loss stops improving (depends on the run)"}
 NO_PRESET = ""
 # source options the form draws a widget for; any other option is carried over from `base`
-FORM_OPTIONS = ("classes", "n_classes", "per_class", "name", "full")
+FORM_OPTIONS = ("classes", "n_classes", "per_class", "name", "full", "tts_voices", "flite_voices")
 
 
 @st.cache_data(show_spinner=False)
@@ -102,6 +102,13 @@ def data_section(key: str, base: DataConfig | None = None) -> DataConfig:
         from core.data.uea import OFFLINE
         options["name"] = c1.selectbox("Dataset", list(OFFLINE), key=f"{key}.uea.name",
                                        help="UEA/UCR sets aeon ships offline (ignored when a path is given)")
+    if source == "fsdd":  # synthetic speakers for the training split only (core.data.tts)
+        for column, option, label, most in ((c1, "tts_voices", "Synthetic voices (espeak-ng)", 630),
+                                            (c2, "flite_voices", "Synthetic voices (flite)", 2000)):
+            voices = int(column.number_input(label, 0, most, 0, step=50, key=f"{key}.fsdd.{option}",
+                                             help=spec["options"][option]))
+            if voices:  # 0 = none: the option is left out, as in a config that never named it
+                options[option] = voices
     if "full" in spec["options"] and st.checkbox("Full dataset", False, key=f"{key}.{source}.full",
                                                  help=spec["options"]["full"]):
         options["full"] = True
@@ -273,6 +280,8 @@ def widget_state(config: RunConfig, key: str) -> dict[str, Any]:
         out[f"{key}.{source}.per_class"] = int(d.options.get("per_class", 150))
     if source == "uea":
         out[f"{key}.uea.name"] = d.options.get("name", "BasicMotions")
+    if source == "fsdd":
+        out.update({f"{key}.fsdd.{option}": int(d.options.get(option, 0)) for option in ("tts_voices", "flite_voices")})
     signal = next((x["signal"] for x in sources() if x["name"] == source), "imu")
     if "full" in next((x["options"] for x in sources() if x["name"] == source), {}):
         out[f"{key}.{source}.full"] = bool(d.options.get("full", False))

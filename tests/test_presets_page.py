@@ -97,6 +97,18 @@ def test_full_dataset_box_sets_the_option(runs_dir):
     assert shown_config(at).data.options.get("full") is True  # loads or says where the full file belongs
 
 
+def test_synthetic_voice_boxes_show_the_preset_and_set_the_options(runs_dir):
+    at = choose(open_page("pages/train.py"), "fsdd_unseen_speakers")
+    preset = presets.get("fsdd_unseen_speakers").config.data.options
+    assert at.number_input(key="train.fsdd.tts_voices").value == preset.get("tts_voices", 0)
+    assert at.number_input(key="train.fsdd.flite_voices").value == preset.get("flite_voices", 0)
+    at.number_input(key="train.fsdd.flite_voices").set_value(150).run()
+    at.number_input(key="train.fsdd.tts_voices").set_value(0).run()
+    assert not at.exception
+    options = shown_config(at).data.options
+    assert options["flite_voices"] == 150 and "tts_voices" not in options  # 0 = none, as if never named
+
+
 def test_build_handoff_still_fills_the_model_next_to_the_preset_picker(runs_dir):
     at = open_page("pages/build.py")
     at.selectbox(key="build.model").set_value("resnet1d").run()

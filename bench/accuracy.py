@@ -7,6 +7,7 @@
     .venv/bin/python bench/accuracy.py --list                      # the protocols and their targets
     .venv/bin/python bench/accuracy.py --only fsdd_loso --set train.mixup_alpha=0.4 --out runs/ablation
                                                                    # an ablation: dotted config keys on top
+    .venv/bin/python bench/accuracy.py --only fsdd_loso --seeds 3  # each fold: an ensemble of 3 seeds
 
 Without --only/--all/--report/--list it runs --quick (so `make bench` stays minutes long).
 
@@ -17,6 +18,10 @@ so the presets are what is reported) and overrides only what the protocol fixes 
 classes, windows, split). Full protocols need ../shared/data; each
 writes docs/results/<protocol>.json plus -curves.png and -confusion.png, and the report
 docs/RESULTS.md is regenerated from every JSON present (its notes section is kept).
+
+With --seeds N every run is trained N times (train.seed, +1, ...), and each fold is scored
+as the ensemble of its N runs: the mean of their test probabilities (core.infer.evaluate_split),
+each member's own accuracy kept next to it.
 
 Per protocol: test accuracy, macro-F1, per-class F1, confusion matrix, training seconds
 per epoch (median of the epochs, training loop only), params and forward FLOPs per example
@@ -84,7 +89,7 @@ class Protocol:
     note: str = ""
 
     def command(self, quick: bool = False, epochs: int | None = None, model: str | None = None,
-                sets: list[str] | tuple = ()) -> str:
+                sets: list[str] | tuple = (), seeds: int = 1) -> str:
         """The exact command line that reproduces this protocol's result."""
         parts = [COMMAND, "--only", self.name]
         if quick:
@@ -95,6 +100,8 @@ class Protocol:
             parts += ["--model", model]
         for pair in sets:
             parts += ["--set", shlex.quote(pair)]
+        if seeds > 1:
+            parts += ["--seeds", str(seeds)]
         return " ".join(parts)
 
 
@@ -194,10 +201,20 @@ def base_config(p: Protocol, model: str | None = None) -> tuple[RunConfig, str]:
     return cfg, f"{p.preset} with model {model} at its registry defaults"
 
 
-def protocol_configs(p: Protocol, quick: bool = False, epochs: int | None = None,
-                     model: str | None = None, sets: list[str] | tuple = ()) -> list[tuple[str | None, RunConfig]]:
+def protocol_configs(p: Protocol, quick: bool = False, epochs: int | None = None, model: str | None = None,
+                     sets: list[str] | tuple = (), seeds: int = 1) -> list[tuple[str | None, RunConfig]]:
     """[(fold label or None, RunConfig), ...]: the runs protocol `p` makes; `sets` ("key=value",
-    as the CLI's --set) apply on top of the preset and the protocol, before the folds."""
+    as the CLI's --set) apply on top of the preset and the protocol, before the folds; with
+    seeds > 1 each run comes `seeds` times in a row (train.seed, +1, ...) under the same label."""
+    runs = _fold_configs(p, quick, epochs, model, sets)
+    if seeds <= 1:
+        return runs
+    return [(label, cfg.with_overrides({"train.seed": cfg.train.seed + s, "name": f"{cfg.name}:seed{s}"}))
+            for label, cfg in runs for s in range(seeds)]
+
+
+def _fold_configs(p: Protocol, quick: bool, epochs: int | None, model: str | None,
+                  sets: list[str] | tuple) -> list[tuple[str | None, RunConfig]]:
     from core.config import parse_sets
 
     cfg, _ = base_config(p, model)
@@ -319,6 +336,27 @@ def execute_run(store, cfg: RunConfig, profile: bool = True) -> dict:
     return out
 
 
+def ensemble_runs(store, runs: list[dict], seeds: int) -> list[dict]:
+    """Each consecutive group of `seeds` runs (one fold, several seeds) as one run-like dict scored
+    as their ensemble: the mean of their test probabilities (core.infer.evaluate_split). Timing,
+    curves, params and FLOPs are the first member's; `members` keeps each run's own accuracy."""
+    from core.infer import evaluate_split, load_ensemble
+
+    out = []
+    for i in range(0, len(runs), seeds):
+        group = runs[i:i + seeds]
+        scores = evaluate_split(load_ensemble([r["run_id"] for r in group], store), "test")
+        out.append({**group[0], "run_id": "+".join(r["run_id"] for r in group),
+                    "accuracy": scores["accuracy"], "macro_f1": scores["macro_f1"], "confusion": scores["confusion"],
+                    "per_class": scores["per_class"],
+                    "members": [{"run_id": r["run_id"], "seed": r["config"]["train"]["seed"], "accuracy": r["accuracy"],
+                                 "macro_f1": r["macro_f1"]} for r in group]})
+        alone = ", ".join(f"{r['accuracy']:.4f}" for r in group)
+        print(f"  ensemble of {len(group)} ({group[0]['fold'] or 'one run'}): accuracy {scores['accuracy']:.4f}; "
+              f"members {alone}", file=sys.stderr, flush=True)
+    return out
+
+
 def _short_groups(groups: dict | None) -> dict | None:
     """Split groups for the JSON; a split with many groups (UEA: one per case) is summarized."""
     if not groups:
@@ -430,7 +468,7 @@ def _execute_all(store, configs: list, parallel: int) -> list[dict]:
 
 
 def run_protocol(p: Protocol, store, quick: bool = False, epochs: int | None = None,
-                 model: str | None = None, parallel: int = 1, sets: list[str] | tuple = ()) -> dict:
+                 model: str | None = None, parallel: int = 1, sets: list[str] | tuple = (), seeds: int = 1) -> dict:
     """Every run of protocol `p`, summarized into the result JSON (not yet written);
     parallel > 1 runs that many folds at once in worker processes."""
     _, preset = base_config(p, model)
@@ -439,11 +477,12 @@ def run_protocol(p: Protocol, store, quick: bool = False, epochs: int | None = N
         "protocol": p.name, "title": p.title, "data": p.data + (" (bundled sample)" if quick and p.needs else ""),
         "split": p.quick_split if quick and p.quick_split else p.split, "mode": "quick" if quick else "full",
         "preset": preset, "target": target,
-        "command": p.command(quick, epochs, model, sets), "note": p.note, "sets": list(sets),
+        "command": p.command(quick, epochs, model, sets, seeds), "note": p.note, "sets": list(sets),
+        "seeds": seeds,
         "date": dt.datetime.now().astimezone().isoformat(timespec="seconds"), "machine": machine_info(),
         "load_average_before": _load_average(),
     }
-    configs = list(protocol_configs(p, quick, epochs, model, sets))
+    configs = list(protocol_configs(p, quick, epochs, model, sets, seeds))
     print(f"{p.name}: {len(configs)} run(s) of {configs[0][1].model.name} on {configs[0][1].data.source}",
           file=sys.stderr, flush=True)
     runs = _execute_all(store, configs, parallel)
@@ -456,11 +495,13 @@ def run_protocol(p: Protocol, store, quick: bool = False, epochs: int | None = N
                    "runs_dir": _repo_relative(store.runs_dir), "run_ids": [r["run_id"] for r in runs],
                    "load_average_after": _load_average()})
     failed = [r for r in runs if r["status"] != "completed"]
-    if failed:
-        r = failed[0]
+    if failed or len(runs) < len(configs):
+        r = failed[0] if failed else {"run_id": "-", "status": "not run", "message": "an earlier run failed"}
         result.update({"result": "ERROR", "error": f"run {r['run_id']} {r['status']}: {r['message']}",
                        "runs": runs})
         return result
+    if seeds > 1:
+        runs = ensemble_runs(store, runs, seeds)
     for key in ("params", "flops", "flops_convention", "input_shape"):
         result[key] = runs[0].get(key)
     result["epochs"] = runs[0]["epochs"] if len(runs) == 1 else [r["epochs"] for r in runs]
@@ -471,6 +512,7 @@ def run_protocol(p: Protocol, store, quick: bool = False, epochs: int | None = N
         r = runs[0]
         result.update({"accuracy": r["accuracy"], "macro_f1": r["macro_f1"], "confusion": r["confusion"],
                        "per_class": r["per_class"], "curves": r["curves"], "split_sizes": r["split_sizes"],
+                       **({"members": r["members"]} if "members" in r else {}),
                        "split_groups": r["split_groups"], "best_epoch": r["best_epoch"], "config": r["config"]})
     else:
         names = runs[0]["per_class"]["class_names"]
@@ -484,7 +526,8 @@ def run_protocol(p: Protocol, store, quick: bool = False, epochs: int | None = N
             "confusion": pooled, "per_class": pooled_per_class(pooled, names),
             "folds": [{"fold": r["fold"], "run_id": r["run_id"], "accuracy": r["accuracy"], "macro_f1": r["macro_f1"],
                        "epochs": r["epochs"], "seconds_per_epoch": r["seconds_per_epoch"],
-                       "split_sizes": r["split_sizes"], "split_groups": r["split_groups"], "curves": r["curves"]}
+                       "split_sizes": r["split_sizes"], "split_groups": r["split_groups"], "curves": r["curves"],
+                       **({"members": r["members"]} if "members" in r else {})}
                       for r in runs],
             "config": runs[0]["config"]})
     result["result"] = verdict(result["accuracy"], target)
@@ -666,7 +709,9 @@ def render_report(results: list[dict], notes: str, figures_dir: str = "results",
 def _report_section(r: dict, figures_dir: str) -> list[str]:
     lines = [f"## {r['protocol']}: {r.get('title', '')}", ""]
     lines += [f"- Data: {r.get('data', '-')}; split: {r.get('split', '-')}",
-              f"- Model: `{r.get('model', '-')}` from preset `{r.get('preset', '-')}` (core/presets.py)",
+              f"- Model: `{r.get('model', '-')}` from preset `{r.get('preset', '-')}` (core/presets.py)"
+              + (f"; each fold an ensemble of {r['seeds']} seeds (the mean of their probabilities)"
+                 if (r.get("seeds") or 1) > 1 else ""),
               f"- Result: accuracy {_fmt(r.get('accuracy'))}, macro-F1 {_fmt(r.get('macro_f1'))}, "
               f"target {'-' if r.get('target') is None else '>= ' + format(r['target'], '.3g')}: **{r.get('result')}**",
               f"- Command: `{r.get('command', '-')}`; date {r.get('date', '-')}; machine "
@@ -685,11 +730,14 @@ def _report_section(r: dict, figures_dir: str) -> list[str]:
         lines.append(f"- Error: {r['error']}")
     lines.append("")
     if r.get("folds"):
-        lines += [_md_row(["Fold (test speaker)", "Accuracy", "Macro-F1", "Epochs", "s/epoch", "Run"]),
-                  _md_row(["---"] * 6)]
+        ensembles = any(f.get("members") for f in r["folds"])
+        lines += [_md_row(["Fold (test speaker)", "Accuracy", "Macro-F1"] + (["Each seed alone"] if ensembles else [])
+                          + ["Epochs", "s/epoch", "Run"]),
+                  _md_row(["---"] * (7 if ensembles else 6))]
         for f in r["folds"]:
-            lines.append(_md_row([f["fold"], _fmt(f["accuracy"]), _fmt(f["macro_f1"]), str(f["epochs"]),
-                                  _fmt(f["seconds_per_epoch"], 2), f"`{f['run_id']}`"]))
+            alone = [" / ".join(_fmt(m["accuracy"], 3) for m in f.get("members", []))] if ensembles else []
+            lines.append(_md_row([f["fold"], _fmt(f["accuracy"]), _fmt(f["macro_f1"])] + alone
+                                 + [str(f["epochs"]), _fmt(f["seconds_per_epoch"], 2), f"`{f['run_id']}`"]))
         lines += ["", f"Mean accuracy {_fmt(r.get('accuracy'))}; pooled over all folds {_fmt(r.get('pooled_accuracy'))}.",
                   ""]
     figures = r.get("figures") or {}
@@ -739,8 +787,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--set", dest="sets", action="append", default=[], metavar="KEY=VALUE",
                         help="dotted config key on top of the preset and protocol (as `python -m core train "
                              "--set`), for ablations; repeatable. Give --out too, to keep docs/results as reported")
+    parser.add_argument("--seeds", type=int, default=1, metavar="N",
+                        help="train every run N times (seeds train.seed, +1, ...) and score each fold as the "
+                             "ensemble of the N (the mean of their probabilities)")
     parser.add_argument("--list", action="store_true", help="list the protocols and exit")
     args = parser.parse_args(argv)
+    if args.seeds < 1:
+        parser.error(f"--seeds {args.seeds}: train at least one seed")
     if args.epochs is not None and args.epochs < 1:
         parser.error(f"--epochs {args.epochs}: train at least 1 epoch")
     return args
@@ -823,11 +876,12 @@ def main(argv: list[str] | None = None) -> int:
             if p not in runnable:
                 continue
             try:
-                result = run_protocol(p, store, args.quick, args.epochs, args.model, args.parallel, args.sets)
+                result = run_protocol(p, store, args.quick, args.epochs, args.model, args.parallel, args.sets,
+                                      args.seeds)
             except SigscopeError as error:
                 result = {"protocol": p.name, "title": p.title, "data": p.data, "split": p.split,
                           "mode": "quick" if args.quick else "full", "result": "ERROR", "error": str(error),
-                          "command": p.command(args.quick, args.epochs, args.model, args.sets),
+                          "command": p.command(args.quick, args.epochs, args.model, args.sets, args.seeds),
                           "date": dt.datetime.now().astimezone().isoformat(timespec="seconds"),
                           "machine": machine_info(), "target": p.quick_target if args.quick else p.target}
             if renderer is not None:

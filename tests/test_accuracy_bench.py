@@ -177,6 +177,35 @@ def test_one_real_run_lands_in_the_store_and_yields_every_reported_number(tmp_pa
     assert run["params"] > 0 and run["flops"] > 0
 
 
+def test_seeds_train_each_fold_n_times_and_score_the_ensemble(tmp_path):
+    from core.infer import evaluate_split, load_run
+    from core.store import Store
+
+    loso = accuracy.PROTOCOLS["fsdd_loso"]
+    folds = accuracy.protocol_configs(loso, seeds=3)
+    assert len(folds) == 15 and [label for label, _ in folds[:4]] == ["george"] * 3 + ["jackson"]
+    assert [cfg.train.seed for _, cfg in folds[:3]] == [0, 1, 2] and len({cfg.name for _, cfg in folds}) == 15
+    assert loso.command(seeds=3).endswith("--seeds 3")
+
+    tiny = {"train.epochs": 2, "train.probes.enabled": False, "model.name": "resnet1d",
+            "model.hparams": {"base_channels": 8, "num_stages": 1}}
+    base = accuracy.preset_config("uea_basicmotions").with_overrides(tiny)
+    configs = [("one", base.with_overrides({"name": f"seed{s}", "train.seed": s})) for s in range(2)]
+    store = Store(tmp_path / "sigscope.db")
+    runs = accuracy._execute_all(store, configs, parallel=1)
+    for run, (label, cfg) in zip(runs, configs):
+        run.update({"fold": label, "config": cfg.to_dict()})
+    (together,) = accuracy.ensemble_runs(store, runs, seeds=2)
+    assert [m["accuracy"] for m in together["members"]] == [r["accuracy"] for r in runs]
+    assert [m["seed"] for m in together["members"]] == [0, 1]
+    # each member alone scores what its run recorded; the ensemble is the mean of their probabilities
+    for r in runs:
+        assert evaluate_split(load_run(r["run_id"], store))["accuracy"] == pytest.approx(r["accuracy"])
+    confusion = np.array(together["confusion"])
+    assert confusion.sum() == 40 and np.trace(confusion) / 40 == pytest.approx(together["accuracy"])
+    assert together["run_id"] == "+".join(r["run_id"] for r in runs)
+
+
 # ---------------------------------------------------------------------------- report
 def _result(name: str = "hapt6_subject", accuracy_value: float = 0.9612, **extra) -> dict:
     p = accuracy.PROTOCOLS[name]
@@ -244,6 +273,13 @@ def test_fold_protocol_report_lists_every_fold(tmp_path):
     for s in accuracy.FSDD_SPEAKERS:
         assert f"| {s} |" in text
     assert "pooled over all folds 0.9210" in text and "40 x5" in text
+    assert "Each seed alone" not in text and "ensemble of" not in text
+    for f in folds:  # an ensemble of seeds per fold: each seed's own accuracy beside the fold's
+        f["members"] = [{"run_id": f"{f['run_id']}-{k}", "seed": k, "accuracy": 0.88 + k / 100} for k in range(3)]
+    accuracy.write_json(_result("fsdd_loso", 0.92, folds=folds, pooled_accuracy=0.921, epochs=[40] * 5, seeds=3),
+                        tmp_path)
+    text = accuracy.render_report(accuracy.load_results(tmp_path), "notes")
+    assert "each fold an ensemble of 3 seeds" in text and "| 0.880 / 0.890 / 0.900 |" in text
 
 
 def test_pooled_per_class_from_a_summed_confusion():

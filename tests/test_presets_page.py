@@ -14,6 +14,9 @@ from tests.test_pages import open_page, runs_dir, shown_config  # noqa: F401  (r
 from tests.test_presets import LOADABLE  # presets that load here (espeak-ng where they need it)
 
 NAMES = [p.name for p in presets.list_presets()]
+# A preset with synthetic voices makes them on its first read (hundreds of espeak-ng and flite
+# voices: a minute or two on 2 cores, once per test session), inside one script run.
+FIRST_READ_TIMEOUT = 400
 
 def choose(at, name: str):
     at.selectbox(key="train.preset").set_value(name).run()
@@ -35,7 +38,7 @@ def test_picker_starts_at_none_and_lists_every_preset_by_title(runs_dir):
 
 @pytest.mark.parametrize("name", LOADABLE)
 def test_choosing_a_preset_shows_exactly_its_config(runs_dir, name):
-    at = choose(open_page("pages/train.py"), name)
+    at = choose(open_page("pages/train.py", timeout=FIRST_READ_TIMEOUT), name)
     shown = shown_config(at)
     assert without_name(shown) == presets.get(name).config
     assert shown.name == name, "the run is named after its preset"
@@ -98,7 +101,7 @@ def test_full_dataset_box_sets_the_option(runs_dir):
 
 
 def test_synthetic_voice_boxes_show_the_preset_and_set_the_options(runs_dir):
-    at = choose(open_page("pages/train.py"), "fsdd_unseen_speakers")
+    at = choose(open_page("pages/train.py", timeout=FIRST_READ_TIMEOUT), "fsdd_unseen_speakers")
     preset = presets.get("fsdd_unseen_speakers").config.data.options
     assert at.number_input(key="train.fsdd.tts_voices").value == preset.get("tts_voices", 0)
     assert at.number_input(key="train.fsdd.flite_voices").value == preset.get("flite_voices", 0)

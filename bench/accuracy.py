@@ -155,7 +155,7 @@ PROTOCOLS: dict[str, Protocol] = {p.name: p for p in [
              quick={"data.options.full": False, "train.epochs": 20, "schedule.warmup_epochs": 0.0, "data.augment": []},
              quick_target=0.5, quick_split="fixed: takes 0-1 test (the bundled sample has takes 0-1, 5-8)"),
     Protocol("fsdd_loso", "FSDD, leave one speaker out (5 folds, mean)", "FSDD 8 kHz, 10 digits, 5 speakers",
-             "subject: one speaker test per fold, the other 4 train (+ 300 synthetic voices)", "fsdd_unseen_speakers",
+             "subject: one speaker test per fold, the other 4 train (+ 300 espeak-ng and 400 flite voices)", "fsdd_unseen_speakers",
              {"data.source": "fsdd", "data.options.full": True, "data.split": "subject"}, 0.92, ("fsdd/recordings",),
              folds=_loso_folds(),
              note="no validation speaker: the 4 others all train and the last epoch is tested, unless the "

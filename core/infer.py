@@ -33,6 +33,7 @@ through soundfile/librosa decoders, CSVs through pandas' text parser, checkpoint
 """
 from __future__ import annotations
 
+import json
 import math
 import shutil
 import tempfile
@@ -253,15 +254,17 @@ def load_ensemble(run_ids: list[str], store=None, which: str = "best", device: s
     return Ensemble([load_run(r, store, which, device) for r in run_ids])
 
 
-def split_probabilities(predictor: Predictor, split: str = "test") -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def split_probabilities(predictor: Predictor, split: str = "test",
+                        bundle=None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(ids (N,), labels (N,), probabilities (N, K)) of one run on its own data split: the run's
-    DataConfig is loaded again (features from the disk cache) and normalized with its stored
-    training statistics, so this is the split the run was scored on."""
+    DataConfig is loaded again (features from the disk cache; or `bundle`, already loaded from
+    that config) and normalized with its stored training statistics, so this is the split the
+    run was scored on."""
     from core.data import load
 
     if split not in ("train", "val", "test"):
         raise ConfigError(f"split={split!r}; use train, val or test")
-    bundle = load(predictor.config.data)
+    bundle = bundle if bundle is not None else load(predictor.config.data)
     if list(bundle.class_names) != list(predictor.class_names):
         raise ConfigError(f"run {predictor.run_id}'s data now gives classes {bundle.class_names}, not the "
                           f"{predictor.class_names} it was trained on; the data changed since it was trained")
@@ -284,8 +287,16 @@ def evaluate_split(predictor: Predictor | Ensemble, split: str = "test") -> dict
     examples (e.g. the same test speaker), and it also reports each member's accuracy."""
     from core.train.metrics import classification_metrics
 
+    from core.data import load
+
     members = predictor.members if isinstance(predictor, Ensemble) else [predictor]
-    answers = [split_probabilities(m, split) for m in members]
+    bundles: dict[str, object] = {}  # members that share a data config (seeds) load it once
+    answers = []
+    for m in members:
+        key = json.dumps(m.config.data.to_dict(), sort_keys=True)
+        if key not in bundles:
+            bundles[key] = load(m.config.data)
+        answers.append(split_probabilities(m, split, bundles[key]))
     ids, labels = answers[0][0], answers[0][1]
     order = np.argsort(ids)
     aligned = []

@@ -194,10 +194,9 @@ def with_synthetic_digits(real: Examples, cfg: DataConfig, opts: dict, requests:
     n_real = len(real)
     n_synth = sum(len(synth) for synth, _ in parts)
     fixed = None if real.fixed_test is None else np.concatenate([real.fixed_test, np.zeros(n_synth, bool)])
-    # one engine: its own description (as before); several: the totals plus each engine's
-    info = {**real.info, "tts": {**(described[0] if len(described) == 1 else {
-        "voices": sum(d["voices"] for d in described), "files": n_synth,
-        "engine": " + ".join(d["engine"] for d in described), "engines": described}), "use": "train only"}}
+    info = {**real.info, "tts": {"voices": sum(d["voices"] for d in described), "files": n_synth,
+                                 "engine": " + ".join(d["engine"] for d in described), "engines": described,
+                                 "use": "train only"}}
     return Examples(x=np.concatenate([real.x] + [synth.x for synth, _ in parts]),
                     y=np.concatenate([real.y] + [y for _, y in parts]),
                     groups=np.concatenate([real.groups] + [synth.groups for synth, _ in parts]),

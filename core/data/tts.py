@@ -213,7 +213,7 @@ class Engine:
 
 
 ENGINES = {
-    "espeak-ng": Engine("espeak-ng", "tts_voices", espeak_binary, espeak_version, lambda: voice_table(),
+    "espeak-ng": Engine("espeak-ng", "tts_voices", espeak_binary, espeak_version, voice_table,
                         _render, voice_name),
     "flite": Engine("flite", "flite_voices", flite_binary, flite_version, flite_table, _render_flite,
                     flite_voice_name),

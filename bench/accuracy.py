@@ -21,7 +21,9 @@ docs/RESULTS.md is regenerated from every JSON present (its notes section is kep
 
 With --seeds N every run is trained N times (train.seed, +1, ...), and each fold is scored
 as the ensemble of its N runs: the mean of their test probabilities (core.infer.evaluate_split),
-each member's own accuracy kept next to it.
+each member's own accuracy kept next to it. With --adapt-bn each fold is scored after its
+models' BatchNorm statistics are re-estimated on the held-out speaker's unlabeled test clips
+(test-time adaptation, core.infer.adapt_batchnorm); the unadapted scores are kept beside it.
 
 Per protocol: test accuracy, macro-F1, per-class F1, confusion matrix, training seconds
 per epoch (median of the epochs, training loop only), params and forward FLOPs per example
@@ -89,7 +91,7 @@ class Protocol:
     note: str = ""
 
     def command(self, quick: bool = False, epochs: int | None = None, model: str | None = None,
-                sets: list[str] | tuple = (), seeds: int = 1) -> str:
+                sets: list[str] | tuple = (), seeds: int = 1, adapt_bn: bool = False) -> str:
         """The exact command line that reproduces this protocol's result."""
         parts = [COMMAND, "--only", self.name]
         if quick:
@@ -102,6 +104,8 @@ class Protocol:
             parts += ["--set", shlex.quote(pair)]
         if seeds > 1:
             parts += ["--seeds", str(seeds)]
+        if adapt_bn:
+            parts.append("--adapt-bn")
         return " ".join(parts)
 
 
@@ -336,24 +340,33 @@ def execute_run(store, cfg: RunConfig, profile: bool = True) -> dict:
     return out
 
 
-def ensemble_runs(store, runs: list[dict], seeds: int) -> list[dict]:
+def ensemble_runs(store, runs: list[dict], seeds: int, adapt_bn: bool = False) -> list[dict]:
     """Each consecutive group of `seeds` runs (one fold, several seeds) as one run-like dict scored
     as their ensemble: the mean of their test probabilities (core.infer.evaluate_split). Timing,
-    curves, params and FLOPs are the first member's; `members` keeps each run's own accuracy."""
+    curves, params and FLOPs are the first member's; `members` keeps each run's own accuracy.
+    adapt_bn: scored with every member's BatchNorm statistics re-estimated on the fold's unlabeled
+    test inputs (core.infer.adapt_batchnorm); the unadapted scores are kept as `unadapted`."""
     from core.infer import evaluate_split, load_ensemble
 
     out = []
     for i in range(0, len(runs), seeds):
         group = runs[i:i + seeds]
-        scores = evaluate_split(load_ensemble([r["run_id"] for r in group], store), "test")
+        ensemble = load_ensemble([r["run_id"] for r in group], store)
+        plain = evaluate_split(ensemble, "test")
+        scores = evaluate_split(ensemble, "test", adapt_bn=True) if adapt_bn else plain
+        members = [{"run_id": r["run_id"], "seed": r["config"]["train"]["seed"], "accuracy": r["accuracy"],
+                    "macro_f1": r["macro_f1"]} for r in group]
+        if adapt_bn:
+            for m in members:
+                m["adapted_accuracy"] = (scores.get("member_accuracy") or {}).get(m["run_id"], scores["accuracy"])
         out.append({**group[0], "run_id": "+".join(r["run_id"] for r in group),
                     "accuracy": scores["accuracy"], "macro_f1": scores["macro_f1"], "confusion": scores["confusion"],
-                    "per_class": scores["per_class"],
-                    "members": [{"run_id": r["run_id"], "seed": r["config"]["train"]["seed"], "accuracy": r["accuracy"],
-                                 "macro_f1": r["macro_f1"]} for r in group]})
+                    "per_class": scores["per_class"], "members": members,
+                    **({"unadapted": {"accuracy": plain["accuracy"], "macro_f1": plain["macro_f1"]}} if adapt_bn else {})})
         alone = ", ".join(f"{r['accuracy']:.4f}" for r in group)
-        print(f"  ensemble of {len(group)} ({group[0]['fold'] or 'one run'}): accuracy {scores['accuracy']:.4f}; "
-              f"members {alone}", file=sys.stderr, flush=True)
+        print(f"  {'ensemble of ' + str(len(group)) if len(group) > 1 else 'run'} ({group[0]['fold'] or 'one run'}): "
+              f"accuracy {scores['accuracy']:.4f}" + (f" adapted, {plain['accuracy']:.4f} without" if adapt_bn else "")
+              + f"; members {alone}", file=sys.stderr, flush=True)
     return out
 
 
@@ -468,7 +481,8 @@ def _execute_all(store, configs: list, parallel: int) -> list[dict]:
 
 
 def run_protocol(p: Protocol, store, quick: bool = False, epochs: int | None = None,
-                 model: str | None = None, parallel: int = 1, sets: list[str] | tuple = (), seeds: int = 1) -> dict:
+                 model: str | None = None, parallel: int = 1, sets: list[str] | tuple = (), seeds: int = 1,
+                 adapt_bn: bool = False) -> dict:
     """Every run of protocol `p`, summarized into the result JSON (not yet written);
     parallel > 1 runs that many folds at once in worker processes."""
     _, preset = base_config(p, model)
@@ -477,8 +491,8 @@ def run_protocol(p: Protocol, store, quick: bool = False, epochs: int | None = N
         "protocol": p.name, "title": p.title, "data": p.data + (" (bundled sample)" if quick and p.needs else ""),
         "split": p.quick_split if quick and p.quick_split else p.split, "mode": "quick" if quick else "full",
         "preset": preset, "target": target,
-        "command": p.command(quick, epochs, model, sets, seeds), "note": p.note, "sets": list(sets),
-        "seeds": seeds,
+        "command": p.command(quick, epochs, model, sets, seeds, adapt_bn), "note": p.note, "sets": list(sets),
+        "seeds": seeds, "adapt_bn": adapt_bn,
         "date": dt.datetime.now().astimezone().isoformat(timespec="seconds"), "machine": machine_info(),
         "load_average_before": _load_average(),
     }
@@ -500,8 +514,8 @@ def run_protocol(p: Protocol, store, quick: bool = False, epochs: int | None = N
         result.update({"result": "ERROR", "error": f"run {r['run_id']} {r['status']}: {r['message']}",
                        "runs": runs})
         return result
-    if seeds > 1:
-        runs = ensemble_runs(store, runs, seeds)
+    if seeds > 1 or adapt_bn:
+        runs = ensemble_runs(store, runs, seeds, adapt_bn)
     for key in ("params", "flops", "flops_convention", "input_shape"):
         result[key] = runs[0].get(key)
     result["epochs"] = runs[0]["epochs"] if len(runs) == 1 else [r["epochs"] for r in runs]
@@ -512,7 +526,7 @@ def run_protocol(p: Protocol, store, quick: bool = False, epochs: int | None = N
         r = runs[0]
         result.update({"accuracy": r["accuracy"], "macro_f1": r["macro_f1"], "confusion": r["confusion"],
                        "per_class": r["per_class"], "curves": r["curves"], "split_sizes": r["split_sizes"],
-                       **({"members": r["members"]} if "members" in r else {}),
+                       **{k: r[k] for k in ("members", "unadapted") if k in r},
                        "split_groups": r["split_groups"], "best_epoch": r["best_epoch"], "config": r["config"]})
     else:
         names = runs[0]["per_class"]["class_names"]
@@ -527,9 +541,11 @@ def run_protocol(p: Protocol, store, quick: bool = False, epochs: int | None = N
             "folds": [{"fold": r["fold"], "run_id": r["run_id"], "accuracy": r["accuracy"], "macro_f1": r["macro_f1"],
                        "epochs": r["epochs"], "seconds_per_epoch": r["seconds_per_epoch"],
                        "split_sizes": r["split_sizes"], "split_groups": r["split_groups"], "curves": r["curves"],
-                       **({"members": r["members"]} if "members" in r else {})}
+                       **{k: r[k] for k in ("members", "unadapted") if k in r}}
                       for r in runs],
             "config": runs[0]["config"]})
+        if adapt_bn:
+            result["unadapted"] = {k: statistics.mean(r["unadapted"][k] for r in runs) for k in ("accuracy", "macro_f1")}
     result["result"] = verdict(result["accuracy"], target)
     return result
 
@@ -713,7 +729,10 @@ def _report_section(r: dict, figures_dir: str) -> list[str]:
               + (f"; each fold an ensemble of {r['seeds']} seeds (the mean of their probabilities)"
                  if (r.get("seeds") or 1) > 1 else ""),
               f"- Result: accuracy {_fmt(r.get('accuracy'))}, macro-F1 {_fmt(r.get('macro_f1'))}, "
-              f"target {'-' if r.get('target') is None else '>= ' + format(r['target'], '.3g')}: **{r.get('result')}**",
+              f"target {'-' if r.get('target') is None else '>= ' + format(r['target'], '.3g')}: **{r.get('result')}**"
+              + (f" (with test-time BatchNorm adaptation to each held-out test set, `--adapt-bn`; without it accuracy "
+                 f"{_fmt(r['unadapted']['accuracy'])}, macro-F1 {_fmt(r['unadapted']['macro_f1'])})"
+                 if r.get("unadapted") else ""),
               f"- Command: `{r.get('command', '-')}`; date {r.get('date', '-')}; machine "
               f"{_machine_text(r.get('machine', {}))}",
               f"- Runs: {', '.join('`' + i + '`' for i in r.get('run_ids', []))} in `{r.get('runs_dir', '-')}`"]
@@ -730,13 +749,16 @@ def _report_section(r: dict, figures_dir: str) -> list[str]:
         lines.append(f"- Error: {r['error']}")
     lines.append("")
     if r.get("folds"):
-        ensembles = any(f.get("members") for f in r["folds"])
-        lines += [_md_row(["Fold (test speaker)", "Accuracy", "Macro-F1"] + (["Each seed alone"] if ensembles else [])
-                          + ["Epochs", "s/epoch", "Run"]),
-                  _md_row(["---"] * (7 if ensembles else 6))]
+        ensembles = any(len(f.get("members") or []) > 1 for f in r["folds"])
+        adapted = any(f.get("unadapted") for f in r["folds"])
+        header = (["Fold (test speaker)", "Accuracy", "Macro-F1"] + (["Without adaptation"] if adapted else [])
+                  + (["Each seed alone"] if ensembles else []) + ["Epochs", "s/epoch", "Run"])
+        lines += [_md_row(header), _md_row(["---"] * len(header))]
         for f in r["folds"]:
-            alone = [" / ".join(_fmt(m["accuracy"], 3) for m in f.get("members", []))] if ensembles else []
-            lines.append(_md_row([f["fold"], _fmt(f["accuracy"]), _fmt(f["macro_f1"])] + alone
+            plain = [_fmt(f["unadapted"]["accuracy"])] if adapted else []
+            alone = [" / ".join(_fmt(m.get("adapted_accuracy", m["accuracy"]), 3) for m in f.get("members", []))
+                     ] if ensembles else []
+            lines.append(_md_row([f["fold"], _fmt(f["accuracy"]), _fmt(f["macro_f1"])] + plain + alone
                                  + [str(f["epochs"]), _fmt(f["seconds_per_epoch"], 2), f"`{f['run_id']}`"]))
         lines += ["", f"Mean accuracy {_fmt(r.get('accuracy'))}; pooled over all folds {_fmt(r.get('pooled_accuracy'))}.",
                   ""]
@@ -790,6 +812,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--seeds", type=int, default=1, metavar="N",
                         help="train every run N times (seeds train.seed, +1, ...) and score each fold as the "
                              "ensemble of the N (the mean of their probabilities)")
+    parser.add_argument("--adapt-bn", action="store_true",
+                        help="score each run (or fold ensemble) with its BatchNorm statistics re-estimated on the "
+                             "unlabeled test inputs (test-time adaptation to the held-out speaker/subject); the "
+                             "unadapted scores are reported next to it")
     parser.add_argument("--list", action="store_true", help="list the protocols and exit")
     args = parser.parse_args(argv)
     if args.seeds < 1:
@@ -877,11 +903,12 @@ def main(argv: list[str] | None = None) -> int:
                 continue
             try:
                 result = run_protocol(p, store, args.quick, args.epochs, args.model, args.parallel, args.sets,
-                                      args.seeds)
+                                      args.seeds, args.adapt_bn)
             except SigscopeError as error:
                 result = {"protocol": p.name, "title": p.title, "data": p.data, "split": p.split,
                           "mode": "quick" if args.quick else "full", "result": "ERROR", "error": str(error),
-                          "command": p.command(args.quick, args.epochs, args.model, args.sets, args.seeds),
+                          "command": p.command(args.quick, args.epochs, args.model, args.sets, args.seeds,
+                                               args.adapt_bn),
                           "date": dt.datetime.now().astimezone().isoformat(timespec="seconds"),
                           "machine": machine_info(), "target": p.quick_target if args.quick else p.target}
             if renderer is not None:

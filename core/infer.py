@@ -33,6 +33,7 @@ through soundfile/librosa decoders, CSVs through pandas' text parser, checkpoint
 """
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import shutil
@@ -254,12 +255,51 @@ def load_ensemble(run_ids: list[str], store=None, which: str = "best", device: s
     return Ensemble([load_run(r, store, which, device) for r in run_ids])
 
 
-def split_probabilities(predictor: Predictor, split: str = "test",
-                        bundle=None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def has_batchnorm(model: nn.Module) -> bool:
+    return any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in model.modules())
+
+
+def adapt_batchnorm(predictor: Predictor, x: np.ndarray, keep: float = 0.0) -> Predictor:
+    """A copy of `predictor` whose BatchNorm statistics are re-estimated on `x` (N, *input_shape),
+    model inputs already normalized: test-time adaptation to a new speaker, wearer or device
+    from its unlabeled examples (AdaBN, Li et al. 2016). Only the BN running means/variances
+    change (the mean over batches of BATCH examples); weights, dropout and the original stay as
+    they are. keep: weight of the training statistics in the result (0 = the new data's alone).
+    ConfigError when the model has no BatchNorm or x is empty."""
+    import copy
+
+    if not has_batchnorm(predictor.model):
+        raise ConfigError(f"run {predictor.run_id}'s model ({predictor.config.model.name}) has no BatchNorm "
+                          "layers, so there are no statistics to adapt")
+    if len(x) < 2:
+        raise ConfigError(f"adapting BatchNorm needs at least 2 examples of the new data, not {len(x)}")
+    if not 0.0 <= keep <= 1.0:
+        raise ConfigError(f"keep={keep} must be in [0, 1]")
+    model = copy.deepcopy(predictor.model).eval()
+    layers = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+    trained = [(m.running_mean.clone(), m.running_var.clone()) for m in layers]
+    for m in layers:
+        m.reset_running_stats()
+        m.momentum = None  # cumulative average over the batches below
+        m.train()
+    with torch.no_grad():  # equal batches of at most BATCH (never one example: it has no variance)
+        for chunk in np.array_split(np.arange(len(x)), math.ceil(len(x) / BATCH)):
+            model(torch.from_numpy(np.ascontiguousarray(x[chunk])).to(predictor.device))
+    for m, (mean, var) in zip(layers, trained):
+        m.running_mean.mul_(1.0 - keep).add_(keep * mean.to(m.running_mean.device))
+        m.running_var.mul_(1.0 - keep).add_(keep * var.to(m.running_var.device))
+        m.momentum = 0.1
+        m.eval()
+    return dataclasses.replace(predictor, model=model)
+
+
+def split_probabilities(predictor: Predictor, split: str = "test", bundle=None,
+                        adapt_bn: bool = False) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(ids (N,), labels (N,), probabilities (N, K)) of one run on its own data split: the run's
     DataConfig is loaded again (features from the disk cache; or `bundle`, already loaded from
     that config) and normalized with its stored training statistics, so this is the split the
-    run was scored on."""
+    run was scored on. adapt_bn: first re-estimate the model's BatchNorm statistics on the
+    split's own inputs (adapt_batchnorm; labels are not used)."""
     from core.data import load
 
     if split not in ("train", "val", "test"):
@@ -276,15 +316,20 @@ def split_probabilities(predictor: Predictor, split: str = "test",
         x = featurize_audio(ds.x, predictor.sample_rate, predictor.config.data)
     else:
         x = ds.x
+    x = apply_normalization(x, predictor.normalization)
     with _one_blas_thread():
-        probs = _softmax(predictor.logits(apply_normalization(x, predictor.normalization)))
+        if adapt_bn:
+            predictor = adapt_batchnorm(predictor, x)
+        probs = _softmax(predictor.logits(x))
     return np.asarray(ds.ids).astype(str), ds.y.copy(), probs
 
 
-def evaluate_split(predictor: Predictor | Ensemble, split: str = "test") -> dict:
+def evaluate_split(predictor: Predictor | Ensemble, split: str = "test", adapt_bn: bool = False) -> dict:
     """Accuracy, macro-F1, confusion matrix and per-class scores of a run or an Ensemble on
     the run's own split (see split_probabilities); an Ensemble's members must share the split's
-    examples (e.g. the same test speaker), and it also reports each member's accuracy."""
+    examples (e.g. the same test speaker), and it also reports each member's accuracy.
+    adapt_bn: each member's BatchNorm statistics re-estimated on the split's inputs first
+    (transductive: the unlabeled test examples are seen together, as a new speaker's recordings)."""
     from core.train.metrics import classification_metrics
 
     from core.data import load
@@ -296,7 +341,7 @@ def evaluate_split(predictor: Predictor | Ensemble, split: str = "test") -> dict
         key = json.dumps(m.config.data.to_dict(), sort_keys=True)
         if key not in bundles:
             bundles[key] = load(m.config.data)
-        answers.append(split_probabilities(m, split, bundles[key]))
+        answers.append(split_probabilities(m, split, bundles[key], adapt_bn))
     ids, labels = answers[0][0], answers[0][1]
     order = np.argsort(ids)
     aligned = []
@@ -311,7 +356,7 @@ def evaluate_split(predictor: Predictor | Ensemble, split: str = "test") -> dict
     m = classification_metrics(torch.from_numpy(np.log(np.clip(probs, 1e-12, 1.0))), y, list(predictor.class_names))
     out = {"split": split, "n": int(len(y)), "accuracy": m.scalars["accuracy"], "macro_f1": m.scalars["macro_f1"],
            "confusion": m.confusion, "per_class": m.per_class, "class_names": list(predictor.class_names),
-           "run_ids": [str(x.run_id) for x in members]}
+           "run_ids": [str(x.run_id) for x in members], "adapt_bn": bool(adapt_bn)}
     if len(members) > 1:
         out["member_accuracy"] = {str(x.run_id): float((p.argmax(axis=1) == labels[order]).mean())
                                   for x, p in zip(members, aligned)}

@@ -204,6 +204,15 @@ def test_seeds_train_each_fold_n_times_and_score_the_ensemble(tmp_path):
     confusion = np.array(together["confusion"])
     assert confusion.sum() == 40 and np.trace(confusion) / 40 == pytest.approx(together["accuracy"])
     assert together["run_id"] == "+".join(r["run_id"] for r in runs)
+    # --adapt-bn: the same fold scored with each member's BatchNorm statistics taken from the test inputs,
+    # the unadapted ensemble kept beside it
+    assert loso.command(seeds=3, adapt_bn=True).endswith("--seeds 3 --adapt-bn")
+    (adapted,) = accuracy.ensemble_runs(store, runs, seeds=2, adapt_bn=True)
+    assert adapted["unadapted"]["accuracy"] == pytest.approx(together["accuracy"])
+    confusion = np.array(adapted["confusion"])
+    assert confusion.sum() == 40 and np.trace(confusion) / 40 == pytest.approx(adapted["accuracy"])
+    assert [set(m) >= {"accuracy", "adapted_accuracy"} for m in adapted["members"]] == [True, True]
+    assert [m["accuracy"] for m in adapted["members"]] == [r["accuracy"] for r in runs]
 
 
 # ---------------------------------------------------------------------------- report
@@ -280,6 +289,16 @@ def test_fold_protocol_report_lists_every_fold(tmp_path):
                         tmp_path)
     text = accuracy.render_report(accuracy.load_results(tmp_path), "notes")
     assert "each fold an ensemble of 3 seeds" in text and "| 0.880 / 0.890 / 0.900 |" in text
+    assert "Without adaptation" not in text
+    for f in folds:  # --adapt-bn: the adapted score leads, the unadapted one beside it
+        f["unadapted"] = {"accuracy": 0.85, "macro_f1": 0.84}
+        for m in f["members"]:
+            m["adapted_accuracy"] = m["accuracy"] + 0.05
+    accuracy.write_json(_result("fsdd_loso", 0.92, folds=folds, pooled_accuracy=0.921, epochs=[40] * 5, seeds=3,
+                                unadapted={"accuracy": 0.85, "macro_f1": 0.84}), tmp_path)
+    text = accuracy.render_report(accuracy.load_results(tmp_path), "notes")
+    assert "Without adaptation" in text and "| 0.8500 |" in text and "| 0.930 / 0.940 / 0.950 |" in text
+    assert "without it accuracy 0.8500" in text
 
 
 def test_pooled_per_class_from_a_summed_confusion():

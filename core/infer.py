@@ -90,6 +90,7 @@ class Predictor:
     checkpoint: Path | None = None
     epoch: int = 0
     device: torch.device = field(default_factory=lambda: torch.device("cpu"))
+    adapted: str = ""  # what its BatchNorm statistics were re-estimated on (adapt_batchnorm), if anything
 
     @property
     def window_seconds(self) -> float:
@@ -118,7 +119,7 @@ class Predictor:
     def describe(self) -> str:
         kind = "audio clips" if self.signal == "audio" else f"IMU windows ({', '.join(self.channel_names)})"
         return (f"{self.config.model.name} on {self.config.data.source}: {kind} of {self.window_seconds:g} s at "
-                f"{self.sample_rate:g} Hz, {len(self.class_names)} classes")
+                f"{self.sample_rate:g} Hz, {len(self.class_names)} classes" + (f"; {self.adapted}" if self.adapted else ""))
 
     # -- the pipeline ----------------------------------------------------------------------
     def inputs(self, signal: np.ndarray, starts: np.ndarray) -> np.ndarray:
@@ -259,7 +260,7 @@ def has_batchnorm(model: nn.Module) -> bool:
     return any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in model.modules())
 
 
-def adapt_batchnorm(predictor: Predictor, x: np.ndarray, keep: float = 0.0) -> Predictor:
+def adapt_batchnorm(predictor: Predictor, x: np.ndarray, keep: float = 0.0, note: str = "") -> Predictor:
     """A copy of `predictor` whose BatchNorm statistics are re-estimated on `x` (N, *input_shape),
     model inputs already normalized: test-time adaptation to a new speaker, wearer or device
     from its unlabeled examples (AdaBN, Li et al. 2016). Only the BN running means/variances
@@ -290,7 +291,8 @@ def adapt_batchnorm(predictor: Predictor, x: np.ndarray, keep: float = 0.0) -> P
         m.running_var.mul_(1.0 - keep).add_(keep * var.to(m.running_var.device))
         m.momentum = 0.1
         m.eval()
-    return dataclasses.replace(predictor, model=model)
+    return dataclasses.replace(predictor, model=model,
+                               adapted=note or f"BatchNorm statistics adapted to {len(x)} unlabeled examples")
 
 
 def split_probabilities(predictor: Predictor, split: str = "test", bundle=None,
@@ -581,37 +583,16 @@ def classify_file(predictor: Predictor | Ensemble, path: str | Path, name: str |
     seconds between window starts (default: half the clip for audio, the run's stride for IMU).
     explain: "auto" (attention for attention models, Grad-CAM + saliency otherwise), "attention",
     "saliency", "all" or "none". Raises DataError/ConfigError with one clear line."""
-    path = Path(path)
-    name = name or str(path)
     if explain not in EXPLAIN_MODES:
         raise ConfigError(f"explain={explain!r}; use one of {', '.join(EXPLAIN_MODES)}")
     if aggregate not in AGGREGATES:
         raise ConfigError(f"aggregate={aggregate!r}; use one of {', '.join(AGGREGATES)}")
-    hop_samples = predictor.stride if hop is None else int(round(float(hop) * predictor.sample_rate))
-    if hop_samples < 1:
-        raise ConfigError(f"hop={hop} s is less than one sample at {predictor.sample_rate:g} Hz")
-    kind = detect_kind(path)
-    claimed = next((ext for ext in AUDIO_EXTENSIONS if name.lower().endswith(ext)), None)
-    if claimed and kind != "audio":
-        raise DataError(f"{path}: is not audio despite its {claimed} name (its content is text, not "
-                        "WAV/FLAC/OGG/MP3); give a real recording")
-    if kind == "audio" and predictor.signal != "audio":
-        raise DataError(f"{path}: is audio, but run {predictor.run_id} is an IMU model; pick an audio run")
-    if kind == "csv" and predictor.signal != "imu":
-        raise DataError(f"{path}: is a CSV, but run {predictor.run_id} is an audio model; pick an IMU run "
-                        "or give a WAV/FLAC/OGG/MP3 recording")
-    notes: list[str] = []
-    truth, streams = None, []
-    if kind == "audio":
-        signal = _read_audio(predictor, path, notes)
-        starts = sliding_starts(len(signal), predictor.window, hop_samples)
-        length = len(signal)
-    else:
-        signal, starts, truth, streams = _read_imu(predictor, path, hop_samples, notes)
-        length = len(signal)
-    if len(starts) > MAX_WINDOWS:
-        raise DataError(f"{path}: would make {len(starts)} windows at a {hop_samples / predictor.sample_rate:g} s hop; "
-                        f"the limit is {MAX_WINDOWS} per file — use a larger hop or a shorter recording")
+    name = name or str(path)
+    signal, starts, truth, streams, notes, hop_samples = _read_windows(predictor, Path(path), name, hop)
+    length = len(signal)
+    primary = predictor.primary if isinstance(predictor, Ensemble) else predictor
+    if primary.adapted:
+        notes.append(primary.adapted)
     members = []
     with _one_blas_thread():
         if isinstance(predictor, Ensemble):
@@ -635,6 +616,79 @@ def classify_file(predictor: Predictor | Ensemble, path: str | Path, name: str |
                       channel_names=list(predictor.channel_names), window_true=truth, streams=streams, notes=notes,
                       layers=layers, attention=attention, saliency=saliency, run_id=predictor.run_id,
                       members=members)
+
+
+def _read_windows(predictor: Predictor | Ensemble, path: Path, name: str, hop: float | None):
+    """(signal, starts, true labels or None, streams, notes, hop in samples) of one file, checked
+    against the run: audio for audio runs, an IMU CSV with the run's channels for IMU runs."""
+    hop_samples = predictor.stride if hop is None else int(round(float(hop) * predictor.sample_rate))
+    if hop_samples < 1:
+        raise ConfigError(f"hop={hop} s is less than one sample at {predictor.sample_rate:g} Hz")
+    kind = detect_kind(path)
+    claimed = next((ext for ext in AUDIO_EXTENSIONS if name.lower().endswith(ext)), None)
+    if claimed and kind != "audio":
+        raise DataError(f"{path}: is not audio despite its {claimed} name (its content is text, not "
+                        "WAV/FLAC/OGG/MP3); give a real recording")
+    if kind == "audio" and predictor.signal != "audio":
+        raise DataError(f"{path}: is audio, but run {predictor.run_id} is an IMU model; pick an audio run")
+    if kind == "csv" and predictor.signal != "imu":
+        raise DataError(f"{path}: is a CSV, but run {predictor.run_id} is an audio model; pick an IMU run "
+                        "or give a WAV/FLAC/OGG/MP3 recording")
+    notes: list[str] = []
+    truth, streams = None, []
+    if kind == "audio":
+        signal = _read_audio(predictor, path, notes)
+        starts = sliding_starts(len(signal), predictor.window, hop_samples)
+    else:
+        signal, starts, truth, streams = _read_imu(predictor, path, hop_samples, notes)
+    if len(starts) > MAX_WINDOWS:
+        raise DataError(f"{path}: would make {len(starts)} windows at a {hop_samples / predictor.sample_rate:g} s hop; "
+                        f"the limit is {MAX_WINDOWS} per file — use a larger hop or a shorter recording")
+    return signal, starts, truth, streams, notes, hop_samples
+
+
+def adapt_to_files(predictor: Predictor | Ensemble, paths: Iterable[str | Path], hop: float | None = None,
+                   names: list[str] | None = None) -> tuple[Predictor | Ensemble, dict]:
+    """The run (each member of an Ensemble) with its BatchNorm statistics re-estimated on every
+    window of `paths`: a new speaker's, wearer's or device's recordings, unlabeled (adapt_batchnorm).
+    Classify the same files with the result. A file that cannot be read is left out and named
+    in the report {"files", "windows", "skipped"}; DataError when none can be read."""
+    paths = [Path(p) for p in paths]
+    names = names or [str(p) for p in paths]
+    read, skipped = [], []
+    for path, name in zip(paths, names):
+        try:
+            signal, starts, *_ = _read_windows(predictor, path, name, hop)
+            read.append((signal, starts))
+        except SigscopeError as e:
+            skipped.append(error_line(e, {str(path): name}))
+    if not read:
+        raise DataError("none of the files could be read, so there is nothing to adapt to: " + "; ".join(skipped))
+    windows = int(sum(len(starts) for _, starts in read))
+    note = f"BatchNorm statistics adapted to {windows} windows of {len(read)} file(s)"
+    members = predictor.members if isinstance(predictor, Ensemble) else [predictor]
+    with _one_blas_thread():
+        adapted = [adapt_batchnorm(m, np.concatenate([m.inputs(signal, starts) for signal, starts in read]), note=note)
+                   for m in members]
+    report = {"files": len(read), "windows": windows, "skipped": skipped}
+    return (Ensemble(adapted) if isinstance(predictor, Ensemble) else adapted[0]), report
+
+
+def adapt_to_uploads(predictor: Predictor | Ensemble, uploads: list[tuple[bytes, str]], hop: float | None = None
+                     ) -> tuple[Predictor | Ensemble, dict]:
+    """adapt_to_files for uploads (bytes, name), each written to a private temp file as in classify_bytes."""
+    folder = Path(tempfile.mkdtemp(prefix="sigscope-adapt-"))
+    try:
+        paths, names = [], []
+        for i, (data, name) in enumerate(uploads):
+            if len(data) > MAX_UPLOAD_BYTES:
+                continue  # refused by classify_bytes with its own message
+            paths.append(folder / f"upload{i}{upload_suffix(data)}")
+            paths[-1].write_bytes(data)
+            names.append(display_name(name))
+        return adapt_to_files(predictor, paths, hop, names)
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
 
 
 def _one_blas_thread():

@@ -14,10 +14,12 @@ import streamlit as st
 
 from core.demo import DEMO_NAMES, demo_configs, demo_run
 from core.errors import SigscopeError
-from core.infer import MAX_UPLOAD_BYTES, Prediction, Predictor, classify_bytes, display_name, error_line
+from core.infer import (MAX_UPLOAD_BYTES, Prediction, Predictor, adapt_to_uploads, classify_bytes, display_name,
+                        error_line)
 from dashboard import classify_figures as cf
 
 CACHE_KEY = "classify.results"
+ADAPT_KEY = "classify.adapted"
 MAX_CACHED = 24
 
 
@@ -100,14 +102,16 @@ class Item:
     error: str | None = None
 
 
-def classify_cached(predictor: Predictor, data: bytes, name: str, hop: float, aggregate: str, top_k: int) -> Item:
-    """classify_bytes, cached in this session per (run, content, settings)."""
+def classify_cached(predictor: Predictor, data: bytes, name: str, hop: float, aggregate: str, top_k: int,
+                    variant: str = "") -> Item:
+    """classify_bytes, cached in this session per (run, content, settings); `variant` names a
+    changed model (adapted_cached's digest), so its answers are cached apart."""
     label = display_name(name)
     if len(data) > MAX_UPLOAD_BYTES:
         return Item(label, b"", error=f"{label}: {len(data) / 2**20:.1f} MiB is over the "
                                       f"{MAX_UPLOAD_BYTES // 2**20} MiB upload limit")
-    key = (predictor.run_id, str(predictor.checkpoint), hashlib.sha1(data).hexdigest(), label, round(hop, 4),
-           aggregate, top_k)
+    key = (predictor.run_id, str(predictor.checkpoint), variant, hashlib.sha1(data).hexdigest(), label,
+           round(hop, 4), aggregate, top_k)
     cache: dict = st.session_state.setdefault(CACHE_KEY, {})
     if key not in cache:
         try:
@@ -120,6 +124,28 @@ def classify_cached(predictor: Predictor, data: bytes, name: str, hop: float, ag
         while len(cache) > MAX_CACHED:
             cache.pop(next(iter(cache)))
     return cache[key]
+
+
+def adapted_cached(predictor: Predictor, uploads: list[tuple[bytes, str]], hop: float
+                   ) -> tuple[Predictor | None, str, str]:
+    """(the run with BatchNorm statistics adapted to every upload's windows, a digest of those
+    uploads, a one-line report or error); the adapted model is cached in this session per
+    (run, contents, hop), so changing the shown file or top-k does not adapt again."""
+    digest = hashlib.sha1()
+    for data, name in uploads:
+        digest.update(hashlib.sha1(data).digest() + name.encode())
+    key = (predictor.run_id, str(predictor.checkpoint), digest.hexdigest(), round(hop, 4))
+    cache: dict = st.session_state.setdefault(ADAPT_KEY, {})
+    if key not in cache:
+        cache.clear()  # one adapted model per session is plenty
+        try:
+            adapted, report = adapt_to_uploads(predictor, uploads, hop)
+            line = f"{adapted.adapted}" + (f"; left out: {'; '.join(report['skipped'])}" if report["skipped"] else "")
+            cache[key] = (adapted, line)
+        except SigscopeError as e:
+            cache[key] = (None, error_line(e))
+    adapted, line = cache[key]
+    return adapted, "adapted-" + digest.hexdigest()[:16], line
 
 
 def batch_table(items: list[Item]) -> pd.DataFrame:

@@ -8,9 +8,11 @@ import torch
 from torch import nn
 
 from core.config import DataConfig
-from core.errors import ConfigError
-from core.infer import adapt_batchnorm, has_batchnorm, load_run_dir
-from tests.test_infer import one_thread, save_untrained_run  # noqa: F401 (fixture)
+from core.data.audio import decode_audio
+from core.errors import ConfigError, DataError
+from core.infer import (Ensemble, adapt_batchnorm, adapt_to_files, adapt_to_uploads, classify_file, has_batchnorm,
+                        load_run_dir)
+from tests.test_infer import FSDD, one_thread, save_untrained_run  # noqa: F401 (fixture)
 
 SHAPE = (6, 64)
 
@@ -79,3 +81,44 @@ def test_models_without_batchnorm_and_too_little_data_are_refused(tmp_path):
     assert not has_batchnorm(transformer.model)
     with pytest.raises(ConfigError, match="no BatchNorm"):
         adapt_batchnorm(transformer, _shifted())
+
+
+def _audio_predictor(tmp_path):
+    cfg = DataConfig(source="fsdd", features="mfcc", n_mfcc=13, hop_length=64, clip_seconds=1.0,
+                     normalization="per_example")
+    folder = save_untrained_run(tmp_path / "audio", "resnet1d", cfg, (13, 126), list("0123456789"),
+                                [f"mfcc{i}" for i in range(13)], 8000.0, "mfcc",
+                                {"base_channels": 8, "num_stages": 2, "blocks_per_stage": 1},
+                                normalization={"kind": "per_example"})
+    return load_run_dir(folder)
+
+
+def test_adapting_to_a_speakers_files_uses_every_window_and_names_the_unreadable(tmp_path):
+    predictor = _audio_predictor(tmp_path)
+    clips = sorted(FSDD.glob("*_jackson_*.wav"))[:8]
+    bad = tmp_path / "notes.wav"
+    bad.write_text("not audio")
+    adapted, report = adapt_to_files(predictor, clips + [bad])
+    assert report["files"] == 8 and report["windows"] == 8  # each clip is shorter than the 1 s window
+    assert len(report["skipped"]) == 1 and "notes.wav" in report["skipped"][0]
+    assert "adapted to 8 windows of 8 file(s)" in adapted.describe() and not predictor.adapted
+    # the same statistics as adapting on those windows' model inputs directly
+    x = np.concatenate([predictor.inputs(decode_audio(c, 8000.0, 60.0), np.array([0])) for c in clips])
+    direct = adapt_batchnorm(predictor, x)
+    assert np.allclose(adapted.logits(x), direct.logits(x), atol=1e-5)
+    pred = classify_file(adapted, clips[0], explain="none")
+    assert any("BatchNorm statistics adapted" in n for n in pred.notes)
+    # uploads (bytes) go through private temp files and give the same model
+    from_bytes, _ = adapt_to_uploads(predictor, [(c.read_bytes(), c.name) for c in clips])
+    assert np.allclose(from_bytes.logits(x), direct.logits(x), atol=1e-5)
+    with pytest.raises(DataError, match="nothing to adapt to"):
+        adapt_to_files(predictor, [bad])
+
+
+def test_an_ensemble_adapts_every_member(tmp_path):
+    one, two = _audio_predictor(tmp_path / "a"), _audio_predictor(tmp_path / "b")
+    two.run_id = "second"
+    clips = sorted(FSDD.glob("*_lucas_*.wav"))[:6]
+    adapted, report = adapt_to_files(Ensemble([one, two]), clips)
+    assert isinstance(adapted, Ensemble) and report["windows"] == 6
+    assert all(m.adapted for m in adapted.members) and not one.adapted and not two.adapted

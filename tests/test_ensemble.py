@@ -113,3 +113,22 @@ def test_the_cli_predicts_and_evaluates_with_several_runs(two_runs, capsys):
     assert f"run {two_runs[0]} on its test split (100 examples): accuracy" in text
     assert cli(["evaluate", "--run", two_runs[0], "--run", two_runs[0]]) == 2
     assert "name one run twice" in capsys.readouterr().err
+
+
+def test_the_cli_adapts_batchnorm_to_the_given_files_or_the_test_split(two_runs, capsys):
+    import json
+
+    from core.__main__ import main as cli
+
+    clips = [str(c) for c in sorted(FSDD.glob("*_nicolas_*.wav"))[:10]]
+    assert cli(["predict", "--run", two_runs[0], "--adapt-bn", *clips, "--json"]) == 0
+    captured = capsys.readouterr()
+    answers = json.loads(captured.out)
+    assert "adapted BatchNorm statistics to 10 windows of 10 file(s)" in captured.err
+    assert len(answers) == 10 and all(any("BatchNorm statistics adapted" in n for n in a["notes"]) for a in answers)
+    assert cli(["evaluate", "--run", two_runs[0], "--run", two_runs[1], "--adapt-bn", "--json"]) == 0
+    adapted = json.loads(capsys.readouterr().out)
+    plain = evaluate_split(load_ensemble(two_runs), "test")
+    assert adapted["adapt_bn"] and adapted["n"] == plain["n"] == 100
+    assert set(adapted["member_accuracy"]) == set(two_runs)
+    assert evaluate_split(load_ensemble(two_runs), "test", adapt_bn=True)["accuracy"] == adapted["accuracy"]

@@ -6,7 +6,9 @@
 The run's data config is loaded again (features from the disk cache) and normalized with
 its stored training statistics, so a single run reproduces its recorded test accuracy.
 An ensemble's runs must have been tested on the same examples (e.g. the same held-out
-speaker); each member's own accuracy is printed next to the ensemble's.
+speaker); each member's own accuracy is printed next to the ensemble's. --adapt-bn scores
+it with each model's BatchNorm statistics re-estimated on the split's own (unlabeled) inputs:
+test-time adaptation to a held-out speaker or subject, as `predict --adapt-bn` does for files.
 """
 from __future__ import annotations
 
@@ -22,6 +24,8 @@ def add_parser(subparsers) -> None:
                    help="run id or run name; repeat it for an ensemble")
     p.add_argument("--split", choices=["test", "val", "train"], default="test")
     p.add_argument("--checkpoint", choices=["best", "last"], default="best")
+    p.add_argument("--adapt-bn", action="store_true",
+                   help="re-estimate BatchNorm statistics on the split's inputs first (test-time adaptation)")
     p.add_argument("--json", action="store_true", help="print JSON")
     p.set_defaults(func=run)
 
@@ -31,10 +35,11 @@ def run(args: argparse.Namespace) -> int:
     from core.infer import evaluate_split
     from core.store import Store
 
-    scores = evaluate_split(load_runs(Store(), args.run, args.checkpoint), args.split)
+    scores = evaluate_split(load_runs(Store(), args.run, args.checkpoint), args.split, adapt_bn=args.adapt_bn)
     what = "run " + scores["run_ids"][0] if len(scores["run_ids"]) == 1 else f"ensemble of {len(scores['run_ids'])} runs"
-    lines = [f"{what} on its {args.split} split ({scores['n']} examples): accuracy {scores['accuracy']:.4f}, "
-             f"macro-F1 {scores['macro_f1']:.4f}"]
+    lines = [f"{what} on its {args.split} split ({scores['n']} examples"
+             + (", BatchNorm adapted to them" if args.adapt_bn else "")
+             + f"): accuracy {scores['accuracy']:.4f}, macro-F1 {scores['macro_f1']:.4f}"]
     for run_id, acc in (scores.get("member_accuracy") or {}).items():
         lines.append(f"  member {run_id}: accuracy {acc:.4f}")
     per = scores["per_class"]

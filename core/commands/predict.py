@@ -9,6 +9,11 @@ models `demo-audio` / `demo-imu` from `python -m core demo-models`). Several --r
 ensemble: the mean of their probabilities (runs of the same classes, signal and window;
 their features and models may differ), with each member's own answer under `members`.
 
+--adapt-bn first re-estimates the model's BatchNorm statistics on every window of the given
+files (test-time adaptation to a new speaker, wearer or device; no labels are used), then
+classifies them: give ten or more recordings of the one new speaker or device. On FSDD
+speakers held out of training it took accuracy from 0.84 to 0.94 (docs/RESULTS.md).
+
 Prints one object per file: file, label, probabilities, top_k, confidence, entropy,
 margin, windows (start/end seconds, label, p[, true label from the CSV]), and attention
 (per layer: heads, shape, rollout over time) or saliency (Grad-CAM, input gradient) — or
@@ -18,6 +23,7 @@ others; the exit code is 1 when any file failed.
 from __future__ import annotations
 
 import argparse
+import sys
 
 from core.commands import emit
 from core.errors import ConfigError
@@ -37,6 +43,8 @@ def add_parser(subparsers) -> None:
     p.add_argument("--explain", choices=["auto", "attention", "saliency", "all", "none"], default="auto",
                    help="attention for attention models, Grad-CAM + saliency otherwise (auto)")
     p.add_argument("--checkpoint", choices=["best", "last"], default="best")
+    p.add_argument("--adapt-bn", action="store_true",
+                   help="adapt the model's BatchNorm statistics to these files first (one new speaker/device)")
     p.add_argument("--json", action="store_true", help="print JSON (a list, one object per file)")
     p.set_defaults(func=run)
 
@@ -61,13 +69,17 @@ def load_runs(store, refs: list[str], which: str = "best"):
 
 
 def run(args: argparse.Namespace) -> int:
-    from core.infer import classify_files
+    from core.infer import adapt_to_files, classify_files
     from core.store import Store
 
     if args.top_k < 1:
         raise ConfigError(f"--top-k {args.top_k}: list at least one class")
     store = Store()
     predictor = load_runs(store, args.run, args.checkpoint)
+    if args.adapt_bn:
+        predictor, report = adapt_to_files(predictor, args.files, hop=args.hop)
+        print(f"adapted BatchNorm statistics to {report['windows']} windows of {report['files']} file(s)"
+              + (f"; left out: {'; '.join(report['skipped'])}" if report["skipped"] else ""), file=sys.stderr)
     results = classify_files(predictor, args.files, top_k=args.top_k, hop=args.hop, aggregate=args.aggregate,
                              explain=args.explain)
     lines = []

@@ -70,3 +70,25 @@ def test_a_batch_with_bad_files_lists_each_problem_and_keeps_serving(server, pag
     page.goto(server["url"] + "/classify")  # the server is still serving
     wait_for_app(page)
     page.get_by_text("Upload a recording").first.wait_for()
+
+
+def test_a_batch_of_one_new_speaker_can_adapt_the_model_to_it(server, page, test_output, demo_audio):
+    """Twelve recordings of one speaker: the 'Adapt to these recordings' switch re-estimates the
+    model's BatchNorm statistics on them and says so; the batch is classified again with it."""
+    clips = sorted((ROOT / "data" / "fsdd" / "recordings").glob("*_jackson_*.wav"))[::5][:12]
+    assert len(clips) == 12
+    page.goto(server["url"] + "/classify")
+    wait_for_app(page)
+    _upload(page, *clips)
+    page.get_by_text("Batch: 12 files").wait_for(timeout=120_000)
+    wait_for_app(page)
+    assert page.get_by_text("BatchNorm statistics adapted").count() == 0
+    page.get_by_text("Adapt to these recordings").click()
+    page.get_by_text("BatchNorm statistics adapted to 12 windows of 12 file(s)").first.wait_for(timeout=120_000)
+    wait_for_app(page)
+    page.get_by_text("Batch: 12 files").wait_for()
+    page.set_viewport_size({"width": 1400, "height": 1900})  # the switch, its report and the batch table
+    wait_for_app(page)
+    shot = test_output / "classify_adapted.png"
+    page.screenshot(path=str(shot), full_page=True)
+    assert_not_blank(shot)

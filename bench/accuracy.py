@@ -346,14 +346,16 @@ def ensemble_runs(store, runs: list[dict], seeds: int, adapt_bn: bool = False) -
     curves, params and FLOPs are the first member's; `members` keeps each run's own accuracy.
     adapt_bn: scored with every member's BatchNorm statistics re-estimated on the fold's unlabeled
     test inputs (core.infer.adapt_batchnorm); the unadapted scores are kept as `unadapted`."""
-    from core.infer import evaluate_split, load_ensemble
+    from core.commands.predict import load_runs
+    from core.infer import evaluate_split
 
     out = []
     for i in range(0, len(runs), seeds):
         group = runs[i:i + seeds]
-        ensemble = load_ensemble([r["run_id"] for r in group], store)
-        plain = evaluate_split(ensemble, "test")
-        scores = evaluate_split(ensemble, "test", adapt_bn=True) if adapt_bn else plain
+        ensemble = load_runs(store, [r["run_id"] for r in group])  # one run alone when seeds == 1
+        bundles: dict = {}  # the fold's data, loaded once for both scorings
+        plain = evaluate_split(ensemble, "test", bundles=bundles)
+        scores = evaluate_split(ensemble, "test", adapt_bn=True, bundles=bundles) if adapt_bn else plain
         members = [{"run_id": r["run_id"], "seed": r["config"]["train"]["seed"], "accuracy": r["accuracy"],
                     "macro_f1": r["macro_f1"]} for r in group]
         if adapt_bn:

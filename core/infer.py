@@ -38,6 +38,7 @@ import json
 import math
 import shutil
 import tempfile
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterable
@@ -256,8 +257,12 @@ def load_ensemble(run_ids: list[str], store=None, which: str = "best", device: s
     return Ensemble([load_run(r, store, which, device) for r in run_ids])
 
 
+def _batchnorm_layers(model: nn.Module) -> list[nn.modules.batchnorm._BatchNorm]:
+    return [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+
+
 def has_batchnorm(model: nn.Module) -> bool:
-    return any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in model.modules())
+    return bool(_batchnorm_layers(model))
 
 
 def adapt_batchnorm(predictor: Predictor, x: np.ndarray, keep: float = 0.0, note: str = "") -> Predictor:
@@ -266,7 +271,7 @@ def adapt_batchnorm(predictor: Predictor, x: np.ndarray, keep: float = 0.0, note
     from its unlabeled examples (AdaBN, Li et al. 2016). Only the BN running means/variances
     change (the mean over batches of BATCH examples); weights, dropout and the original stay as
     they are. keep: weight of the training statistics in the result (0 = the new data's alone).
-    ConfigError when the model has no BatchNorm or x is empty."""
+    ConfigError when the model has no BatchNorm or x holds fewer than 2 examples."""
     import copy
 
     if not has_batchnorm(predictor.model):
@@ -277,8 +282,8 @@ def adapt_batchnorm(predictor: Predictor, x: np.ndarray, keep: float = 0.0, note
     if not 0.0 <= keep <= 1.0:
         raise ConfigError(f"keep={keep} must be in [0, 1]")
     model = copy.deepcopy(predictor.model).eval()
-    layers = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
-    trained = [(m.running_mean.clone(), m.running_var.clone()) for m in layers]
+    layers = _batchnorm_layers(model)
+    trained = [(m.running_mean.clone(), m.running_var.clone(), m.momentum) for m in layers]
     for m in layers:
         m.reset_running_stats()
         m.momentum = None  # cumulative average over the batches below
@@ -286,10 +291,10 @@ def adapt_batchnorm(predictor: Predictor, x: np.ndarray, keep: float = 0.0, note
     with torch.no_grad():  # equal batches of at most BATCH (never one example: it has no variance)
         for chunk in np.array_split(np.arange(len(x)), math.ceil(len(x) / BATCH)):
             model(torch.from_numpy(np.ascontiguousarray(x[chunk])).to(predictor.device))
-    for m, (mean, var) in zip(layers, trained):
+    for m, (mean, var, momentum) in zip(layers, trained):
         m.running_mean.mul_(1.0 - keep).add_(keep * mean.to(m.running_mean.device))
         m.running_var.mul_(1.0 - keep).add_(keep * var.to(m.running_var.device))
-        m.momentum = 0.1
+        m.momentum = momentum
         m.eval()
     return dataclasses.replace(predictor, model=model,
                                adapted=note or f"BatchNorm statistics adapted to {len(x)} unlabeled examples")
@@ -326,18 +331,21 @@ def split_probabilities(predictor: Predictor, split: str = "test", bundle=None,
     return np.asarray(ds.ids).astype(str), ds.y.copy(), probs
 
 
-def evaluate_split(predictor: Predictor | Ensemble, split: str = "test", adapt_bn: bool = False) -> dict:
+def evaluate_split(predictor: Predictor | Ensemble, split: str = "test", adapt_bn: bool = False,
+                   bundles: dict | None = None) -> dict:
     """Accuracy, macro-F1, confusion matrix and per-class scores of a run or an Ensemble on
     the run's own split (see split_probabilities); an Ensemble's members must share the split's
     examples (e.g. the same test speaker), and it also reports each member's accuracy.
     adapt_bn: each member's BatchNorm statistics re-estimated on the split's inputs first
-    (transductive: the unlabeled test examples are seen together, as a new speaker's recordings)."""
+    (transductive: the unlabeled test examples are seen together, as a new speaker's recordings).
+    bundles: the loaded data per data config, filled here; pass the same dict to score the runs
+    again (e.g. with and without adapt_bn) without loading their data twice."""
     from core.train.metrics import classification_metrics
 
     from core.data import load
 
     members = predictor.members if isinstance(predictor, Ensemble) else [predictor]
-    bundles: dict[str, object] = {}  # members that share a data config (seeds) load it once
+    bundles = {} if bundles is None else bundles  # members that share a data config (seeds) load it once
     answers = []
     for m in members:
         key = json.dumps(m.config.data.to_dict(), sort_keys=True)
@@ -676,17 +684,24 @@ def adapt_to_files(predictor: Predictor | Ensemble, paths: Iterable[str | Path],
 
 def adapt_to_uploads(predictor: Predictor | Ensemble, uploads: list[tuple[bytes, str]], hop: float | None = None
                      ) -> tuple[Predictor | Ensemble, dict]:
-    """adapt_to_files for uploads (bytes, name), each written to a private temp file as in classify_bytes."""
-    folder = Path(tempfile.mkdtemp(prefix="sigscope-adapt-"))
+    """adapt_to_files for uploads (bytes, name), each written to a private temp file as in
+    classify_bytes; uploads over MAX_UPLOAD_BYTES are left out (classify_bytes refuses them)."""
+    kept = [(data, display_name(name)) for data, name in uploads if len(data) <= MAX_UPLOAD_BYTES]
+    with _private_copies([data for data, _ in kept]) as paths:
+        return adapt_to_files(predictor, paths, hop, [name for _, name in kept])
+
+
+@contextmanager
+def _private_copies(blobs: list[bytes]):
+    """Paths of `blobs` written to a fresh private temp folder, each under a fixed name with a
+    suffix chosen from its content (so a user's `../../x.wav` or `con.wav` never reaches a
+    path); the folder is removed afterwards."""
+    folder = Path(tempfile.mkdtemp(prefix="sigscope-upload-"))
     try:
-        paths, names = [], []
-        for i, (data, name) in enumerate(uploads):
-            if len(data) > MAX_UPLOAD_BYTES:
-                continue  # refused by classify_bytes with its own message
-            paths.append(folder / f"upload{i}{upload_suffix(data)}")
-            paths[-1].write_bytes(data)
-            names.append(display_name(name))
-        return adapt_to_files(predictor, paths, hop, names)
+        paths = [folder / f"upload{i}{upload_suffix(data)}" for i, data in enumerate(blobs)]
+        for path, data in zip(paths, blobs):
+            path.write_bytes(data)
+        yield paths
     finally:
         shutil.rmtree(folder, ignore_errors=True)
 
@@ -835,16 +850,11 @@ def classify_bytes(predictor: Predictor, data: bytes, name: str, **kwargs) -> Pr
     if len(data) > MAX_UPLOAD_BYTES:
         raise DataError(f"{label}: {len(data) / 2**20:.1f} MiB is over the {MAX_UPLOAD_BYTES // 2**20} MiB upload "
                         "limit; cut the recording into shorter files")
-    folder = Path(tempfile.mkdtemp(prefix="sigscope-upload-"))
-    try:
-        path = folder / ("upload" + upload_suffix(data))
-        path.write_bytes(data)
+    with _private_copies([data]) as (path,):
         try:
             return classify_file(predictor, path, name=label, **kwargs)
         except SigscopeError as e:
             raise type(e)(error_line(e, {str(path): label})) from None
-    finally:
-        shutil.rmtree(folder, ignore_errors=True)
 
 
 def display_name(name: str, limit: int = 120) -> str:

@@ -213,6 +213,9 @@ def test_seeds_train_each_fold_n_times_and_score_the_ensemble(tmp_path):
     assert confusion.sum() == 40 and np.trace(confusion) / 40 == pytest.approx(adapted["accuracy"])
     assert [set(m) >= {"accuracy", "adapted_accuracy"} for m in adapted["members"]] == [True, True]
     assert [m["accuracy"] for m in adapted["members"]] == [r["accuracy"] for r in runs]
+    (alone,) = accuracy.ensemble_runs(store, runs[:1], seeds=1, adapt_bn=True)  # --adapt-bn without --seeds
+    assert alone["unadapted"]["accuracy"] == pytest.approx(runs[0]["accuracy"])
+    assert alone["members"][0]["adapted_accuracy"] == alone["accuracy"]
 
 
 # ---------------------------------------------------------------------------- report

@@ -1,7 +1,8 @@
 """`python -m core ...`: the CLI over the same functions the dashboard calls.
 
 Each sub-command lives in `core/commands/<name>.py` with `add_parser(subparsers)` and
-`run(args) -> int`. A SigscopeError becomes one clear line on stderr and exit code 2.
+`run(args) -> int`. A SigscopeError becomes `error: ...` on stderr, one line per problem, and
+exit code 2.
 """
 from __future__ import annotations
 
@@ -29,7 +30,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return int(args.func(args) or 0)
     except SigscopeError as e:
-        print(f"error: {e}", file=sys.stderr)
+        for line in str(e).splitlines() or [type(e).__name__]:
+            print(f"error: {line}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)

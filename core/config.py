@@ -1,17 +1,41 @@
 """Typed dataclasses for every choice a run makes. A run is fully described by its JSON.
 
     cfg = RunConfig()                                # quick default: synthetic IMU
-    cfg = cfg.with_overrides({"train.epochs": 3, "model.hparams.depth": 2})
+    cfg = cfg.with_overrides({"train.epochs": 3, "model.hparams.depth": 2})   # checked, or ConfigError
     RunConfig.from_json(cfg.to_json()) == cfg        # round-trips
+    cfg.validated()                                  # canonical values, or ConfigError listing every problem
+
+Each field is declared once with `param(...)`: its type, default, range or choices, unit,
+help and the conditions under which it applies (a `core.spec.Param`). Choice lists that
+belong to a registry (sources, models, optimizers, schedules, features, probes) are read
+from that registry, so no list of choices is written twice. Families that depend on a
+choice live with their owner: a model's hyperparameters in its zoo module (`model.hparams`),
+a source's options in its source module (`data.options`), an augmentation's parameters in
+core/data/augment.py (`data.augment`). `python -m core options` lists them all.
 """
 from __future__ import annotations
 
+import copy
 import dataclasses
 import json
 from dataclasses import dataclass, field, fields
 from typing import Any, get_type_hints
 
 from core.errors import ConfigError
+from core.spec import Param, When
+
+
+def param(default: Any, type: str, help: str, **kw: Any) -> Any:
+    """A dataclass field declared by its Param (the field's name fills the Param's)."""
+    p = Param(name="", type=type, default=default, help=help, **kw)
+    if isinstance(default, (list, dict)):
+        return field(default_factory=lambda: copy.deepcopy(default), metadata={"param": p})
+    return field(default=default, metadata={"param": p})
+
+
+def section(cls: type) -> Any:
+    """A nested config section (its fields get keys under the section's name)."""
+    return field(default_factory=cls, metadata={"section": cls})
 
 
 class _Config:
@@ -22,6 +46,9 @@ class _Config:
 
     @classmethod
     def from_dict(cls, data: dict | None) -> Any:
+        if data is not None and not isinstance(data, dict):
+            raise ConfigError(f"{cls.__name__}: expected an object of settings, got {type(data).__name__} "
+                              f"{json.dumps(data, default=str)[:60]}")
         data = dict(data or {})
         hints = get_type_hints(cls)
         known = {f.name for f in fields(cls)}
@@ -32,18 +59,121 @@ class _Config:
         kwargs = {}
         for name, value in data.items():
             hint = hints.get(name)
-            if isinstance(hint, type) and issubclass(hint, _Config) and isinstance(value, dict):
+            if isinstance(hint, type) and issubclass(hint, _Config):
                 value = hint.from_dict(value)
             kwargs[name] = value
         return cls(**kwargs)
 
 
+# ---- choices owned by registries (read when asked, so importing config stays cheap) -----------
+def _sources() -> list[str]:
+    from core.data.sources import source_names
+    return source_names()
+
+
+def _source_help() -> dict:
+    from core.data.sources import get_source
+    return {n: get_source(n).description for n in _sources()}
+
+
+def _features() -> tuple:
+    from core.data.features import FEATURE_HELP
+    return tuple(FEATURE_HELP)
+
+
+def _feature_help() -> dict:
+    from core.data.features import FEATURE_HELP
+    return FEATURE_HELP
+
+
+def _normalizations() -> tuple:
+    from core.data.normalize import KIND_HELP
+    return tuple(KIND_HELP)
+
+
+def _normalization_help() -> dict:
+    from core.data.normalize import KIND_HELP
+    return KIND_HELP
+
+
+def _splits() -> tuple:
+    from core.data.splits import SPLIT_HELP
+    return tuple(SPLIT_HELP)
+
+
+def _split_help() -> dict:
+    from core.data.splits import SPLIT_HELP
+    return SPLIT_HELP
+
+
+def _label_modes() -> dict:
+    from core.data.windowing import LABEL_MODES
+    return LABEL_MODES
+
+
+def _models() -> list[str]:
+    from core.models import registry
+    return registry.list_models()
+
+
+def _model_help() -> dict:
+    from core.models import registry
+    return {n: registry.spec(n).description for n in registry.list_models()}
+
+
+def _optimizers() -> dict:
+    from core.train.optimizers import OPTIMIZERS
+    return {name: s.help for name, s in OPTIMIZERS.items()}
+
+
+def _optimizers_using(name: str):
+    def users() -> tuple:
+        from core.train.optimizers import OPTIMIZERS
+        return tuple(n for n, s in OPTIMIZERS.items() if name in s.uses)
+    return users
+
+
+def _schedules() -> dict:
+    from core.train.schedulers import SCHEDULES
+    return {name: s.help for name, s in SCHEDULES.items()}
+
+
+def _schedules_using(name: str):
+    def users() -> tuple:
+        from core.train.schedulers import SCHEDULES
+        return tuple(n for n, s in SCHEDULES.items() if name in s.uses)
+    return users
+
+
+def _probes() -> dict:
+    from core.train.probes import PROBES
+    return {name: cls.help for name, cls in PROBES.items()}
+
+
+def _metrics() -> dict:
+    from core.train.metrics import DIRECTIONS
+    return {f"{split}_{m}": f"{m} on the {'validation' if split == 'val' else 'training'} split "
+            f"({'lower' if d == 'min' else 'higher'} is better)"
+            for split in ("val", "train") for m, d in DIRECTIONS.items()}
+
+
+def _devices() -> tuple:
+    return ("auto", "cpu", "cuda", *(f"cuda:{i}" for i in range(16)), "mps")
+
+
+AUDIO = When("data.signal", "==", "audio")
+WINDOWED = When("data.windowed", "==", True)
+FEATURED = When("data.features", "!=", "raw")
+AMP_HELP = {"off": "fp32", "bf16": "bfloat16 autocast (CPU and recent GPUs)",
+            "fp16": "float16 autocast with loss scaling (CUDA GPUs only; fp32 elsewhere)"}
+
+
 @dataclass
 class AugmentConfig(_Config):
-    """One augmentation applied on the fly to training batches only."""
+    """One augmentation applied on the fly to training batches only (see core.data.augment)."""
 
-    name: str = "jitter"  # see core.data.augment for the list
-    p: float = 0.5  # probability per example
+    name: str = "jitter"
+    p: float = 0.5  # probability per example (core.spec.AUGMENT_P)
     params: dict = field(default_factory=dict)
 
 
@@ -51,37 +181,61 @@ class AugmentConfig(_Config):
 class DataConfig(_Config):
     """Which data, how it is windowed, featurized, normalized, augmented and split."""
 
-    source: str = "synthetic_imu"  # see `python -m core data list`
-    path: str | None = None  # file or folder; None = the source's bundled/default data
-    options: dict = field(default_factory=dict)  # source-specific (e.g. {"classes": "basic6"})
-    # windowing of streams (IMU); audio clips use clip_seconds
-    window: int = 128  # samples per window
-    stride: int = 64  # samples between window starts
-    label_mode: str = "majority"  # "majority" | "drop_mixed"
-    # audio
-    sample_rate: int = 8000
-    clip_seconds: float = 1.0
-    features: str = "raw"  # "raw" | "logmel" | "mfcc" | "mfcc_deltas" | "stack4"
-    n_mels: int = 40
-    n_fft: int = 256
-    hop_length: int = 64
-    n_mfcc: int = 20
-    mfcc_c0: bool = True
-    # normalization fitted on the training split only
-    normalization: str = "zscore"  # "none" | "zscore" | "robust" | "per_example" | "per_utterance"
-    # splits
-    split: str = "stratified"  # "random" | "stratified" | "subject" | "fixed"
-    val_fraction: float = 0.15
-    test_fraction: float = 0.2
-    test_groups: list = field(default_factory=list)  # subjects/speakers held out when split="subject"
-    val_groups: list = field(default_factory=list)
-    # split="subject": "groups" = validation is whole held-out groups too; "examples" = a stratified
-    # val_fraction of the training groups' examples (keeps every non-test group for training, e.g.
-    # leave-one-speaker-out over 5 speakers)
-    val_from: str = "groups"
-    split_seed: int = 0
-    augment: list = field(default_factory=list)  # list of AugmentConfig dicts
-    max_examples: int | None = None  # cap (quick runs, tests)
+    source: str = param("synthetic_imu", "choice", "where the examples come from (`python -m core data list`)",
+                        choices=_sources, choice_help=_source_help, label="Source")
+    path: str | None = param(None, "str", "a file or folder of your own data", nullable=True,
+                             null_means="the source's bundled or default data", label="Path")
+    options: dict = field(default_factory=dict)  # the source's own options (its SourceSpec.options)
+    window: int | str = param(128, "samples", "length of each window cut from a stream", low=2, high=1_000_000,
+                              unit="samples", when=(WINDOWED,), label="Window")
+    stride: int | str = param(64, "samples", "samples between window starts (window/2 = 50 % overlap)", low=1,
+                              high=1_000_000, unit="samples", when=(WINDOWED,), label="Stride")
+    label_mode: str = param("majority", "choice", "how a window spanning two labels is labelled",
+                            choices=lambda: tuple(_label_modes()), choice_help=_label_modes, when=(WINDOWED,),
+                            label="Mixed windows", advanced=True)
+    sample_rate: int = param(8000, "int", "audio is decoded and resampled to this rate", low=1000, high=192_000,
+                             unit="Hz", when=(AUDIO,), label="Sample rate (Hz)", step=1000)
+    clip_seconds: float = param(1.0, "float", "each recording is padded or cropped to this length", low=0.05,
+                                high=60.0, unit="s", when=(AUDIO,), label="Clip (s)", step=0.1)
+    features: str = param("raw", "choice", "what the model sees of each clip", choices=_features,
+                          choice_help=_feature_help, when=(AUDIO,), label="Features")
+    n_mels: int = param(40, "int", "mel bands (rows of the spectrogram planes)", low=2, high=512,
+                        when=(AUDIO, FEATURED), label="Mel bands")
+    n_fft: int = param(256, "int", "FFT size of the short-time Fourier transform", low=16, high=16384,
+                       unit="samples", when=(AUDIO, FEATURED), label="FFT size")
+    hop_length: int = param(64, "int", "samples between STFT frames", low=1, high=16384, unit="samples",
+                            when=(AUDIO, FEATURED), label="Hop (samples)")
+    n_mfcc: int = param(20, "int", "MFCC coefficients kept", low=1, high=256,
+                        when=(AUDIO, When("data.features", "in", ("mfcc", "mfcc_deltas"))), label="MFCCs")
+    mfcc_c0: bool = param(True, "bool", "keep c0 (log energy, which follows loudness) among the MFCCs",
+                          when=(AUDIO, When("data.features", "in", ("mfcc", "mfcc_deltas", "stack4"))),
+                          label="Keep c0")
+    normalization: str = param("zscore", "choice", "how inputs are scaled (statistics from the training split)",
+                               choices=_normalizations, choice_help=_normalization_help, label="Normalization")
+    split: str = param("stratified", "choice", "how examples are divided into train, validation and test",
+                       choices=_splits, choice_help=_split_help, label="Split")
+    val_fraction: float = param(0.15, "float", "share of examples (or groups) for validation", low=0.0, high=0.9,
+                                label="Validation share", step=0.05)
+    test_fraction: float = param(0.2, "float", "share of examples (or groups) for testing", low=0.0, high=0.9,
+                                 when=(When("data.split", "!=", "fixed"),), label="Test share", step=0.05)
+    test_groups: list = param([], "list", "subjects/speakers held out for testing (empty: drawn by seed)",
+                              item=Param("group", "str", "", "a subject or speaker id"),
+                              when=(When("data.split", "==", "subject"),), label="Test groups")
+    val_groups: list = param([], "list", "subjects/speakers held out for validation (empty: drawn by seed)",
+                             item=Param("group", "str", "", "a subject or speaker id"),
+                             when=(When("data.split", "==", "subject"),), label="Validation groups")
+    val_from: str = param("groups", "choice", "where validation comes from with a subject split",
+                          choices=("groups", "examples"),
+                          choice_help={"groups": "whole held-out groups, like the test",
+                                       "examples": "a stratified share of the training groups' examples (every "
+                                                   "non-test group trains, e.g. leave-one-speaker-out)"},
+                          when=(When("data.split", "==", "subject"),), label="Validation from")
+    split_seed: int = param(0, "int", "seed of the split (and of max_examples' draw)", low=0, high=2**31 - 1,
+                            label="Split seed", advanced=True)
+    augment: list = field(default_factory=list)  # AugmentConfig dicts: data.augment.<name>.p / .params.<x>
+    max_examples: int | None = param(None, "int", "use at most this many examples, drawn per class (quick runs)",
+                                     low=2, high=10**9, nullable=True, null_means="all of them",
+                                     label="Max examples", advanced=True)
 
     def augmentations(self) -> list[AugmentConfig]:
         return [a if isinstance(a, AugmentConfig) else AugmentConfig.from_dict(a) for a in self.augment]
@@ -89,71 +243,121 @@ class DataConfig(_Config):
 
 @dataclass
 class ModelConfig(_Config):
-    name: str = "resnet1d"
-    hparams: dict = field(default_factory=dict)  # overrides of the registry defaults
+    name: str = param("resnet1d", "choice", "the zoo model (`python -m core models`)", choices=_models,
+                      choice_help=_model_help, label="Model")
+    hparams: dict = field(default_factory=dict)  # its hyperparameters (registry spec); defaults fill the rest
 
 
 @dataclass
 class OptimConfig(_Config):
-    name: str = "adamw"  # "adam" | "adamw" | "sgd"
-    lr: float = 1e-3
-    weight_decay: float = 1e-2
-    momentum: float = 0.9  # sgd only
-    betas: tuple = (0.9, 0.999)
+    name: str = param("adamw", "choice", "the optimizer", choices=lambda: tuple(_optimizers()),
+                      choice_help=_optimizers, label="Optimizer")
+    lr: float = param(1e-3, "float", "learning rate (the peak, for schedules that warm up)", low=1e-7, high=10.0,
+                      log=True, label="Learning rate")
+    weight_decay: float = param(1e-2, "float", "L2 weight decay (decoupled for adamw)", low=0.0, high=1.0,
+                                label="Weight decay", step=1e-3)
+    momentum: float = param(0.9, "float", "momentum", low=0.0, high=0.999,
+                            when=(When("optim.name", "in", _optimizers_using("momentum")),), label="Momentum",
+                            step=0.01)
+    betas: tuple = param((0.9, 0.999), "list", "Adam's decay rates of the first and second moments",
+                         item=Param("beta", "float", 0.9, "a decay rate", low=0.0, high=0.9999), low=2, high=2,
+                         when=(When("optim.name", "in", _optimizers_using("betas")),), label="Betas")
 
 
 @dataclass
 class ScheduleConfig(_Config):
-    name: str = "cosine"  # "none" | "cosine" | "onecycle" | "step" | "warmup_exp_cosine" | "plateau"
-    warmup_epochs: float = 0.0
-    step_size: int = 10  # step
-    gamma: float = 0.5  # step / exp decay factor
-    min_lr: float = 1e-6
-    plateau_patience: int = 3
-    plateau_factor: float = 0.5
+    name: str = param("cosine", "choice", "how the learning rate moves over training",
+                      choices=lambda: tuple(_schedules()), choice_help=_schedules, label="Schedule")
+    warmup_epochs: float = param(0.0, "float", "linear warm-up length (0 = none; warmup_exp_cosine: 0 = its "
+                                               "scaled 15/120)", low=0.0, high=10_000.0, unit="epochs",
+                                 when=(When("schedule.name", "in", _schedules_using("warmup_epochs")),),
+                                 label="Warm-up epochs", step=0.5)
+    step_size: int = param(10, "int", "epochs between decays", low=1, high=100_000, unit="epochs",
+                           when=(When("schedule.name", "in", _schedules_using("step_size")),),
+                           label="Step size (epochs)")
+    gamma: float = param(0.5, "float", "factor applied at each step", low=0.01, high=1.0,
+                         when=(When("schedule.name", "in", _schedules_using("gamma")),), label="Gamma", step=0.05)
+    min_lr: float = param(1e-6, "float", "the learning rate it ends at (or never goes below)", low=0.0, high=10.0,
+                          when=(When("schedule.name", "in", _schedules_using("min_lr")),), label="Min lr")
+    plateau_patience: int = param(3, "int", "epochs without a better validation loss before lowering the rate",
+                                  low=1, high=1000, unit="epochs",
+                                  when=(When("schedule.name", "in", _schedules_using("plateau_patience")),),
+                                  label="Patience (epochs)")
+    plateau_factor: float = param(0.5, "float", "factor applied when the validation loss stalls", low=0.01,
+                                  high=0.99, when=(When("schedule.name", "in", _schedules_using("plateau_factor")),),
+                                  label="Factor", step=0.05)
 
 
 @dataclass
 class EarlyStoppingConfig(_Config):
-    enabled: bool = False
-    metric: str = "val_loss"
-    mode: str = "min"  # "min" | "max"
-    patience: int = 5
+    enabled: bool = param(False, "bool", "stop when the watched metric stops improving", label="Early stopping")
+    metric: str = param("val_loss", "choice", "the metric that picks the best checkpoint (and stops early)",
+                        choices=lambda: tuple(_metrics()), choice_help=_metrics, label="Watch")
+    mode: str = param("min", "choice", "whether lower or higher is better for that metric", choices=("min", "max"),
+                      label="Better is")
+    patience: int = param(5, "int", "epochs without improvement before stopping", low=1, high=10_000,
+                          unit="epochs", when=(When("train.early_stopping.enabled", "==", True),), label="Patience")
+
+
+PROBING = When("train.probes.enabled", "==", True)
 
 
 @dataclass
 class ProbeConfig(_Config):
-    enabled: bool = True
-    every_n_steps: int = 10
-    histogram_every_n_steps: int = 50
-    probes: list = field(default_factory=lambda: ["grad_norm", "dead_relu", "activations", "weights"])
+    enabled: bool = param(True, "bool", "record live health statistics while training", resume=True,
+                          label="Probes")
+    every_n_steps: int = param(10, "int", "optimizer steps between probe samples", low=1, high=10**6,
+                               unit="steps", resume=True, when=(PROBING,), label="Probe every N steps")
+    histogram_every_n_steps: int = param(50, "int", "optimizer steps between histograms (0 = none)", low=0,
+                                         high=10**6, unit="steps", resume=True, when=(PROBING,),
+                                         label="Histograms every N steps")
+    probes: list = param(["grad_norm", "dead_relu", "activations", "weights", "histograms"], "list",
+                         "which probes run", item=Param("probe", "choice", "grad_norm", "a probe",
+                                                        choices=lambda: tuple(_probes()), choice_help=_probes),
+                         resume=True, when=(PROBING,), label="Which probes", sweep=False)
 
 
 @dataclass
 class TrainConfig(_Config):
-    epochs: int = 5
-    batch_size: int = 64
-    seed: int = 0
-    device: str = "auto"  # "auto" | "cpu" | "cuda" | "cuda:N"
-    amp: str = "off"  # "off" | "fp16" | "bf16"
-    grad_checkpointing: bool = False
-    grad_clip: float | None = 1.0  # max global L2 norm; None = no clipping
-    label_smoothing: float = 0.0
-    mixup_alpha: float = 0.0  # mixup: blend example pairs and labels, weight ~ Beta(alpha, alpha); 0 = off
-    num_workers: int = 0
-    early_stopping: EarlyStoppingConfig = field(default_factory=EarlyStoppingConfig)
-    probes: ProbeConfig = field(default_factory=ProbeConfig)
-    checkpoint_every_epoch: bool = True
+    epochs: int = param(5, "int", "passes over the training split", low=1, high=100_000, unit="epochs",
+                        resume=True, label="Epochs")
+    batch_size: int = param(64, "int", "examples per optimizer step", low=1, high=65_536, log=True,
+                            label="Batch size")
+    seed: int = param(0, "int", "seed of weights, shuffling, dropout and augmentation", low=0, high=2**32 - 1,
+                      label="Seed")
+    device: str = param("auto", "choice", "where to train: auto = the job's GPU, else cpu", choices=_devices,
+                        resume=True, label="Device", sweep=False,
+                        allowed_text="'auto', 'cpu', 'cuda', 'cuda:N' (N = 0..15) or 'mps'")
+    amp: str = param("off", "choice", "mixed precision", choices=tuple(AMP_HELP), choice_help=AMP_HELP,
+                     label="Mixed precision")
+    grad_checkpointing: bool = param(False, "bool", "recompute block activations in backward: less memory, "
+                                                    "more compute",
+                                     when=(When("model.supports_checkpointing", "==", True),),
+                                     label="Gradient checkpointing")
+    grad_clip: float | None = param(1.0, "float", "largest global L2 norm of the gradients", low=1e-6, high=1e6,
+                                    log=True, nullable=True, null_means="no clipping", label="Max grad norm")
+    label_smoothing: float = param(0.0, "float", "share of each target spread over the other classes", low=0.0,
+                                   high=0.9, label="Label smoothing", step=0.05)
+    mixup_alpha: float = param(0.0, "float", "mixup: blend example pairs and labels with a Beta(α, α) weight "
+                                             "(0 = off; 0.2-0.4 is usual)", low=0.0, high=10.0, label="Mixup α",
+                               step=0.1)
+    num_workers: int = param(0, "int", "DataLoader worker processes (0 = in the training process)", low=0,
+                             high=64, resume=True, label="Loader workers", sweep=False, advanced=True)
+    early_stopping: EarlyStoppingConfig = section(EarlyStoppingConfig)
+    probes: ProbeConfig = section(ProbeConfig)
+    checkpoint_every_epoch: bool = param(True, "bool", "save the last checkpoint after every epoch (resume needs "
+                                                       "it)", resume=True, label="Checkpoint every epoch",
+                                         sweep=False, advanced=True)
 
 
 @dataclass
 class RunConfig(_Config):
-    name: str = ""
-    data: DataConfig = field(default_factory=DataConfig)
-    model: ModelConfig = field(default_factory=ModelConfig)
-    optim: OptimConfig = field(default_factory=OptimConfig)
-    schedule: ScheduleConfig = field(default_factory=ScheduleConfig)
-    train: TrainConfig = field(default_factory=TrainConfig)
+    name: str = param("", "str", "a name for the run (empty: model on source)", label="Run name", sweep=False)
+    data: DataConfig = section(DataConfig)
+    model: ModelConfig = section(ModelConfig)
+    optim: OptimConfig = section(OptimConfig)
+    schedule: ScheduleConfig = section(ScheduleConfig)
+    train: TrainConfig = section(TrainConfig)
 
     def to_json(self, indent: int | None = 2) -> str:
         return json.dumps(self.to_dict(), indent=indent, sort_keys=True)
@@ -169,26 +373,27 @@ class RunConfig(_Config):
     @classmethod
     def from_dict(cls, data: dict | None) -> "RunConfig":
         cfg = super().from_dict(data)
-        cfg.optim.betas = tuple(cfg.optim.betas)
+        if isinstance(cfg.optim.betas, list):
+            cfg.optim.betas = tuple(cfg.optim.betas)
         return cfg
 
-    def with_overrides(self, overrides: dict[str, Any]) -> "RunConfig":
-        """A copy with dotted keys set, e.g. {"train.epochs": 3, "model.hparams.depth": 2}.
-        String values (from the CLI) are parsed as JSON where they can be."""
-        data = self.to_dict()
-        for key, value in overrides.items():
-            parts = key.split(".")
-            node = data
-            for part in parts[:-1]:
-                if not isinstance(node, dict) or part not in node:
-                    raise ConfigError(f"--set {key}: no section {part!r} in a run config")
-                node = node[part]
-            leaf = parts[-1]
-            free_form = parts[-2:-1] in (["hparams"], ["options"], ["params"])
-            if not isinstance(node, dict) or (leaf not in node and not free_form):
-                raise ConfigError(f"--set {key}: unknown setting {leaf!r}")
-            node[leaf] = parse_value(value)
-        return RunConfig.from_dict(data)
+    def with_overrides(self, overrides: dict[str, Any], explicit: bool = True) -> "RunConfig":
+        """A validated copy with dotted keys set, e.g. {"train.epochs": 3, "model.hparams.depth": 2,
+        "data.augment.jitter.p": 0.3}. String values (from the CLI) are parsed; a key that does not
+        exist or does not apply to the result, or any invalid value, raises ConfigError listing
+        every problem (see core.spec)."""
+        from core import spec
+        return spec.validate(spec.apply_overrides(self, overrides, explicit=explicit))
+
+    def validated(self, environment: bool = True) -> "RunConfig":
+        """This config with canonical values, or ConfigError with one line per problem."""
+        from core import spec
+        return spec.validate(self, environment)
+
+    def checks(self, environment: bool = True) -> list[tuple[str, str]]:
+        """Cross-field problems as (key, message); the value checks come first (core.spec)."""
+        from core.config_checks import run_checks
+        return run_checks(self, environment)
 
 
 def parse_value(value: Any) -> Any:
@@ -196,9 +401,10 @@ def parse_value(value: Any) -> Any:
     if not isinstance(value, str):
         return value
     try:
-        return json.loads(value)
+        parsed = json.loads(value)
     except json.JSONDecodeError:
         return value
+    return value if isinstance(parsed, float) and parsed != parsed else parsed  # keep "NaN" as text: refused later
 
 
 def parse_sets(pairs: list[str] | None) -> dict[str, Any]:
@@ -206,7 +412,7 @@ def parse_sets(pairs: list[str] | None) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for item in pairs or []:
         if "=" not in item:
-            raise ConfigError(f"--set {item!r}: write key=value, e.g. --set hid_dim=256")
+            raise ConfigError(f"--set {item!r}: write key=value, e.g. --set train.epochs=10")
         key, value = item.split("=", 1)
         out[key.strip()] = parse_value(value.strip())
     return out

@@ -126,9 +126,14 @@ def _first_line(error: BaseException) -> str:
     return (str(error).strip().splitlines() or [type(error).__name__])[0][:200]
 
 
-def requeue_for_resume(store: Store, run_id: str) -> tuple[RunConfig, Path]:
-    """Check that `run_id` is a stopped run with a last checkpoint, mark it queued again and
-    return (its config, the checkpoint to continue from); ConfigError says why it cannot."""
+def requeue_for_resume(store: Store, run_id: str, overrides: dict | None = None) -> tuple[RunConfig, Path]:
+    """Check that `run_id` is a stopped run with a last checkpoint, apply the overrides a resumed
+    run may take (epochs, device, probe cadence: the spec's `resume` choices; any other is
+    refused with the reason), mark it queued again and return (its config, the checkpoint to
+    continue from). ConfigError says why it cannot, before the run is touched."""
+    from core import spec
+    from core.train import read_checkpoint
+
     run = store.get_run(run_id)
     if run is None:
         raise ConfigError(f"no run {run_id!r}; see `python -m core runs list`")
@@ -138,8 +143,18 @@ def requeue_for_resume(store: Store, run_id: str) -> tuple[RunConfig, Path]:
     if not last.is_file():
         raise ConfigError(f"run {run_id} has no checkpoint to resume from (it stopped before its first "
                           f"epoch ended); submit its config again instead")
-    store.update_run(run_id, status="queued", error=None, finished_at=None)
-    return RunConfig.from_dict(run["config"]), last
+    config = RunConfig.from_dict(run["config"])
+    if overrides:
+        spec.check_resume_overrides(overrides, config)
+        config = config.with_overrides(overrides)
+        done = int(read_checkpoint(last).get("epoch", 0))
+        if config.train.epochs <= done:
+            raise ConfigError(f"train.epochs={config.train.epochs}: run {run_id} has already completed {done} "
+                              f"epoch(s); give more than {done} to train on")
+    else:
+        config = config.validated()
+    store.update_run(run_id, status="queued", error=None, finished_at=None, config=config.to_dict())
+    return config, last
 
 
 class JobManager:
@@ -169,18 +184,21 @@ class JobManager:
 
     # ---- public API ------------------------------------------------------------------------
     def submit(self, config: RunConfig, name: str = "", callbacks: Sequence[Any] = ()) -> str:
-        """Store a queued run and return its id at once. `callbacks` are extra Trainer callbacks."""
+        """Store a queued run and return its id at once; a config the spec refuses raises
+        ConfigError (every problem, one per line) and stores nothing. `callbacks` are extra
+        Trainer callbacks."""
         if not isinstance(config, RunConfig):
             raise ConfigError("submit() takes a RunConfig (use RunConfig.from_dict for a dict)")
-        config = RunConfig.from_dict(config.to_dict())  # a private copy; checks the config round-trips
+        config = config.validated()  # a private, checked copy: a bad config never becomes a run
         run_id = self.store.create_run(config.to_dict(), name=name or config.name, status="queued")
         self._enqueue(_Job(run_id, config, callbacks=callbacks))
         return run_id
 
-    def resume(self, run_id: str, callbacks: Sequence[Any] = ()) -> str:
+    def resume(self, run_id: str, callbacks: Sequence[Any] = (), overrides: dict | None = None) -> str:
         """Queue a stopped run (interrupted, cancelled, failed) to continue from its last
-        checkpoint in the same run id: its metric curves carry on from that epoch."""
-        config, last = requeue_for_resume(self.store, run_id)
+        checkpoint in the same run id: its metric curves carry on from that epoch. overrides:
+        what a resumed run may change (e.g. {"train.epochs": 60}); others raise ConfigError."""
+        config, last = requeue_for_resume(self.store, run_id, overrides)
         self.store.claim_owner(run_id)
         self._enqueue(_Job(run_id, config, resume_from=last, callbacks=callbacks))
         return run_id

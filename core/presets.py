@@ -1,250 +1,233 @@
-"""Named run presets: complete RunConfigs that are known to train well, one per task.
+"""Named run presets: configs known to train well, one per task, kept as data.
 
     from core import presets
-    cfg = presets.get("hapt_har_transformer").config                # a RunConfig
+    cfg = presets.get("hapt_har_transformer").config                # a validated RunConfig
     cfg = cfg.with_overrides({"data.options.full": True})           # the full 25-subject data
     [p.name for p in presets.list_presets()]
+    presets.save_preset("my_hapt", cfg, title="My HAPT run")        # the user's own, listed with the rest
 
-Every preset reads the BUNDLED real sample by default (data.path None, no options.full),
-so it runs on any checkout; `data.options.full=true` switches HAPT and FSDD to the full
-shared datasets (../shared/data). The same presets are on the Train page ("Start from a
-preset"), the CLI (`python -m core train --preset NAME [--set key=value ...]`,
-`python -m core presets`) and the accuracy benchmark (bench/accuracy.py).
+A preset is a JSON file of config overrides on top of `RunConfig()` (dotted keys, as
+`--set` takes them), with a title, a description and an optional `extends` (another preset
+it starts from). The shipped ones live in the repository's `presets/` folder, a user's saved
+ones in `<runs folder>/presets/`. Every preset is validated by the one spec (core.spec) when
+read; a saved file that no longer validates is listed with its problem instead of failing
+the rest. The same presets are on the Train page ("Start from a preset"), the CLI
+(`python -m core train --preset NAME`, `python -m core presets`) and bench/accuracy.py.
 
-Values are literal on purpose: to retune a preset, edit its numbers here. Model
-hyperparameters are written out in full (every knob of the registry spec), so the
-Train page's widgets reproduce the preset exactly; tests/test_presets.py checks that
-each one is complete, loads on the bundled data and builds.
+Every shipped preset reads the BUNDLED real sample (no data.options.full), so it runs on
+any checkout; `data.options.full=true` switches HAPT and FSDD to the full shared datasets.
+To retune a preset, edit its numbers in presets/NAME.json. Model hyperparameters are
+written out in full, so a preset keeps its tuned values if a zoo default changes.
 
 Best checkpoint. The test split is evaluated with the checkpoint that is best on
 train.early_stopping.metric (also when early stopping itself is off); every preset uses the
 validation loss: validation accuracy on a small set (BasicMotions validates on 8 trials) hits
 1.0 early and ties, which picked an under-trained epoch (0.825 test vs 1.000 with val_loss).
 
-Splits. HAPT uses split="subject" with no named test_groups, so whole subjects are
-drawn (seeded) for the test and validation shares: on the bundled sample (subjects
-1-4) that is one test and one validation subject, on the full data about a fifth and
-a sixth of the 25. The published protocol (subjects 20-25 test) is one override away:
-`--set 'data.test_groups=["20","21","22","23","24","25"]'` with `data.options.full=true`.
-FSDD and the UEA sets use split="fixed": their standard test sets.
+Splits. HAPT uses split="subject" with no named test_groups, so whole subjects are drawn
+(seeded) for the test and validation shares; the published protocol (subjects 20-25 test) is
+one override away: `--set 'data.test_groups=["20","21","22","23","24","25"]'` with
+`data.options.full=true`. FSDD and the UEA sets use split="fixed": their standard test sets.
 """
 from __future__ import annotations
 
+import json
+import re
 from dataclasses import dataclass
+from pathlib import Path
 
-from core.config import (AugmentConfig, DataConfig, EarlyStoppingConfig, ModelConfig, OptimConfig, RunConfig,
-                         ScheduleConfig, TrainConfig)
-from core.errors import ConfigError
+from core import paths, spec
+from core.config import DataConfig, RunConfig
+from core.errors import ConfigError, SigscopeError
+
+SHIPPED_DIR = Path(__file__).resolve().parents[1] / "presets"
+NAME_PATTERN = re.compile(r"^[a-z0-9][a-z0-9_\-]{0,63}$")
 
 
 @dataclass(frozen=True)
 class Preset:
-    """A named, complete run config.
+    """A named run config.
 
-    name: the id used on the CLI and in code (`hapt_har_transformer`).
+    name: the id used on the CLI and in code (`hapt_har_transformer`), the file's stem.
     title: what a person reads ("HAPT – HAR Transformer").
     description: one or two sentences: the task, the protocol, what to expect.
-    config: the RunConfig; callers get a fresh copy from `get`, so editing it is safe.
+    config: the validated RunConfig; callers get a fresh copy from `get`, so editing it is safe.
+    overrides: the dotted keys the file sets (on top of `extends`, when it names a preset).
+    saved: True for a user's saved preset, False for a shipped one.
+    path: the file.
     """
 
     name: str
     title: str
     description: str
     config: RunConfig
+    overrides: dict
+    saved: bool = False
+    path: Path | None = None
+    extends: str | None = None
 
     def to_dict(self) -> dict:
-        return {"name": self.name, "title": self.title, "description": self.description,
-                "config": self.config.to_dict()}
+        return {"name": self.name, "title": self.title, "description": self.description, "saved": self.saved,
+                "extends": self.extends, "overrides": dict(self.overrides), "config": self.config.to_dict()}
 
 
-def _augment(*entries: tuple) -> list[dict]:
-    """cfg.data.augment from (name, p) or (name, p, params) entries."""
-    return [AugmentConfig(name=e[0], p=e[1], params=dict(e[2]) if len(e) > 2 else {}).to_dict() for e in entries]
+def saved_dir() -> Path:
+    """Where a user's presets are saved: <runs folder>/presets."""
+    return paths.runs_dir() / "presets"
 
 
-def _best_by_val_loss() -> EarlyStoppingConfig:
-    """Early stopping off; the test checkpoint is the one of lowest validation loss (module doc)."""
-    return EarlyStoppingConfig(enabled=False, metric="val_loss", mode="min", patience=10)
+def _files() -> list[tuple[Path, bool]]:
+    shipped = sorted(SHIPPED_DIR.glob("*.json"))
+    folder = saved_dir()
+    saved = sorted(folder.glob("*.json")) if folder.is_dir() else []
+    names = {p.stem for p in shipped}
+    return [(p, False) for p in shipped] + [(p, True) for p in saved if p.stem not in names]
 
 
-def _hapt_har_transformer() -> RunConfig:
-    return RunConfig(
-        data=DataConfig(source="hapt", options={"classes": "basic6"}, window=128, stride=64,
-                        normalization="zscore", split="subject", val_fraction=0.15, test_fraction=0.2,
-                        augment=_augment(("scaling", 0.5), ("jitter", 0.5))),
-        model=ModelConfig(name="har_transformer", hparams={
-            "conv_layers": 2, "hidden_ch": 15, "dim": 96, "depth": 3, "heads": 3, "mlp_dim": 1024,
-            "dropout": 0.01, "emb_dropout": 0.1, "pool": "cls", "norm_first": True}),
-        optim=OptimConfig(name="adamw", lr=1e-3, weight_decay=1e-2),
-        schedule=ScheduleConfig(name="cosine", warmup_epochs=2.0, min_lr=1e-6),
-        train=TrainConfig(epochs=40, batch_size=64, grad_clip=1.0, label_smoothing=0.1,
-                          early_stopping=_best_by_val_loss()),
-    )
+def _read(path: Path) -> dict:
+    try:
+        doc = json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise ConfigError(f"preset {path.name}: not readable JSON ({e})") from None
+    if not isinstance(doc, dict) or not isinstance(doc.get("overrides", {}), dict):
+        raise ConfigError(f"preset {path.name}: expected {{title, description, overrides: {{key: value}}}}")
+    unknown = sorted(set(doc) - {"title", "description", "order", "extends", "overrides"})
+    if unknown:
+        raise ConfigError(f"preset {path.name}: unknown field(s) {', '.join(unknown)}")
+    return doc
 
 
-def _hapt_all12_se_convnext() -> RunConfig:
-    return RunConfig(
-        data=DataConfig(source="hapt", options={"classes": "all12"}, window=128, stride=64,
-                        normalization="zscore", split="subject", val_fraction=0.15, test_fraction=0.2,
-                        augment=_augment(("scaling", 0.5), ("jitter", 0.5))),
-        model=ModelConfig(name="imu_se_convnext_lstm", hparams={
-            "dim": 64, "num_blocks": 3, "kernel_size": 7, "se_reduction": 8, "drop_path": 0.1,
-            "layer_scale_init": 1e-6, "dropout": 0.2, "lstm_hidden": 128, "lstm_layers": 1,
-            "bidirectional": True}),
-        optim=OptimConfig(name="adamw", lr=1e-3, weight_decay=5e-2),
-        schedule=ScheduleConfig(name="cosine", warmup_epochs=2.0, min_lr=1e-6),
-        train=TrainConfig(epochs=40, batch_size=64, grad_clip=1.0, label_smoothing=0.1,
-                          early_stopping=_best_by_val_loss()),
-    )
+def _load(name: str, seen: tuple[str, ...] = ()) -> Preset:
+    files = {p.stem: (p, saved) for p, saved in _files()}
+    if name not in files:
+        raise ConfigError(f"unknown preset {name!r}; known: {', '.join(files)} (see `python -m core presets`)")
+    if name in seen:
+        raise ConfigError(f"preset {name}: 'extends' goes round in a circle ({' -> '.join(seen + (name,))})")
+    path, saved = files[name]
+    doc = _read(path)
+    base = _load(doc["extends"], seen + (name,)).config if doc.get("extends") else RunConfig()
+    overrides = dict(doc.get("overrides") or {})
+    try:
+        config = base.with_overrides(overrides) if overrides else base.validated(environment=False)
+    except ConfigError as e:
+        raise ConfigError(f"preset {name} ({path}): " + str(e).replace("\n", "; ")) from None
+    return Preset(name=name, title=str(doc.get("title") or name), description=str(doc.get("description") or ""),
+                  config=config, overrides=overrides, saved=saved, path=path, extends=doc.get("extends"))
 
 
-def _hapt_resnet1d() -> RunConfig:
-    # Sitting vs standing is nearly all that is left to get wrong on unseen subjects, and the
-    # two differ mainly in how the phone on the belt is tilted. A small random turn of the
-    # device (rotation up to 20 degrees, the same for acc and gyro) stands in for how differently
-    # people wear it. Measured on subjects 20-25 (docs/RESULTS.md), 6 activities: 0.977 / 0.980 / 0.975
-    # for seeds 0-2 (0.953-0.961 without the rotation); all 12 classes 0.937 / 0.938.
-    return RunConfig(
-        data=DataConfig(source="hapt", options={"classes": "basic6"}, window=128, stride=64,
-                        normalization="zscore", split="subject", val_fraction=0.15, test_fraction=0.2,
-                        augment=_augment(("scaling", 0.5), ("jitter", 0.5), ("rotation", 0.5, {"max_degrees": 20.0}))),
-        model=ModelConfig(name="resnet1d", hparams={
-            "base_channels": 32, "num_stages": 3, "blocks_per_stage": 2, "block": "basic", "kernel_size": 3,
-            "stem_kernel": 7, "dropout": 0.1}),
-        optim=OptimConfig(name="adamw", lr=1e-3, weight_decay=5e-2),
-        schedule=ScheduleConfig(name="cosine", warmup_epochs=2.0, min_lr=1e-6),
-        train=TrainConfig(epochs=30, batch_size=64, grad_clip=1.0, label_smoothing=0.1,
-                          early_stopping=_best_by_val_loss()),
-    )
-
-
-def _fsdd_audio_resnet_attention() -> RunConfig:
-    # Waveform augmentations (pitch shift, time stretch, noise) change who seems to speak;
-    # SpecAugment masks and each clip normalized by itself (per_example) keep the model off one voice's level.
-    return RunConfig(
-        data=DataConfig(source="fsdd", sample_rate=8000, clip_seconds=1.0, features="stack4", n_mels=40,
-                        n_fft=256, hop_length=64, normalization="per_example", split="fixed",
-                        val_fraction=0.15,
-                        augment=_augment(("pitch_shift", 0.3), ("time_stretch", 0.3), ("noise", 0.3),
-                                         ("spec_time_mask", 0.5), ("spec_freq_mask", 0.5))),
-        model=ModelConfig(name="audio_resnet_attention", hparams={
-            "base_channels": 16, "blocks_per_stage": 1, "d_model": 64, "heads": "8,4", "ffn_mult": 2,
-            "dropout": 0.1, "norm_first": False, "pool_hidden": 64, "head_hidden": 128}),
-        optim=OptimConfig(name="adamw", lr=1e-3, weight_decay=1e-2),
-        schedule=ScheduleConfig(name="warmup_exp_cosine", warmup_epochs=0.0, min_lr=1e-6),
-        train=TrainConfig(epochs=40, batch_size=32, grad_clip=1.0, label_smoothing=0.1,
-                          early_stopping=_best_by_val_loss()),
-    )
-
-
-def _fsdd_resnet1d_mfcc() -> RunConfig:
-    # Measured (full FSDD, standard split, 20 epochs, no augmentation): test accuracy 1.000.
-    # For unseen speakers the augmentation below (speed 0.8-1.25 = a shorter or longer vocal
-    # tract, shifts, noise, SpecAugment) and each clip normalized by itself (per_example) are what help.
-    return RunConfig(
-        data=DataConfig(source="fsdd", sample_rate=8000, clip_seconds=1.0, features="mfcc", n_mfcc=20, n_fft=256,
-                        hop_length=64, normalization="per_example", split="fixed", val_fraction=0.1,
-                        augment=_augment(("speed", 0.9, {"factor": [0.8, 1.25]}), ("time_shift", 0.5), ("noise", 0.5),
-                                         ("spec_freq_mask", 0.5), ("spec_time_mask", 0.5))),
-        model=ModelConfig(name="resnet1d", hparams={
-            "base_channels": 32, "num_stages": 3, "blocks_per_stage": 2, "block": "basic", "kernel_size": 3,
-            "stem_kernel": 7, "dropout": 0.1}),
-        optim=OptimConfig(name="adamw", lr=1e-3, weight_decay=1e-2),
-        schedule=ScheduleConfig(name="cosine", warmup_epochs=1.0, min_lr=1e-6),
-        train=TrainConfig(epochs=30, batch_size=64, grad_clip=1.0,
-                          early_stopping=_best_by_val_loss()),
-    )
-
-
-def _fsdd_unseen_speakers() -> RunConfig:
-    # The ResNet1D-on-MFCC preset plus synthetic speakers saying the digits, training split only:
-    # 300 espeak-ng voices (data option tts_voices; leave-one-speaker-out mean 0.777 -> 0.852) and
-    # 400 flite voices (flite_voices: CMU voices recorded from real people, with drawn pitch, rate and
-    # vocal-tract length), 20 epochs: george's fold 0.868 -> 0.918, jackson's 0.756 -> 0.864 (docs/RESULTS.md).
-    return _fsdd_resnet1d_mfcc().with_overrides({"data.options.tts_voices": 300, "data.options.flite_voices": 400,
-                                                 "train.epochs": 20})
-
-
-def _uea_basicmotions() -> RunConfig:
-    return RunConfig(
-        data=DataConfig(source="uea", options={"name": "BasicMotions"}, normalization="zscore", split="fixed",
-                        val_fraction=0.2),
-        # Measured on the UEA TEST file, 60 epochs: resnet1d, imu_se_convnext_lstm and tcn_dilated at
-        # their defaults 1.000; cnn_cbam_1d 0.925 (badminton taken for standing/walking)
-        model=ModelConfig(name="resnet1d", hparams={
-            "base_channels": 32, "num_stages": 3, "blocks_per_stage": 2, "block": "basic", "kernel_size": 3,
-            "stem_kernel": 7, "dropout": 0.1}),
-        optim=OptimConfig(name="adamw", lr=1e-3, weight_decay=1e-2),
-        schedule=ScheduleConfig(name="cosine", warmup_epochs=0.0, min_lr=1e-6),
-        train=TrainConfig(epochs=60, batch_size=16, grad_clip=1.0,
-                          early_stopping=_best_by_val_loss()),
-    )
-
-
-def _uea_japanesevowels() -> RunConfig:
-    return RunConfig(
-        data=DataConfig(source="uea", options={"name": "JapaneseVowels"}, normalization="zscore", split="fixed",
-                        val_fraction=0.15),
-        model=ModelConfig(name="resnet1d", hparams={
-            "base_channels": 32, "num_stages": 2, "blocks_per_stage": 2, "block": "basic", "kernel_size": 3,
-            "stem_kernel": 7, "dropout": 0.1}),
-        optim=OptimConfig(name="adamw", lr=1e-3, weight_decay=1e-2),
-        schedule=ScheduleConfig(name="cosine", warmup_epochs=0.0, min_lr=1e-6),
-        train=TrainConfig(epochs=40, batch_size=32, grad_clip=1.0,
-                          early_stopping=_best_by_val_loss()),
-    )
-
-
-_BUILDERS = (
-    ("hapt_har_transformer", "HAPT – HAR Transformer",
-     "Six basic activities from smartphone acc+gyro (50 Hz, 2.56 s windows, 50 % overlap), whole subjects "
-     "held out; har_transformer at its registry defaults.", _hapt_har_transformer),
-    ("hapt_all12_se_convnext", "HAPT (12 classes) – SE-ConvNeXt-LSTM",
-     "All twelve HAPT classes including the six postural transitions, subject-wise; residual SE-ConvNeXt "
-     "blocks feeding a bidirectional LSTM.", _hapt_all12_se_convnext),
-    ("hapt_resnet1d", "HAPT – ResNet1D (fast on CPU, the most accurate)",
-     "Smartphone acc+gyro activities, subject-wise, as 6 activities (set data.options.classes to all12 for the "
-     "postural transitions too); a residual 1-D CNN at about 6 s per epoch on a 2-core CPU, with scaling, jitter "
-     "and small device-rotation augmentation.", _hapt_resnet1d),
-    ("fsdd_audio_resnet_attention", "FSDD – audio ResNet+attention",
-     "Spoken digits (8 kHz), standard split (takes 0-4 test); 4-plane log-mel/MFCC/Δ/ΔΔ image into a small "
-     "2-D ResNet + self-attention, with pitch/tempo/noise and SpecAugment augmentation, each clip "
-     "normalized by its own mean and spread.", _fsdd_audio_resnet_attention),
-    ("fsdd_resnet1d_mfcc", "FSDD – ResNet1D on MFCC (fast on CPU)",
-     "Spoken digits as 20 MFCC channels into a residual 1-D CNN: about 6-15 s per epoch on a 2-core CPU; "
-     "speed/shift/noise/SpecAugment augmentation and each clip normalized by its own mean and spread, for "
-     "unseen speakers.",
-     _fsdd_resnet1d_mfcc),
-    ("fsdd_unseen_speakers", "FSDD – unseen speakers (ResNet1D + synthetic voices)",
-     "The ResNet1D-on-MFCC preset trained with 700 extra synthetic voices saying the digits, for speakers it has "
-     "never heard: 300 from espeak-ng (7 English accents) and 400 from flite (CMU voices of real people), each "
-     "with its own pitch and rate; made once (about two minutes, needs the espeak-ng and flite programs) and "
-     "used for training only.", _fsdd_unseen_speakers),
-    ("uea_basicmotions", "BasicMotions – ResNet1D",
-     "UEA BasicMotions (6-axis watch IMU, 4 activities), its TRAIN/TEST split; a residual 1-D CNN at its defaults.",
-     _uea_basicmotions),
-    ("uea_japanesevowels", "JapaneseVowels – ResNet1D",
-     "UEA JapaneseVowels (12 LPC coefficients, 9 speakers, zero-padded to 29 frames), its TRAIN/TEST split; "
-     "a residual 1-D CNN.", _uea_japanesevowels),
-)
-
-
-def _make(name: str) -> Preset:
-    for key, title, description, build in _BUILDERS:
-        if key == name:
-            return Preset(name=key, title=title, description=description, config=build())
-    raise ConfigError(f"unknown preset {name!r}; known: {', '.join(k for k, *_ in _BUILDERS)} "
-                      "(see `python -m core presets`)")
-
-
-PRESETS: dict[str, Preset] = {key: _make(key) for key, *_ in _BUILDERS}
+def _order(path: Path) -> tuple:
+    try:
+        return (int(_read(path).get("order", 1000)), path.stem)
+    except SigscopeError:
+        return (1000, path.stem)
 
 
 def list_presets() -> list[Preset]:
-    """Every preset, in display order (fresh copies: editing one changes nothing here)."""
-    return [_make(key) for key in PRESETS]
+    """Every preset that validates, shipped ones first in their `order`, then the saved ones
+    (fresh copies: editing one changes nothing here)."""
+    return [p for p, _ in _all() if p is not None]
+
+
+def problems() -> dict[str, str]:
+    """Saved preset files that no longer validate: name -> why (they are left out of the list)."""
+    return {path.stem: error for p, (path, error) in _all() if p is None}
+
+
+def _all() -> list[tuple[Preset | None, tuple[Path, str]]]:
+    out = []
+    files = _files()
+    for path, saved in sorted(files, key=lambda f: (f[1], _order(f[0]))):
+        try:
+            out.append((_load(path.stem), (path, "")))
+        except SigscopeError as e:
+            if not saved:
+                raise  # a shipped preset that does not validate is a bug: tests catch it
+            out.append((None, (path, str(e))))
+    return out
 
 
 def get(name: str) -> Preset:
     """The preset called `name` (a fresh copy); an unknown name raises ConfigError naming the known ones."""
-    return _make(name)
+    return _load(name)
+
+
+def overrides_of(config: RunConfig, base: RunConfig | None = None) -> dict:
+    """The dotted overrides that turn `base` (default: RunConfig()) into `config`: every
+    choice that applies and differs, with the model's hyperparameters and the augmentations
+    written out in full (a preset keeps its values if a default changes)."""
+    base = base or RunConfig()
+    config = config.validated(environment=False)
+    before = {e.key: e.value for e in spec.params(base.validated(environment=False))}
+    out = {}
+    for e in spec.params(config):
+        if not e.active:
+            continue
+        value = list(e.value) if isinstance(e.value, tuple) else e.value
+        old = before.get(e.key, object())
+        old = list(old) if isinstance(old, tuple) else old
+        if e.key.startswith(("model.hparams.", "data.augment.")) or value != old:
+            out[e.key] = value
+    return out
+
+
+def save_preset(name: str, config: RunConfig, title: str = "", description: str = "") -> Preset:
+    """Save `config` as the user's preset `name` (a file in saved_dir()); it appears in
+    list_presets() at once. A shipped preset's name is refused; a saved one is replaced."""
+    if not NAME_PATTERN.match(name or ""):
+        raise ConfigError(f"preset name {name!r}: use 1-64 lower-case letters, digits, '_' or '-', starting with a "
+                          "letter or digit (it becomes the CLI's --preset NAME)")
+    if (SHIPPED_DIR / f"{name}.json").exists():
+        raise ConfigError(f"preset name {name!r} is a shipped preset's; choose another name")
+    config = config.validated(environment=False)
+    doc = {"title": title.strip() or name, "description": description.strip(), "overrides": overrides_of(config)}
+    folder = saved_dir()
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / f"{name}.json"
+    tmp = path.with_suffix(".json.tmp")
+    tmp.write_text(json.dumps(doc, indent=2, ensure_ascii=False) + "\n")
+    tmp.replace(path)
+    return get(name)
+
+
+def delete_preset(name: str) -> None:
+    """Remove a user's saved preset (shipped ones cannot be deleted)."""
+    preset = get(name)
+    if not preset.saved or preset.path is None:
+        raise ConfigError(f"preset {name!r} is shipped with Sigscope; only saved presets can be deleted")
+    preset.path.unlink()
+
+
+@dataclass(frozen=True)
+class DataSetup:
+    """Data a model can be sized for and trained on: a preset's data or a source's suggested
+    settings. label: what a person reads; preset: the preset it comes from, if any."""
+
+    label: str
+    data: DataConfig
+    preset: str | None = None
+
+
+def data_setups(input_kind: str) -> list[DataSetup]:
+    """Every ready data setup whose input fits a model that takes `input_kind`: the presets'
+    data first, then each source with bundled data at its suggested settings."""
+    from core.config import DataConfig
+    from core.data.sources import get_source, source_names
+
+    def kind_of(data: DataConfig) -> str | None:
+        return spec.value_at({"data": data.to_dict()}, "data.input_kind")
+
+    out: list[DataSetup] = []
+    seen: set[str] = set()
+    for p in list_presets():
+        key = json.dumps({**p.config.data.to_dict(), "augment": []}, sort_keys=True)  # same input either way
+        if kind_of(p.config.data) == input_kind and key not in seen:
+            seen.add(key)
+            out.append(DataSetup(f"{p.title} (preset)", p.config.data, p.name))
+    for name in source_names():
+        source = get_source(name)
+        if source.needs_path:
+            continue
+        data = DataConfig(source=name, **source.suggested)
+        if kind_of(data) == input_kind:
+            out.append(DataSetup(f"{name}: {source.description.split(';')[0].split('(')[0].strip()}", data))
+    return out

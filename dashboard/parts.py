@@ -18,7 +18,8 @@ def zoo_table() -> pd.DataFrame:
 
 
 def input_shape_widgets(spec: registry.ModelSpec, key: str) -> tuple[int, ...]:
-    """Input size widgets matching the model's input kind (no batch)."""
+    """Input size widgets matching the model's input kind (no batch), keyed per model."""
+    key = f"{key}.{spec.name}"
     default = spec.default_input
     if spec.input_kind == "spectrogram":
         text = st.text_input("Input (planes, freq, time)", ",".join(map(str, default)), key=key,
@@ -110,3 +111,61 @@ def queue_view(key: str) -> None:
             if right.button("Cancel", key=f"{key}.cancel.{run['id']}", help="stops after the current step; "
                             "the last checkpoint is kept"):
                 st.toast(eng.cancel(run["id"]))
+
+
+# ---- presets and resume ---------------------------------------------------------------------
+def save_preset_view(key: str, config) -> None:
+    """"Save as preset": the form's config becomes a named preset of the user's (listed with
+    the shipped ones on Train and by `python -m core presets`)."""
+    from core.errors import SigscopeError
+    from core.presets import save_preset
+
+    with st.expander("Save these settings as a preset"):
+        c1, c2 = st.columns([1, 2])
+        name = c1.text_input("Preset name", key=f"{key}.save.name", placeholder="my_hapt_resnet",
+                             help="lower-case letters, digits, _ or -; the CLI's --preset NAME")
+        title = c2.text_input("Title", key=f"{key}.save.title", placeholder="what a person reads in the list")
+        description = st.text_input("Description", key=f"{key}.save.description")
+        if st.button("Save preset", key=f"{key}.save.button", disabled=not name.strip()):
+            try:
+                preset = save_preset(name.strip(), config, title=title, description=description)
+            except SigscopeError as e:
+                st.error(str(e))
+            else:
+                st.success(f"Saved preset **{preset.title}** ({preset.name}): it is in the preset list now. "
+                           f"CLI: `python -m core train --preset {preset.name}`")
+
+
+RESUMABLE = ("cancelled", "interrupted", "failed")
+
+
+def resume_view(run: dict, key: str) -> None:
+    """Resume a stopped run from its last checkpoint, optionally for more epochs."""
+    from pathlib import Path
+
+    from core.errors import SigscopeError
+    from dashboard.engine import engine
+
+    if run["status"] not in RESUMABLE:
+        return
+    last = Path(run.get("run_dir") or "") / "checkpoints" / "last.pt"
+    if not last.is_file():
+        st.caption("No checkpoint to resume from (it stopped before its first epoch ended); "
+                   "Edit and re-run starts it again.")
+        return
+    planned = int((run["config"].get("train") or {}).get("epochs") or 1)
+    done = int(run.get("epoch") or 0)
+    c1, c2 = st.columns([1, 2])
+    epochs = c1.number_input("Train to epoch", min_value=max(1, done + 1), max_value=100_000,
+                             value=max(planned, done + 1), key=f"{key}.resume_epochs",
+                             help="a resumed run carries on from its last checkpoint; only epochs, device and "
+                                  "probe cadence may change")
+    if c2.button(f"Resume from the last checkpoint (epoch {done})", key=f"{key}.resume", type="primary"):
+        try:
+            overrides = {"train.epochs": int(epochs)} if int(epochs) != planned else None
+            engine().jobs.resume(run["id"], overrides=overrides)
+        except SigscopeError as e:
+            st.error(str(e))
+        else:
+            st.toast(f"Resuming {run['id']} to epoch {int(epochs)}")
+            st.rerun()

@@ -1,12 +1,19 @@
-"""Build: pick a model, set its knobs, see what it costs before training it."""
+"""Build: pick a model, set its knobs, see what it costs before training it. The input shape
+and class count come from real data (a preset's or a source's), so every model shows a cost
+card at its defaults; "Train this model" carries model, knobs and that data to Train."""
 import streamlit as st
 
+from core import spec
 from core.errors import ConfigError
 from core.models import registry
-from dashboard import figures
+from core.presets import data_setups
+from dashboard import figures, forms
+from dashboard.build_parts import handoff_config
 from dashboard.parts import input_shape_widgets, profile_cached
 from dashboard.router import require_router
 from dashboard.widgets import hparam_form
+
+CUSTOM = "Custom input shape"
 
 require_router()
 st.title("Build")
@@ -14,29 +21,44 @@ st.caption("Pick a model and its hyperparameters; the cost figures update as you
 
 names = registry.list_models()
 name = st.selectbox("Model", names, index=names.index("har_transformer") if "har_transformer" in names else 0,
-                    key="build.model")
-spec = registry.spec(name)
-st.caption(f"{spec.description}  ·  input: **{spec.input_kind}**"
-           + ("  ·  exposes attention" if spec.has_attention else ""))
+                    key="build.model", format_func=lambda n: f"{n} ({registry.spec(n).input_kind})")
+model = registry.spec(name)
+st.caption(f"{model.description}  ·  input: **{model.input_kind}**"
+           + ("  ·  exposes attention" if model.has_attention else ""))
 
 
 @st.fragment
 def build_view() -> None:
+    setups = {s.label: s for s in data_setups(model.input_kind)}
+    c1, c2 = st.columns([3, 2])
+    label = c1.selectbox("Sized for", [*setups, CUSTOM], key=f"build.setup.{name}",
+                         help="the input shape and class count come from this data; Train this model takes it along")
+    if label == CUSTOM or not setups:
+        with c2:
+            shape = input_shape_widgets(model, "build.shape")
+        num_classes = int(c2.number_input("Classes", 2, 1000, 6, key=f"build.classes.{name}"))
+        setup = None
+    else:
+        setup = setups[label]
+        summary = forms.data_summary(setup.data.to_dict())
+        if "error" in summary:
+            st.error(f"This data cannot be loaded: {summary['error']}")
+            return
+        shape, num_classes = tuple(summary["input_shape"]), len(summary["class_names"])
+        c2.caption(f"input **{shape}** · **{num_classes}** classes ({', '.join(summary['class_names'][:12])}"
+                   f"{'…' if num_classes > 12 else ''})")
     with st.expander("Hyperparameters", expanded=True):
-        hparams = hparam_form(spec, "build.hp", columns=3)
-    c1, c2, c3, c4, c5 = st.columns(5)
-    with c1:
-        shape = input_shape_widgets(spec, "build.shape")
-    num_classes = c2.number_input("Classes", 2, 1000, 6, key="build.classes")
-    batch = c3.number_input("Batch size", 1, 4096, 64, key="build.batch")
-    optimizer = c4.selectbox("Optimizer", ["adamw", "adam", "sgd"], key="build.opt")
-    amp = c5.selectbox("Mixed precision", ["off", "bf16", "fp16"], key="build.amp")
-    checkpointing = st.toggle("Gradient checkpointing", key="build.ckpt",
-                              disabled=not spec.supports_checkpointing,
-                              help="Recompute block activations in backward: less memory, more compute."
-                              + ("" if spec.supports_checkpointing else " This model does not support it."))
-    args = dict(name=name, hparams=hparams, input_shape=shape, num_classes=int(num_classes),
-                batch_size=int(batch), optimizer=optimizer, amp=amp, grad_checkpointing=checkpointing)
+        hparams = hparam_form(model, "build", columns=3)
+    c1, c2, c3, c4 = st.columns(4)
+    knobs = {}
+    for col, key in zip((c1, c2, c3, c4), ("train.batch_size", "optim.name", "train.amp", "train.grad_checkpointing")):
+        p = spec.lookup(key)
+        with col:
+            knobs[key] = forms.param_widget(p, forms.widget_key("build", key), p.default,
+                                            disabled=key == "train.grad_checkpointing" and not model.supports_checkpointing)
+    args = dict(name=name, hparams=hparams, input_shape=shape, num_classes=num_classes,
+                batch_size=int(knobs["train.batch_size"]), optimizer=knobs["optim.name"], amp=knobs["train.amp"],
+                grad_checkpointing=bool(knobs["train.grad_checkpointing"]) and model.supports_checkpointing)
     try:
         report = profile_cached(measure_latency=False, **args)
     except ConfigError as e:
@@ -44,8 +66,8 @@ def build_view() -> None:
         return
     params, memory = report["params"], report["memory"]
     if st.button("Train this model →", key="build.to_train",
-                 help="open Train with this model and these hyperparameters"):
-        st.session_state["handoff.model"] = {"name": name, "hparams": hparams}
+                 help="open Train with this model, these hyperparameters and this data"):
+        st.session_state["handoff.run"] = handoff_config(name, hparams, knobs, setup, shape)
         st.switch_page("pages/train.py")
     m1, m2, m3, m4 = st.columns(4)
     m1.metric("Parameters", figures.human_count(params["total"]),

@@ -4,9 +4,14 @@
     python -m core train --model har_transformer --dataset hapt --epochs 20 --set dim=64 --set optim.lr=3e-4
     python -m core train --preset hapt_har_transformer --set train.epochs=5   # a named preset (`python -m core presets`)
     python -m core train --resume RUN_ID          # continue a stopped run from its last checkpoint
+    python -m core train --resume RUN_ID --epochs 60 --device cpu   # ... for longer, elsewhere
 
-`--set key=value` takes dotted config keys (train.batch_size=32, data.options.classes="all");
-a key without a dot is a model hyperparameter (depth=2 means model.hparams.depth=2).
+`--set key=value` takes dotted config keys (train.batch_size=32, data.options.classes=all12,
+data.augment.jitter.p=0.3); a key without a dot is a model hyperparameter (depth=2 means
+model.hparams.depth=2). `python -m core options` lists every key with its type, range and default.
+The whole config is checked before anything runs: each problem is one `error:` line, exit 2,
+and no run is stored. A resumed run takes only overrides that make sense mid-run (epochs,
+device, probe cadence, loader workers); any other is refused with the reason.
 """
 from __future__ import annotations
 
@@ -38,7 +43,7 @@ def add_parser(subparsers) -> None:
 
 
 def build_config(args: argparse.Namespace) -> RunConfig:
-    """The RunConfig the arguments describe (config file or preset, then flags, then --set)."""
+    """The validated RunConfig the arguments describe (config file or preset, then flags, then --set)."""
     preset = getattr(args, "preset", None)
     if args.config and preset:
         raise ConfigError("give --config or --preset, not both (use --set to change a preset's values)")
@@ -53,20 +58,30 @@ def build_config(args: argparse.Namespace) -> RunConfig:
         cfg = RunConfig.from_json(path.read_text())
     else:
         cfg = RunConfig()
+    overrides = _overrides(args)
+    return cfg.with_overrides(overrides) if overrides else cfg.validated()
+
+
+def _overrides(args: argparse.Namespace) -> dict:
+    """Flags and --set as dotted overrides (a key without a dot is a model hyperparameter)."""
     overrides: dict = {}
-    if args.model:
-        overrides["model.name"] = args.model
-    if args.dataset:
-        overrides["data.source"] = args.dataset
-    if args.epochs is not None:
-        overrides["train.epochs"] = args.epochs
-    if args.device:
-        overrides["train.device"] = args.device
-    if args.name:
-        overrides["name"] = args.name
+    for flag, key in (("model", "model.name"), ("dataset", "data.source"), ("epochs", "train.epochs"),
+                      ("device", "train.device"), ("name", "name")):
+        value = getattr(args, flag, None)
+        if value not in (None, ""):
+            overrides[key] = value
     for key, value in parse_sets(args.sets).items():
         overrides[key if "." in key or key == "name" else f"model.hparams.{key}"] = value
-    return cfg.with_overrides(overrides) if overrides else cfg
+    return overrides
+
+
+def resume_overrides(args: argparse.Namespace) -> dict:
+    """The overrides a --resume may take, or ConfigError naming those it cannot."""
+    for flag in ("config", "preset", "model", "dataset"):
+        if getattr(args, flag, None):
+            raise ConfigError(f"--{flag} cannot be combined with --resume: a resumed run keeps its config "
+                              "(only epochs, device and probe cadence may change)")
+    return _overrides(args)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -74,13 +89,15 @@ def run(args: argparse.Namespace) -> int:
     from core.store import Store
     from core.train import ProgressPrinter
 
-    store = Store()
     resume_from = None
     if args.resume:
-        cfg, resume_from = requeue_for_resume(store, args.resume)
+        overrides = resume_overrides(args)
+        store = Store()
+        cfg, resume_from = requeue_for_resume(store, args.resume, overrides)
         run_id = args.resume
     else:
-        cfg = build_config(args)
+        cfg = build_config(args)  # refused here, before the store or a run folder exists
+        store = Store()
         run_id = store.create_run(cfg.to_dict(), name=cfg.name)
     print(f"run {run_id} ({cfg.model.name} on {cfg.data.source}, {cfg.train.epochs} epochs); "
           f"runs folder {store.runs_dir}", file=sys.stderr, flush=True)

@@ -12,6 +12,7 @@ the test set (use split="fixed").
 """
 from __future__ import annotations
 
+import dataclasses
 import re
 from pathlib import Path
 
@@ -21,27 +22,38 @@ from core.config import DataConfig
 from core.errors import DataError
 from core.data.audio import AUDIO_EXTENSIONS, DEFAULT_MAX_SECONDS, decode_audio, fit_clip
 from core.data.examples import Examples
-from core.data.paths import resolve_path, source_options
-from core.data.sources import SourceSpec, register_source
+from core.data.paths import resolve_path
+from core.data.sources import SourceSpec, full_option, get_source, register_source, source_options
+from core.spec import Param, When
 from core.data.windowing import window_starts
 
-DEFAULT_OPTIONS = {
-    "pattern": None,  # regex on the file stem with groups label (required), group, take
-    "mode": "clip",  # "clip": pad/crop each file; "window": cut files into clips
-    "hop_seconds": None,  # window mode: seconds between clip starts (default clip_seconds / 2)
-    "align": "start",  # clip mode: keep the "start" or the "center" of a long file
-    "max_seconds": DEFAULT_MAX_SECONDS,  # longer files are refused
-    "on_error": "raise",  # "raise" | "skip" (skipped files are listed in info)
-    "test_takes": None,  # with a `take` group: takes forming the fixed test set
-    "max_windows": 500_000,
-}
-_OPTION_HELP = {
-    "pattern": "regex on the file name stem with groups label, group, take (default: class sub-folders)",
-    "mode": "'clip' (pad/crop to clip_seconds) or 'window' (cut into clips every hop_seconds)",
-    "align": "'start' or 'center' for crops/pads", "max_seconds": "longest file accepted (600)",
-    "on_error": "'raise' (default) or 'skip' unreadable files (listed in info)",
-    "test_takes": "takes that form the standard test set (split='fixed')",
-}
+ALIGN = Param("align", "choice", "start", "which part of a longer recording a clip keeps (and where a short one "
+              "is padded)", choices=("start", "center"), label="Align")
+ON_ERROR = Param("on_error", "choice", "raise", "what an unreadable file does",
+                 choices=("raise", "skip"), choice_help={"raise": "stop with its name and the reason",
+                                                         "skip": "leave it out (listed in the data report)"},
+                 label="On a bad file")
+OPTIONS = (
+    Param("pattern", "str", None, "regex on the file name stem with groups label (required), group, take",
+          nullable=True, null_means="class sub-folders name the labels", label="Name pattern"),
+    Param("mode", "choice", "clip", "how recordings become clips", choices=("clip", "window"),
+          choice_help={"clip": "pad or crop each file to clip_seconds", "window": "cut files into clip_seconds "
+                                                                                  "windows every hop_seconds"},
+          label="Mode"),
+    Param("hop_seconds", "float", None, "seconds between clip starts in window mode", low=1e-3, high=3600.0,
+          unit="s", nullable=True, null_means="half a clip", label="Hop (s)",
+          when=(When("data.options.mode", "==", "window"),)),
+    ALIGN,
+    Param("max_seconds", "float", DEFAULT_MAX_SECONDS, "longer files are refused", low=0.1, high=86_400.0,
+          unit="s", label="Longest file (s)", sweep=False, advanced=True),
+    ON_ERROR,
+    Param("test_takes", "list", None, "takes (the pattern's take group) that form the fixed test set",
+          item=Param("take", "int", 0, "a take number", low=0, high=10**9), nullable=True,
+          null_means="no fixed test set", label="Test takes"),
+    Param("max_windows", "int", 500_000, "more clips than this are refused", low=1, high=100_000_000,
+          label="Max clips", sweep=False, advanced=True),
+)
+DEFAULT_OPTIONS = {p.name: p.default for p in OPTIONS}
 FSDD_PATTERN = r"(?P<label>\d+)_(?P<group>[A-Za-z]+)_(?P<take>\d+)"
 
 
@@ -138,7 +150,7 @@ def load_audio_files(cfg: DataConfig, root: Path, opts: dict, source_name: str,
 
 
 def load_audio_folder(cfg: DataConfig) -> Examples:
-    opts = source_options(cfg, DEFAULT_OPTIONS)
+    opts = source_options(cfg)
     return load_audio_files(cfg, resolve_path(cfg, None, None), opts, "audio_folder")
 
 
@@ -147,8 +159,7 @@ FSDD_FULL = "fsdd/recordings"
 
 
 def _fsdd_options(cfg: DataConfig) -> dict:
-    return source_options(cfg, {"on_error": "raise", "align": "start", "test_takes": [0, 1, 2, 3, 4],
-                                "tts_voices": 0, "flite_voices": 0})
+    return source_options(cfg, get_source("fsdd"))
 
 
 def _synthetic_requests(opts: dict) -> list[tuple[str, int]]:
@@ -210,19 +221,23 @@ register_source(SourceSpec(
     "audio_folder", load_audio_folder,
     "Folder of WAV/FLAC/OGG/MP3 in class sub-folders (or labels from a file-name pattern); mono, "
     "resampled to sample_rate, padded/cropped to clip_seconds or windowed",
-    signal="audio", options=_OPTION_HELP, default_data="none: give path",
-    files=lambda cfg: audio_files(resolve_path(cfg, None, None))))
+    signal="audio", options=OPTIONS, default_data="none: give path",
+    files=lambda cfg: audio_files(resolve_path(cfg, None, None)), windowed=False, needs_path=True,
+    suggested={"features": "stack4"}))
 register_source(SourceSpec(
     "fsdd", load_fsdd,
     "Free Spoken Digit Dataset (8 kHz, digits 0-9, 5 speakers); split='fixed' = standard split "
     "(takes 0-4 test)",
     signal="audio",
-    options={"full": "true: all 2,500 files in ../shared/data/fsdd (default: bundled 300-file sample)",
-             "test_takes": "takes forming the fixed test set ([0, 1, 2, 3, 4])",
-             "align": "'start' or 'center'", "on_error": "'raise' or 'skip'",
-             "tts_voices": "add N espeak-ng voices (7 accents x ~90 variants) saying the digits, training "
-                           "split only (needs the espeak-ng program; 0 = none)",
-             "flite_voices": "add N flite voices (CMU's kal, awb, rms, slt with seeded pitch, rate and vocal-tract "
-                             "length) saying the digits, training split only (needs the flite program; 0 = none)"},
+    options=(full_option("2,500 files in ../shared/data/fsdd; default: the bundled 300-file sample"),
+             dataclasses.replace(OPTIONS[6], default=[0, 1, 2, 3, 4], nullable=False,
+                                 help="takes that form the standard test set (split='fixed')"),
+             ALIGN, ON_ERROR,
+             Param("tts_voices", "int", 0, "add this many espeak-ng voices (7 accents x ~90 variants) saying the "
+                   "digits, training split only (needs the espeak-ng program; 0 = none)", low=0, high=630, step=50,
+                   label="Synthetic voices (espeak-ng)"),
+             Param("flite_voices", "int", 0, "add this many flite voices (CMU's kal, awb, rms, slt with seeded "
+                   "pitch, rate and vocal-tract length) saying the digits, training split only (needs the flite "
+                   "program; 0 = none)", low=0, high=2000, step=50, label="Synthetic voices (flite)")),
     default_data=f"data/{FSDD_BUNDLED} (CC BY-SA 4.0)",
-    files=fsdd_files))
+    files=fsdd_files, windowed=False, suggested={"features": "stack4", "split": "fixed", "sample_rate": 8000}))

@@ -9,14 +9,17 @@ their parameters and defaults (also shown by `python -m core data list --json`).
 """
 from __future__ import annotations
 
+import dataclasses
+import inspect
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Callable
 
 import numpy as np
 
 from core.config import AugmentConfig
 from core.errors import DataError
+from core.spec import FROM_SIGNATURE, Param
 
 
 # ---- waveform (audio) ------------------------------------------------------------------
@@ -156,38 +159,72 @@ def spec_freq_mask(x: np.ndarray, rng: np.random.Generator, sr: float, max_fract
 
 @dataclass(frozen=True)
 class AugmentSpec:
+    """One augmentation: its function, where it runs, which signals it fits, and its typed
+    parameters (defaults read from the function's signature)."""
+
     name: str
     fn: Callable
     stage: str  # "signal" (raw, physical units) | "features" (after normalization)
     signals: tuple  # which sources it fits: "imu", "audio"
     help: str
-    defaults: dict = field(default_factory=dict)
+    params: tuple[Param, ...] = ()
+
+    @property
+    def defaults(self) -> dict:
+        return {p.name: p.default for p in self.params}
 
 
-def _spec(fn, stage, signals, **defaults) -> AugmentSpec:
-    return AugmentSpec(fn.__name__, fn, stage, signals, (fn.__doc__ or "").split("\n")[0], defaults)
+def _spec(fn, stage: str, signals: tuple, *params: Param) -> AugmentSpec:
+    """The spec of `fn`: help from its docstring's first line, each Param's default from its signature."""
+    signature = inspect.signature(fn)
+    filled = []
+    for p in params:
+        default = signature.parameters[p.name].default
+        filled.append(dataclasses.replace(p, default=list(default) if isinstance(default, tuple) else default))
+    own = [n for n in list(signature.parameters)[3:]]
+    if sorted(own) != sorted(p.name for p in params):
+        raise ValueError(f"augmentation {fn.__name__}: typed params {[p.name for p in params]} differ from its "
+                         f"keyword arguments {own}")
+    return AugmentSpec(fn.__name__, fn, stage, signals, (fn.__doc__ or "").split("\n")[0], tuple(filled))
+
+
+def _range(name: str, help: str, low: float, high: float, unit: str = "") -> Param:
+    return Param(name, "range", FROM_SIGNATURE, help, low=low, high=high, unit=unit)
+
+
+def _number(name: str, type: str, help: str, low: float, high: float, unit: str = "") -> Param:
+    return Param(name, type, FROM_SIGNATURE, help, low=low, high=high, unit=unit)
 
 
 AUGMENTATIONS: dict[str, AugmentSpec] = {s.name: s for s in [
-    _spec(noise, "signal", ("audio",), snr_db=[10.0, 30.0]),
-    _spec(time_shift, "signal", ("audio", "imu"), max_fraction=0.1),
-    _spec(time_stretch, "signal", ("audio",), rate=[0.8, 1.25]),
-    _spec(pitch_shift, "signal", ("audio",), semitones=[-2.0, 2.0]),
-    _spec(speed, "signal", ("audio",), factor=[0.9, 1.1]),
-    _spec(rolloff, "signal", ("audio",), cutoff=[0.3, 0.9], width=0.05),
-    _spec(jitter, "signal", ("imu",), sigma=0.05),
-    _spec(scaling, "signal", ("imu",), sigma=0.1),
-    _spec(rotation, "signal", ("imu",), max_degrees=30.0),
-    _spec(time_warp, "signal", ("imu",), sigma=0.2, knots=4),
-    _spec(channel_dropout, "features", ("imu",), rate=0.1),
-    _spec(spec_time_mask, "features", ("audio", "imu"), max_fraction=0.1, n_masks=2),
-    _spec(spec_freq_mask, "features", ("audio",), max_fraction=0.15, n_masks=2),
+    _spec(noise, "signal", ("audio",), _range("snr_db", "signal-to-noise ratio drawn from", -10.0, 80.0, "dB")),
+    _spec(time_shift, "signal", ("audio", "imu"), _number("max_fraction", "float", "largest shift, as a share of "
+                                                                                   "the length", 0.0, 0.5)),
+    _spec(time_stretch, "signal", ("audio",), _range("rate", "stretch rate drawn from", 0.5, 2.0)),
+    _spec(pitch_shift, "signal", ("audio",), _range("semitones", "shift drawn from", -12.0, 12.0, "semitones")),
+    _spec(speed, "signal", ("audio",), _range("factor", "speed factor drawn from", 0.5, 2.0)),
+    _spec(rolloff, "signal", ("audio",), _range("cutoff", "cutoff drawn from, as a share of Nyquist", 0.05, 1.0),
+          _number("width", "float", "softness of the roll-off", 0.001, 0.5)),
+    _spec(jitter, "signal", ("imu",), _number("sigma", "float", "noise std as a share of each channel's std", 0.0, 2.0)),
+    _spec(scaling, "signal", ("imu",), _number("sigma", "float", "std of the per-channel gain around 1", 0.0, 2.0)),
+    _spec(rotation, "signal", ("imu",), _number("max_degrees", "float", "largest rotation", 0.0, 180.0, "degrees")),
+    _spec(time_warp, "signal", ("imu",), _number("sigma", "float", "std of the local speed around 1", 0.0, 1.0),
+          _number("knots", "int", "points of the random warp", 1, 32)),
+    _spec(channel_dropout, "features", ("imu",), _number("rate", "float", "probability each channel is zeroed",
+                                                         0.0, 1.0)),
+    _spec(spec_time_mask, "features", ("audio", "imu"),
+          _number("max_fraction", "float", "widest mask, as a share of the frames", 0.0, 0.5),
+          _number("n_masks", "int", "masks per example", 0, 10)),
+    _spec(spec_freq_mask, "features", ("audio",),
+          _number("max_fraction", "float", "widest mask, as a share of the rows", 0.0, 0.5),
+          _number("n_masks", "int", "masks per example", 0, 10)),
 ]}
 
 
 def list_augmentations() -> list[dict]:
     return [{"name": s.name, "stage": s.stage, "signals": list(s.signals), "help": s.help,
-             "params": dict(s.defaults)} for s in AUGMENTATIONS.values()]
+             "params": dict(s.defaults), "typed_params": [p.to_dict() for p in s.params]}
+            for s in AUGMENTATIONS.values()]
 
 
 class Augmenter:
@@ -234,5 +271,7 @@ def build_augmenter(augments: list[AugmentConfig], signal: str, sample_rate: flo
             raise DataError(f"rotation needs (x, y, z) channel triples; this data has {n_channels} channels")
         if a.name == "spec_freq_mask" and features == "raw":
             raise DataError("spec_freq_mask needs frequency rows; use features logmel, mfcc, mfcc_deltas or stack4")
-        steps.append((spec, float(a.p), {**spec.defaults, **a.params}))
+        values = {p.name: p.coerce(a.params.get(p.name, p.default), f"data.augment.{a.name}.params.{p.name}")
+                  for p in spec.params}
+        steps.append((spec, float(a.p), values))
     return Augmenter(steps, sample_rate) if steps else None

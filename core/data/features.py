@@ -26,7 +26,12 @@ import numpy as np
 from core.config import DataConfig
 from core.errors import DataError
 
-FEATURES = ("raw", "logmel", "mfcc", "mfcc_deltas", "stack4")
+FEATURE_HELP = {"raw": "the waveform itself (waveform models)",
+                "logmel": "log-mel bands as channels (IMU-style models)",
+                "mfcc": "MFCCs as channels (IMU-style models)",
+                "mfcc_deltas": "MFCCs with their Δ and ΔΔ as channels (IMU-style models)",
+                "stack4": "log-mel, MFCC, Δ, ΔΔ planes (spectrogram models)"}
+FEATURES = tuple(FEATURE_HELP)
 INPUT_KIND = {"raw": "waveform", "logmel": "imu", "mfcc": "imu", "mfcc_deltas": "imu", "stack4": "spectrogram"}
 
 

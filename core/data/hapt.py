@@ -14,8 +14,9 @@ from core.config import DataConfig
 from core.errors import DataError
 from core.data.examples import Examples
 from core.data.imu_csv import DEFAULT_OPTIONS, load_imu_files
-from core.data.paths import resolve_path, source_options
-from core.data.sources import SourceSpec, register_source
+from core.data.paths import resolve_path
+from core.data.sources import SourceSpec, full_option, register_source, source_options
+from core.spec import Param
 
 BASIC6 = ["WALKING", "WALKING_UPSTAIRS", "WALKING_DOWNSTAIRS", "SITTING", "STANDING", "LAYING"]
 TRANSITIONS = ["STAND_TO_SIT", "SIT_TO_STAND", "SIT_TO_LIE", "LIE_TO_SIT", "STAND_TO_LIE", "LIE_TO_STAND"]
@@ -29,19 +30,24 @@ def _path(cfg: DataConfig) -> Path:
 
 
 def load_hapt(cfg: DataConfig) -> Examples:
-    opts = source_options(cfg, {"classes": "basic6", "chunk_rows": 200_000})
-    if opts["classes"] not in ("basic6", "all12"):
-        raise DataError(f"hapt: options.classes={opts['classes']!r}; use 'basic6' or 'all12'")
+    opts = source_options(cfg)
     classes = BASIC6 if opts["classes"] == "basic6" else BASIC6 + TRANSITIONS
     imu_opts = {**DEFAULT_OPTIONS, "label": "activity", "subject": "subject", "session": "session",
                 "channels": CHANNELS, "sample_rate": 50.0, "classes": classes, "chunk_rows": opts["chunk_rows"]}
     return load_imu_files(cfg, _path(cfg), imu_opts, "hapt", info={"classes_option": opts["classes"]})
 
 
+OPTIONS = (
+    Param("classes", "choice", "basic6", "which activities are classes", choices=("basic6", "all12"),
+          choice_help={"basic6": "the six activities (postural transitions count as unlabeled)",
+                       "all12": "all twelve, with the six postural transitions"}, label="Classes"),
+    full_option("25 subjects in ../shared/data/hapt; default: bundled subjects 1-4"),
+    Param("chunk_rows", "int", 200_000, "CSV rows parsed at a time", low=1000, high=10_000_000, sweep=False, advanced=True,
+          label="Rows per chunk"),
+)
+
 register_source(SourceSpec(
     "hapt", load_hapt,
     "UCI HAPT smartphone IMU (acc+gyro, 50 Hz, subject-wise); 6 activities or all 12 with transitions",
-    signal="imu",
-    options={"classes": "'basic6' (default) or 'all12'",
-             "full": "true: the full 25-subject file in ../shared/data/hapt (default: bundled subjects 1-4)"},
-    default_data=f"data/{BUNDLED} (CC BY 4.0)", files=lambda cfg: [_path(cfg)], nominal_rate=50.0))
+    signal="imu", options=OPTIONS, default_data=f"data/{BUNDLED} (CC BY 4.0)", files=lambda cfg: [_path(cfg)],
+    nominal_rate=50.0, suggested={"split": "subject"}))

@@ -27,8 +27,9 @@ import pandas as pd
 from core.config import DataConfig
 from core.errors import DataError
 from core.data.examples import Examples
-from core.data.paths import resolve_path, source_options
-from core.data.sources import SourceSpec, register_source
+from core.data.paths import resolve_path
+from core.data.sources import SourceSpec, register_source, source_options
+from core.spec import Param
 from core.data.windowing import window_labels, window_stream
 
 ROLE_NAMES = {
@@ -40,28 +41,40 @@ ROLE_NAMES = {
 IGNORED = ("sample", "index", "idx", "sample_index", "row", "unnamed: 0")
 DELIMITERS = (",", ";", "\t", "|")
 
-DEFAULT_OPTIONS = {
-    "delimiter": None,  # auto-detected among , ; tab |
-    "label": None, "subject": None, "session": None, "time": None,  # column names, auto when None
-    "channels": None,  # list of channel columns; default all other numeric columns
-    "sample_rate": None,  # Hz; default from the time column, else 50 with a warning
-    "classes": None,  # list of labels to keep, in this order; others count as unlabeled
-    "label_from": "column",  # "column" | "folder" (folder mode: the parent folder's name)
-    "max_nan_run": 5,  # longest run of missing samples that is interpolated
-    "chunk_rows": 200_000,  # rows parsed per chunk
-    "max_stream_rows": 20_000_000,  # one stream longer than this is refused
-    "max_windows": 1_000_000,  # more windows than this are refused
-}
-_OPTION_HELP = {
-    "delimiter": "column separator; auto-detected among , ; tab |",
-    "label / subject / session / time": "column names; detected by name when not given",
-    "channels": "list of channel columns (default: every other numeric column)",
-    "sample_rate": "Hz (default: from the time column, else 50 with a warning)",
-    "classes": "labels to keep, in order; other labels count as unlabeled",
-    "label_from": "'column' or 'folder' (one-file-per-recording folders named by class)",
-    "max_nan_run": "longest run of missing samples that is interpolated (5)",
-    "chunk_rows / max_stream_rows / max_windows": "reading chunk and refusal limits",
-}
+def _column(role: str) -> Param:
+    return Param(role, "str", None, f"the {role} column's name (detected by name when not given: "
+                 f"{', '.join(ROLE_NAMES[role][:4])}, ...)", nullable=True, null_means="detected by name",
+                 label=f"{role.title()} column")
+
+
+_NAMES = Param("name", "str", "", "a name")
+MAX_NAN_RUN = Param("max_nan_run", "int", 5, "longest run of missing samples that is interpolated (longer runs "
+                    "are refused with their line numbers)", low=0, high=1_000_000, unit="samples",
+                    label="Max NaN run", sweep=False, advanced=True)
+MAX_WINDOWS = Param("max_windows", "int", 1_000_000, "more windows than this are refused", low=1,
+                    high=100_000_000, label="Max windows", sweep=False, advanced=True)
+OPTIONS = (
+    Param("delimiter", "choice", None, "column separator", choices=(",", ";", "\t", "|"), nullable=True,
+          null_means="auto-detected among , ; tab |", label="Delimiter"),
+    _column("label"), _column("subject"), _column("session"), _column("time"),
+    Param("channels", "list", None, "channel columns", item=_NAMES, nullable=True,
+          null_means="every other numeric column", label="Channels"),
+    Param("sample_rate", "float", None, "sampling rate", low=1e-3, high=1e6, unit="Hz", nullable=True,
+          null_means="from the time column, else 50 with a warning", label="Sample rate (Hz)", sweep=False),
+    Param("classes", "list", None, "labels to keep, in this order; other labels count as unlabeled", item=_NAMES,
+          nullable=True, null_means="every label", label="Classes"),
+    Param("label_from", "choice", "column", "where a row's label comes from", choices=("column", "folder"),
+          choice_help={"column": "the label column", "folder": "the name of the folder holding the file "
+                                                                 "(one file per recording)"},
+          label="Labels from"),
+    MAX_NAN_RUN,
+    Param("chunk_rows", "int", 200_000, "CSV rows parsed at a time", low=1000, high=10_000_000, sweep=False, advanced=True,
+          label="Rows per chunk"),
+    Param("max_stream_rows", "int", 20_000_000, "one stream longer than this is refused", low=1,
+          high=1_000_000_000, sweep=False, label="Max stream rows", advanced=True),
+    MAX_WINDOWS,
+)
+DEFAULT_OPTIONS = {p.name: p.default for p in OPTIONS}
 
 
 def _open_text(path: Path):
@@ -355,7 +368,7 @@ def csv_files(path: Path) -> list[Path]:
 
 
 def load_imu_csv(cfg: DataConfig) -> Examples:
-    opts = source_options(cfg, DEFAULT_OPTIONS)
+    opts = source_options(cfg)
     return load_imu_files(cfg, resolve_path(cfg, None, None), opts, "imu_csv")
 
 
@@ -366,5 +379,5 @@ def imu_csv_files(cfg: DataConfig) -> list[Path]:
 register_source(SourceSpec("imu_csv", load_imu_csv,
                            "Any IMU CSV: long format or a folder of one-file-per-recording CSVs; "
                            "label/subject/session/time columns detected or chosen",
-                           signal="imu", options=_OPTION_HELP, default_data="none: give path",
-                           files=imu_csv_files))
+                           signal="imu", options=OPTIONS, default_data="none: give path",
+                           files=imu_csv_files, needs_path=True))

@@ -22,7 +22,13 @@ import numpy as np
 
 from core.errors import DataError
 
-KINDS = ("none", "zscore", "robust", "per_example", "per_utterance")
+KIND_HELP = {"zscore": "per channel (x - mean) / std, fitted on the training split only",
+             "robust": "per channel (x - median) / (1.4826 MAD), fitted on the training split only",
+             "per_example": "each example by its own mean and std",
+             "per_utterance": "audio features: each clip by the statistics of its voiced frames only, so "
+                              "padding and silence do not set them",
+             "none": "as read"}
+KINDS = tuple(KIND_HELP)
 _EPS = 1e-8
 _MAD_TO_STD = 1.4826
 

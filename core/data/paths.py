@@ -41,11 +41,3 @@ def resolve_path(cfg: DataConfig, bundled: str | None, shared: str | None) -> Pa
         raise DataError(f"{cfg.source}: the bundled sample {path} is missing from this checkout; "
                         "restore data/ from git or give path")
     return path
-
-
-def source_options(cfg: DataConfig, known: dict) -> dict:
-    """cfg.options checked against `known` (name -> default); unknown names refused."""
-    unknown = sorted(set(cfg.options) - set(known) - {"full"})
-    if unknown:
-        raise DataError(f"{cfg.source}: unknown option(s) {', '.join(unknown)}; known: {', '.join(sorted(known))}")
-    return {**known, **cfg.options}

@@ -23,7 +23,10 @@ from core.config import DataConfig
 from core.errors import DataError
 from core.data.examples import Examples
 
-SPLITS = ("random", "stratified", "subject", "fixed")
+SPLIT_HELP = {"stratified": "random, keeping class proportions", "random": "random examples",
+              "subject": "whole subjects/speakers held out (no person in two splits)",
+              "fixed": "the source's standard split (e.g. FSDD takes 0-4 as test)"}
+SPLITS = tuple(SPLIT_HELP)
 
 
 def split_indices(ex: Examples, cfg: DataConfig) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

@@ -11,22 +11,10 @@ import numpy as np
 from core.config import DataConfig
 from core.errors import DataError
 from core.data.examples import Examples
-from core.data.sources import SourceSpec, register_source
+from core.data.sources import SourceSpec, register_source, source_options
+from core.spec import Param
 
 IMU_CHANNELS = ["acc_x", "acc_y", "acc_z", "gyro_x", "gyro_y", "gyro_z"]
-
-
-def _options(cfg: DataConfig, defaults: dict) -> dict:
-    opts = dict(defaults)
-    unknown = sorted(set(cfg.options) - set(defaults))
-    if unknown:
-        raise DataError(f"{cfg.source}: unknown option(s) {', '.join(unknown)}; known: {', '.join(sorted(defaults))}")
-    opts.update(cfg.options)
-    for key in ("n_classes", "per_class", "channels", "subjects", "seed"):
-        if key in opts and (int(opts[key]) != opts[key] or opts[key] < (2 if key == "n_classes" else 0 if key == "seed" else 1)):
-            raise DataError(f"{cfg.source}: option {key}={opts[key]!r} must be a positive integer"
-                            + (" of at least 2" if key == "n_classes" else ""))
-    return opts
 
 
 def _signals(n_classes: int, per_class: int, channels: int, length: int, subjects: int,
@@ -56,8 +44,7 @@ def _signals(n_classes: int, per_class: int, channels: int, length: int, subject
 
 def load_synthetic_imu(cfg: DataConfig) -> Examples:
     """Class-conditional (C, cfg.window) IMU-like windows at 50 Hz."""
-    opts = _options(cfg, {"n_classes": 4, "per_class": 150, "channels": 6, "subjects": 8,
-                          "noise": 0.3, "seed": 0})
+    opts = source_options(cfg)
     rate = 50.0
     x, y, subject = _signals(int(opts["n_classes"]), int(opts["per_class"]), int(opts["channels"]),
                              int(cfg.window), int(opts["subjects"]), float(opts["noise"]), rate, int(opts["seed"]))
@@ -72,7 +59,7 @@ def load_synthetic_imu(cfg: DataConfig) -> Examples:
 
 def load_synthetic_audio(cfg: DataConfig) -> Examples:
     """Class-conditional mono clips of cfg.clip_seconds at cfg.sample_rate (tones + burst)."""
-    opts = _options(cfg, {"n_classes": 4, "per_class": 40, "subjects": 5, "noise": 0.1, "seed": 0})
+    opts = source_options(cfg)
     length = int(round(cfg.clip_seconds * cfg.sample_rate))
     if length < 64:
         raise DataError(f"synthetic_audio: clip_seconds*sample_rate = {length} samples; use at least 64")
@@ -86,13 +73,24 @@ def load_synthetic_audio(cfg: DataConfig) -> Examples:
                     info={"generator": "synthetic_audio", "options": opts})
 
 
-_IMU_OPTS = {"n_classes": "number of classes (4)", "per_class": "examples per class (150)",
-             "channels": "channels (6)", "subjects": "synthetic subjects (8)",
-             "noise": "Gaussian noise std (0.3)", "seed": "generator seed (0)"}
+def _generator_options(per_class: int, subjects: int, noise: float, channels: bool) -> tuple[Param, ...]:
+    out = [Param("n_classes", "int", 4, "number of classes", low=2, high=100, label="Classes"),
+           Param("per_class", "int", per_class, "examples per class", low=1, high=100_000, log=True,
+                 label="Examples per class")]
+    if channels:
+        out.append(Param("channels", "int", 6, "sensor channels", low=1, high=64, label="Channels"))
+    out += [Param("subjects", "int", subjects, "synthetic subjects (each with its own gain and offset)", low=1,
+                  high=1000, label="Subjects"),
+            Param("noise", "float", noise, "Gaussian noise std", low=0.0, high=10.0, label="Noise", step=0.05),
+            Param("seed", "int", 0, "generator seed", low=0, high=2**31 - 1, label="Generator seed", sweep=False, advanced=True)]
+    return tuple(out)
+
+
 register_source(SourceSpec("synthetic_imu", load_synthetic_imu,
                            "Generated class-conditional IMU windows (C, window) at 50 Hz; the quick default",
-                           signal="imu", options=_IMU_OPTS, default_data="generated", nominal_rate=50.0))
+                           signal="imu", options=_generator_options(150, 8, 0.3, channels=True),
+                           default_data="generated", nominal_rate=50.0))
 register_source(SourceSpec("synthetic_audio", load_synthetic_audio,
                            "Generated class-conditional tone clips at sample_rate for clip_seconds",
-                           signal="audio", options={k: v for k, v in _IMU_OPTS.items() if k != "channels"},
-                           default_data="generated"))
+                           signal="audio", options=_generator_options(40, 5, 0.1, channels=False),
+                           default_data="generated", windowed=False, suggested={"features": "logmel"}))

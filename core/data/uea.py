@@ -17,8 +17,8 @@ import numpy as np
 from core.config import DataConfig
 from core.errors import DataError
 from core.data.examples import Examples
-from core.data.paths import source_options
-from core.data.sources import SourceSpec, register_source
+from core.data.sources import SourceSpec, register_source, source_options
+from core.spec import Param
 
 OFFLINE = ("BasicMotions", "JapaneseVowels", "PickupGestureWiimoteZ", "GunPoint", "ArrowHead", "OSULeaf",
            "ItalyPowerDemand", "ACSF1")
@@ -54,7 +54,7 @@ def _ts_pair(path: Path) -> tuple[Path, Path | None]:
 
 
 def load_uea(cfg: DataConfig) -> Examples:
-    opts = source_options(cfg, {"name": "BasicMotions", "sample_rate": 1.0})
+    opts = source_options(cfg)
     if cfg.path:
         train_path, test_path = _ts_pair(Path(cfg.path).expanduser())
         x_tr, y_tr = _read_ts(train_path)
@@ -62,9 +62,6 @@ def load_uea(cfg: DataConfig) -> Examples:
         origin = str(train_path)
     else:
         name = opts["name"]
-        if name not in OFFLINE:
-            raise DataError(f"uea: {name!r} is not shipped with aeon (offline: {', '.join(OFFLINE)}); "
-                            "download its .ts files and give path")
         from aeon.datasets import load_classification
         x_tr, y_tr = load_classification(name, split="train")
         x_te, y_te = load_classification(name, split="test")
@@ -101,6 +98,9 @@ register_source(SourceSpec(
     "uea", load_uea,
     "UEA/UCR .ts multivariate series via aeon (offline: BasicMotions, JapaneseVowels, ...); "
     "TRAIN/TEST kept for split='fixed'",
-    signal="imu", options={"name": f"aeon dataset when no path ({', '.join(OFFLINE)})",
-                           "sample_rate": "Hz, not stored in .ts (1.0)"},
-    default_data="aeon:BasicMotions", files=_files))
+    signal="imu",
+    options=(Param("name", "choice", "BasicMotions", "a dataset aeon ships offline (ignored when a path is given; "
+                   "other UEA/UCR sets: download their .ts files and give path)", choices=OFFLINE, label="Dataset"),
+             Param("sample_rate", "float", 1.0, "sampling rate (.ts files do not store it)", low=1e-3, high=1e6,
+                   unit="Hz", label="Sample rate (Hz)", sweep=False)),
+    default_data="aeon:BasicMotions", files=_files, windowed=False, suggested={"split": "fixed"}))

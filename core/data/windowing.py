@@ -9,7 +9,7 @@ import numpy as np
 
 from core.errors import DataError
 
-LABEL_MODES = ("majority", "drop_mixed")
+LABEL_MODES = {"majority": "the label most of its samples carry", "drop_mixed": "left out"}
 
 
 def seconds_or_samples(value: int | float | str, rate: float, name: str) -> int:

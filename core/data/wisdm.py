@@ -16,9 +16,10 @@ import numpy as np
 from core.config import DataConfig
 from core.errors import DataError
 from core.data.examples import Examples
-from core.data.imu_csv import DEFAULT_OPTIONS, StreamWindows
-from core.data.paths import resolve_path, source_options
-from core.data.sources import SourceSpec, register_source
+from core.data.imu_csv import DEFAULT_OPTIONS, MAX_NAN_RUN, MAX_WINDOWS, StreamWindows
+from core.data.paths import resolve_path
+from core.data.sources import SourceSpec, register_source, source_options
+from core.spec import Param
 
 CHANNELS = ["acc_x", "acc_y", "acc_z"]
 MAX_LISTED = 200  # skipped/joined records listed individually; all are counted
@@ -108,7 +109,7 @@ def parse_wisdm(path: Path) -> tuple[list[tuple], dict]:
 
 
 def load_wisdm(cfg: DataConfig) -> Examples:
-    opts = source_options(cfg, {"classes": None, "sample_rate": 20.0, "max_nan_run": 5, "max_windows": 1_000_000})
+    opts = source_options(cfg)
     path = resolve_path(cfg, None, None)
     records, report = parse_wisdm(path)
     if not records:
@@ -130,7 +131,11 @@ register_source(SourceSpec(
     "wisdm", load_wisdm,
     "WISDM v1.1 raw accelerometer (user,activity,timestamp,x,y,z; at 20 Hz); tolerant parser that "
     "reports every skipped line",
-    signal="imu", options={"classes": "activities to keep, in order (default: all)",
-                           "sample_rate": "Hz (20)"},
+    signal="imu",
+    options=(Param("classes", "list", None, "activities to keep, in this order", item=Param("name", "str", "", "an activity"),
+                   nullable=True, null_means="every activity", label="Classes"),
+             Param("sample_rate", "float", 20.0, "sampling rate", low=1e-3, high=1e6, unit="Hz",
+                   label="Sample rate (Hz)", sweep=False),
+             MAX_NAN_RUN, MAX_WINDOWS),
     default_data="none: give path to WISDM_ar_v1.1_raw.txt", files=lambda cfg: [resolve_path(cfg, None, None)],
-    nominal_rate=20.0))
+    nominal_rate=20.0, needs_path=True, suggested={"split": "subject"}))

@@ -8,95 +8,30 @@ Input kinds and the tensor a model takes (batch first):
 
 Every model constructor takes `in_channels`, `num_classes`, `seq_len` (and `n_freq` for
 spectrograms) plus its own typed hyperparameters; `create` maps an input shape to those.
+
+Defaults live once, in the constructor's signature: `register` reads each hyperparameter's
+default from it (and its help from the constructor's `Args:` docstring when the HParam gives
+none), and refuses a spec whose hyperparameters and keyword arguments differ.
 """
 from __future__ import annotations
 
-import math
+import dataclasses
+import inspect
 import random
+import re
 from dataclasses import dataclass
 from typing import Any, Callable
 
 from torch import nn
 
 from core.errors import ConfigError
+from core.spec import FROM_SIGNATURE, Param
 
 INPUT_KINDS = ("imu", "waveform", "spectrogram")
 
 
-@dataclass(frozen=True)
-class HParam:
-    """One typed hyperparameter: what the UI draws, the CLI parses and sweeps sample."""
-
-    name: str
-    type: str  # "int" | "float" | "bool" | "choice"
-    default: Any
-    help: str = ""
-    low: float | None = None
-    high: float | None = None
-    choices: tuple = ()
-    log: bool = False  # sample/slide on a log scale
-
-    def __post_init__(self) -> None:
-        if self.type not in ("int", "float", "bool", "choice"):
-            raise ValueError(f"HParam {self.name}: type must be int/float/bool/choice, got {self.type!r}")
-        if self.type == "choice" and not self.choices:
-            raise ValueError(f"HParam {self.name}: a choice needs choices")
-        if self.type in ("int", "float") and (self.low is None or self.high is None):
-            raise ValueError(f"HParam {self.name}: a number needs low and high")
-
-    def allowed(self) -> str:
-        """Human description of the allowed values."""
-        if self.type == "choice":
-            return "one of " + ", ".join(repr(c) for c in self.choices)
-        if self.type == "bool":
-            return "true or false"
-        return f"{self.type} in [{_fmt(self.low)}, {_fmt(self.high)}]"
-
-    def coerce(self, value: Any) -> Any:
-        """Parse (strings from the CLI included) and validate one value; raise ConfigError."""
-        try:
-            if self.type == "bool":
-                if isinstance(value, str):
-                    low = value.strip().lower()
-                    if low not in ("true", "false", "1", "0", "yes", "no"):
-                        raise ValueError
-                    value = low in ("true", "1", "yes")
-                return bool(value)
-            if self.type == "choice":
-                for c in self.choices:
-                    if value == c or str(value) == str(c):
-                        return c
-                raise ValueError
-            number = float(value)
-            if self.type == "int":
-                if number != int(number):
-                    raise ValueError
-                number = int(number)
-        except (TypeError, ValueError):
-            raise ConfigError(f"{self.name}={value!r} is not valid: allowed {self.allowed()}") from None
-        if not (self.low <= number <= self.high):
-            raise ConfigError(f"{self.name}={value!r} is out of range: allowed {self.allowed()}")
-        return number
-
-    def sample(self, rng: random.Random) -> Any:
-        """A random valid value (used by tests and as a sweep's search space)."""
-        if self.type == "bool":
-            return rng.random() < 0.5
-        if self.type == "choice":
-            return rng.choice(self.choices)
-        if self.log:
-            v = math.exp(rng.uniform(math.log(self.low), math.log(self.high)))
-        else:
-            v = rng.uniform(self.low, self.high)
-        return int(round(v)) if self.type == "int" else v
-
-    def to_dict(self) -> dict:
-        return {"name": self.name, "type": self.type, "default": self.default, "help": self.help,
-                "low": self.low, "high": self.high, "choices": list(self.choices), "log": self.log}
-
-
-def _fmt(x: float | None) -> str:
-    return str(int(x)) if x is not None and float(x).is_integer() else str(x)
+HParam = Param  # a zoo model's hyperparameter is a core.spec.Param (its default: the constructor's)
+DIMS = ("in_channels", "num_classes", "seq_len", "n_freq")  # constructor arguments set from the data
 
 
 @dataclass(frozen=True)
@@ -176,10 +111,64 @@ _REGISTRY: dict[str, ModelSpec] = {}
 
 
 def register(name: str, spec: ModelSpec) -> ModelSpec:
+    """Add a zoo model. Its hyperparameters' defaults come from the builder's signature and
+    their help from its docstring's `Args:` (where the HParam gives none); a hyperparameter
+    the constructor lacks, a keyword argument without an HParam, or a default that disagrees
+    with the signature is refused here, at import."""
     if name != spec.name:
         raise ValueError(f"register({name!r}): spec is named {spec.name!r}")
+    spec = dataclasses.replace(spec, hparams=_from_builder(spec))
     _REGISTRY[name] = spec
     return spec
+
+
+def _from_builder(spec: ModelSpec) -> tuple[Param, ...]:
+    signature = inspect.signature(spec.builder)
+    own = [n for n, p in signature.parameters.items() if n not in DIMS and p.kind is p.POSITIONAL_OR_KEYWORD]
+    declared = [h.name for h in spec.hparams]
+    if sorted(own) != sorted(declared):
+        raise ValueError(f"{spec.name}: hyperparameters {declared} differ from the constructor's keyword "
+                         f"arguments {own}; declare one HParam per argument")
+    docs = docstring_args(spec.builder)
+    out = []
+    for h in spec.hparams:
+        default = signature.parameters[h.name].default
+        if default is inspect.Parameter.empty:
+            raise ValueError(f"{spec.name}: constructor argument {h.name!r} has no default")
+        if not isinstance(h.default, type(FROM_SIGNATURE)) and h.default is not None and h.default != default:
+            raise ValueError(f"{spec.name}: HParam {h.name} says default {h.default!r} but the constructor says "
+                             f"{default!r}; leave the HParam's default out (the signature owns it)")
+        help_text = h.help or docs.get(h.name, "")
+        if not help_text:
+            raise ValueError(f"{spec.name}: {h.name} has no help: document it under Args: in the constructor")
+        out.append(dataclasses.replace(h, default=default, help=help_text))
+    return tuple(out)
+
+
+def docstring_args(obj) -> dict[str, str]:
+    """{argument: its description} from a Google-style `Args:` section (continuation lines joined)."""
+    doc = inspect.getdoc(obj) or ""
+    out: dict[str, str] = {}
+    lines = doc.splitlines()
+    try:
+        start = next(i for i, line in enumerate(lines) if line.strip() == "Args:")
+    except StopIteration:
+        return out
+    current, indent = None, None
+    for line in lines[start + 1:]:
+        if not line.strip():
+            current = None
+            continue
+        width = len(line) - len(line.lstrip())
+        match = re.match(r"^(\s+)(\w+): (.*)$", line)
+        if match and (indent is None or width == indent):
+            indent, current = width, match.group(2)
+            out[current] = match.group(3).strip()
+        elif current is not None and indent is not None and width > indent:
+            out[current] += " " + line.strip()
+        elif width <= (indent or 0):
+            break
+    return out
 
 
 def _ensure_zoo() -> None:

@@ -25,6 +25,10 @@ class ClassificationMetrics:
     per_class: dict[str, list[float]] = field(default_factory=dict)
 
 
+# Headline metrics and which direction is better (early stopping, best checkpoint, sweeps).
+DIRECTIONS = {"loss": "min", "accuracy": "max", "macro_f1": "max", "ece": "min"}
+
+
 def accuracy(logits: torch.Tensor, targets: torch.Tensor) -> float:
     # (N, K), (N,) -> fraction of argmax == target
     return float((logits.argmax(dim=1) == targets).float().mean()) if len(targets) else float("nan")

@@ -21,9 +21,15 @@ Probe keys written (per layer; a "layer" is a module name, "model" for the whole
                      per module owning parameters
 - histograms:        grad and weight histograms per module owning parameters, every
                      `histogram_every_n_steps`
+- activation_histograms: a histogram of every leaf module's output, every
+                     `histogram_every_n_steps`
+
+Each probe declares what it stores and how the Monitor draws it (`views`); the Monitor builds
+its tabs from those views, so a new probe is one class here plus its entry in PROBES.
 """
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 import torch
@@ -41,6 +47,31 @@ SMOOTH_TYPES = (nn.GELU, nn.SiLU, nn.Mish, nn.ELU, nn.Hardswish, nn.CELU, nn.SEL
 SKIP_TYPES = (nn.Dropout, nn.Dropout1d, nn.Dropout2d, nn.Identity)
 NEAR_ZERO = 1e-3
 MODEL_LAYER = "model"
+
+
+@dataclass(frozen=True)
+class View:
+    """How the Monitor draws what a probe stores.
+
+    tab: the Monitor tab it appears in (tabs are made from the views, in PROBES order).
+    kind: a figure the dashboard knows how to draw:
+        "global_norm":   two keys of layer "model" (before and after clipping) against the run's grad_clip
+        "layer_heatmap": one key's value per layer x step (options: log, colorscale, zmin, zmax, colorbar,
+                         latest_max: a caption naming the layer with the highest latest value)
+        "latest_bars":   the latest value of each key per layer
+        "histogram":     histograms of kind `key` ("grad", "weight", "activation") per layer over time
+    key: the stored probe key(s), or the histogram kind.
+    """
+
+    tab: str
+    kind: str
+    key: str | tuple[str, ...]
+    title: str
+    options: dict = field(default_factory=dict)
+
+    @property
+    def keys(self) -> tuple[str, ...]:
+        return self.key if isinstance(self.key, tuple) else (self.key,)
 
 
 # ---- pure statistics ------------------------------------------------------------------
@@ -131,7 +162,16 @@ def _first_tensor(output) -> torch.Tensor | None:
 
 # ---- probe callbacks ----------------------------------------------------------------------
 class Probe(Callback):
-    """Base for probes: `every` optimizer steps (0 = never)."""
+    """Base for probes: `every` optimizer steps (0 = never).
+
+    help: one line for the Train form and `python -m core options`.
+    cadence: the ProbeConfig field that sets `every` ("every_n_steps" or "histogram_every_n_steps").
+    views: what it stores and how the Monitor draws it.
+    """
+
+    help: str = ""
+    cadence: str = "every_n_steps"
+    views: tuple[View, ...] = ()
 
     def __init__(self, every: int = 10) -> None:
         """every: probe on steps 1, every + 1, ...; 0 turns the probe off."""
@@ -154,6 +194,11 @@ class GradNormProbe(_ParameterProbe):
     after clipping."""
 
     name = "grad_norm"
+    help = "gradient L2 norm per layer and overall, before and after clipping"
+    views = (View("Gradients", "global_norm", ("grad_norm_before_clip", "grad_norm_after_clip"),
+                  "Global gradient norm"),
+             View("Gradients", "layer_heatmap", "grad_norm", "Gradient L2 norm per layer (before clipping)",
+                  {"colorbar": "grad norm", "log": True}))
 
     def on_after_backward(self, trainer: "Trainer", step: int) -> None:
         if not self.active(step):
@@ -181,6 +226,9 @@ class WeightProbe(_ParameterProbe):
     """Per-module weight L2 norm and update/weight ratio of the probe step's update."""
 
     name = "weights"
+    help = "weight norm per layer and the update / weight ratio of each step"
+    views = (View("Gradients", "layer_heatmap", "update_ratio", "Update / weight ratio per layer (healthy ≈ 1e-3)",
+                  {"colorbar": "update ratio", "log": True, "colorscale": "Cividis"}),)
 
     def on_before_optimizer_step(self, trainer: "Trainer", step: int) -> None:
         self.before = torch._foreach_mul([p.detach() for p in self.params], 1.0) if self.active(step) else None
@@ -258,6 +306,14 @@ class DeadReluProbe(_ForwardHookProbe):
     """Dead units per activation module (exact zeros for ReLU, near-zero for smooth ones)."""
 
     name = "dead_relu"
+    help = "dead units per activation layer (ReLU: exactly 0; GELU/SiLU: |y| < 1e-3 for every sample)"
+    views = tuple(View("Dead units", "layer_heatmap", key, title, {"colorbar": "fraction", "zmin": 0, "zmax": 1,
+                                                                     "colorscale": "Reds", "latest_max": True})
+                  for key, title in (
+                      ("dead_fraction", "Dead units (ReLU: output exactly 0 for every sample of the probe batch)"),
+                      ("zero_fraction", "Zero outputs (ReLU: share of outputs that are exactly 0)"),
+                      ("near_zero_unit_fraction", "Near-dead units of smooth activations (GELU/SiLU: |y| < 1e-3 "
+                                                  "for every sample; these never output exactly 0)")))
 
     def modules(self, model: nn.Module) -> list[tuple[str, nn.Module]]:
         return activation_modules(model)
@@ -272,6 +328,10 @@ class ActivationStatsProbe(_ForwardHookProbe):
     """Mean, std and max of every leaf module's output."""
 
     name = "activations"
+    help = "mean, std and max of every layer's output"
+    views = (View("Activations", "latest_bars", ("act_mean", "act_std", "act_max"), "Latest activation statistics"),
+             View("Activations", "layer_heatmap", "act_std", "Activation std per layer over time",
+                  {"colorbar": "std", "log": True, "colorscale": "Viridis"}))
 
     def modules(self, model: nn.Module) -> list[tuple[str, nn.Module]]:
         return leaf_modules(model)
@@ -285,6 +345,10 @@ class HistogramProbe(_ParameterProbe):
     """Histograms of each parameter-owning module's gradients (before clipping) and weights."""
 
     name = "histograms"
+    help = "histograms of each layer's gradients and weights"
+    cadence = "histogram_every_n_steps"
+    views = (View("Histograms", "histogram", "grad", "Gradient histogram"),
+             View("Histograms", "histogram", "weight", "Weight histogram"))
 
     def __init__(self, every: int = 50, bins: int = 30) -> None:
         """every: steps between histograms (0 = off); bins: bins per histogram."""
@@ -310,18 +374,68 @@ class HistogramProbe(_ParameterProbe):
             trainer.recorder.histogram(step, layer, kind, edges, counts)
 
 
-PROBES = {"grad_norm": GradNormProbe, "dead_relu": DeadReluProbe, "activations": ActivationStatsProbe,
-          "weights": WeightProbe}
+class ActivationHistogramProbe(_ForwardHookProbe):
+    """A histogram of every leaf module's output on histogram steps (one forward pass seen)."""
+
+    name = "activation_histograms"
+    help = "histograms of every layer's output"
+    cadence = "histogram_every_n_steps"
+    views = (View("Histograms", "histogram", "activation", "Activation histogram"),)
+
+    def __init__(self, every: int = 50, bins: int = 30) -> None:
+        """every: steps between histograms (0 = off); bins: bins per histogram."""
+        super().__init__(every)
+        self.bins = bins
+
+    def modules(self, model: nn.Module) -> list[tuple[str, nn.Module]]:
+        return leaf_modules(model)
+
+    def statistics(self, module: nn.Module, acts: torch.Tensor) -> dict[str, torch.Tensor]:
+        return {"histogram": normalized_histogram(acts, self.bins)}
+
+    def on_step_end(self, trainer: "Trainer", step: int) -> None:
+        self.remove_hooks()
+        if not self.collected:
+            return
+        layers = list(self.collected)
+        stacked = torch.stack([self.collected[layer]["histogram"] for layer in layers]).tolist()
+        self.collected = {}
+        for layer, values in zip(layers, stacked):
+            lo, hi, counts = values[0], values[1], values[2:]
+            edges = [lo + (hi - lo) * i / self.bins for i in range(self.bins + 1)]
+            trainer.recorder.histogram(step, layer, "activation", edges, counts)
+
+
+PROBES: dict[str, type[Probe]] = {cls.name: cls for cls in (
+    GradNormProbe, DeadReluProbe, ActivationStatsProbe, WeightProbe, HistogramProbe, ActivationHistogramProbe)}
+
+
+def register_probe(cls: type[Probe]) -> type[Probe]:
+    """Add a probe class to the registry (a class decorator; PROBES lists the built-in ones)."""
+    PROBES[cls.name] = cls
+    return cls
 
 
 def build_probes(cfg: ProbeConfig) -> list[Probe]:
-    """The probe callbacks a config asks for (none when probes are disabled)."""
+    """The probe callbacks a config asks for, each at its cadence (none when probes are disabled)."""
     if not cfg.enabled:
         return []
     unknown = [p for p in cfg.probes if p not in PROBES]
     if unknown:
         raise ConfigError(f"train.probes.probes: unknown probe(s) {unknown}; choose from {', '.join(PROBES)}")
-    probes: list[Probe] = [PROBES[name](cfg.every_n_steps) for name in cfg.probes]
-    if cfg.histogram_every_n_steps > 0:
-        probes.append(HistogramProbe(cfg.histogram_every_n_steps))
+    probes = []
+    for name in dict.fromkeys(cfg.probes):
+        every = int(getattr(cfg, PROBES[name].cadence))
+        if every > 0:
+            probes.append(PROBES[name](every))
     return probes
+
+
+def views_of(probe_names) -> list[View]:
+    """The views of the named probes, in PROBES order."""
+    wanted = set(probe_names)
+    return [v for name, cls in PROBES.items() if name in wanted for v in cls.views]
+
+
+def all_views() -> list[View]:
+    return [v for cls in PROBES.values() for v in cls.views]

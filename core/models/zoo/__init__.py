@@ -1,12 +1,7 @@
-"""The model zoo: importing this package registers every model (one module each)."""
-from core.models.zoo import (  # noqa: F401
-    audio_resnet_attention,
-    cnn_cbam_1d,
-    har_transformer,
-    imu_conformer,
-    imu_se_convnext_lstm,
-    meg_basic_cnn,
-    meg_resnet,
-    resnet1d,
-    tcn_dilated,
-)
+"""The model zoo: importing this package registers every model. Each module here is one
+model (a class plus one `register(...)` call); adding a model is adding a module."""
+import importlib
+import pkgutil
+
+for _module in sorted(m.name for m in pkgutil.iter_modules(__path__) if not m.name.startswith("_")):
+    importlib.import_module(f"{__name__}.{_module}")

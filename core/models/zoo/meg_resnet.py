@@ -56,11 +56,9 @@ register("meg_resnet", ModelSpec(
     description="Improved MEG/EEG classifier: residual conv3-BN-ReLU-conv3-BN blocks (hid -> 2 hid), "
                 "global average pooling, dropout 0.4, linear head.",
     hparams=(
-        HParam("hid_dim", "int", 512, "width of the first residual block; the second is twice as wide",
-               low=16, high=1024, log=True),
-        HParam("dropout", "float", 0.4, "dropout before the linear head",
-               low=0.0, high=0.7),
-        HParam("kernel_size", "choice", 3, "taps of the residual convs", choices=(3, 5, 7)),
+        HParam("hid_dim", "int", low=16, high=1024, log=True),
+        HParam("dropout", "float", low=0.0, high=0.7),
+        HParam("kernel_size", "choice", choices=(3, 5, 7)),
     ),
     supports_checkpointing=True,
     default_input=(6, 128),

@@ -84,11 +84,11 @@ register("tcn_dilated", ModelSpec(
     description="Temporal convolutional network: residual blocks of dilated causal convs, dilation doubling "
                 "per level, pooled over time, linear head.",
     hparams=(
-        HParam("channels", "int", 64, "width of every level", low=8, high=128, log=True),
-        HParam("levels", "int", 6, "residual levels; level i has dilation 2**i", low=1, high=8),
-        HParam("kernel_size", "int", 3, "taps per causal conv", low=2, high=7),
-        HParam("dropout", "float", 0.1, "dropout inside the blocks", low=0.0, high=0.5),
-        HParam("pool", "choice", "mean", "mean over time, or the last step", choices=("mean", "last")),
+        HParam("channels", "int", low=8, high=128, log=True),
+        HParam("levels", "int", low=1, high=8),
+        HParam("kernel_size", "int", low=2, high=7),
+        HParam("dropout", "float", low=0.0, high=0.5),
+        HParam("pool", "choice", choices=("mean", "last")),
     ),
     supports_checkpointing=True,
     default_input=(6, 128),

@@ -1,0 +1,57 @@
+"""The optimizer registry: name -> how to build it and which OptimConfig fields it reads.
+
+    OPTIMIZERS["adamw"].build(params, cfg.optim)        # a torch.optim.Optimizer
+    build_optimizer(params, cfg.optim)                   # the same, by cfg.optim.name
+
+Adding an optimizer is one entry here: the Train form, `--set optim.name=...`, validation,
+`python -m core options` and sweeps read this registry (OptimConfig.name's choices), and
+OptimConfig's knobs (momentum, betas) apply to the optimizers whose `uses` name them.
+`foreach=True` keeps Adam/AdamW/SGD off their per-tensor Python loop on CPU.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable
+
+import torch
+
+from core.config import OptimConfig
+from core.errors import ConfigError
+
+
+@dataclass(frozen=True)
+class OptimizerSpec:
+    name: str
+    help: str
+    build: Callable[[list, OptimConfig], torch.optim.Optimizer]
+    uses: tuple[str, ...] = ()  # OptimConfig fields it reads besides lr and weight_decay
+
+
+def _adam(params, cfg: OptimConfig) -> torch.optim.Optimizer:
+    return torch.optim.Adam(params, lr=cfg.lr, betas=tuple(cfg.betas), weight_decay=cfg.weight_decay, foreach=True)
+
+
+def _adamw(params, cfg: OptimConfig) -> torch.optim.Optimizer:
+    return torch.optim.AdamW(params, lr=cfg.lr, betas=tuple(cfg.betas), weight_decay=cfg.weight_decay, foreach=True)
+
+
+def _sgd(params, cfg: OptimConfig) -> torch.optim.Optimizer:
+    return torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay, nesterov=False,
+                           foreach=True)
+
+
+OPTIMIZERS: dict[str, OptimizerSpec] = {s.name: s for s in (
+    OptimizerSpec("adamw", "Adam with decoupled weight decay (the usual choice)", _adamw, ("betas",)),
+    OptimizerSpec("adam", "Adam, weight decay added to the gradient", _adam, ("betas",)),
+    OptimizerSpec("sgd", "SGD with momentum", _sgd, ("momentum",)),
+)}
+
+
+def build_optimizer(params, cfg: OptimConfig) -> torch.optim.Optimizer:
+    """The optimizer cfg.name names, over `params`."""
+    if cfg.lr <= 0:
+        raise ConfigError(f"optim.lr={cfg.lr}: the learning rate must be positive, e.g. 1e-3")
+    spec = OPTIMIZERS.get(str(cfg.name).lower())
+    if spec is None:
+        raise ConfigError(f"optim.name={cfg.name!r} is unknown; use one of {', '.join(OPTIMIZERS)}")
+    return spec.build(params, cfg)

@@ -164,8 +164,16 @@ def _devices() -> tuple:
 AUDIO = When("data.signal", "==", "audio")
 WINDOWED = When("data.windowed", "==", True)
 FEATURED = When("data.features", "!=", "raw")
-AMP_HELP = {"off": "fp32", "bf16": "bfloat16 autocast (CPU and recent GPUs)",
-            "fp16": "float16 autocast with loss scaling (CUDA GPUs only; fp32 elsewhere)"}
+# train.amp's choices: what each means and the torch dtype it autocasts to (None = fp32)
+AMP = {"off": ("fp32", None), "bf16": ("bfloat16 autocast (CPU and recent GPUs)", "bfloat16"),
+       "fp16": ("float16 autocast with loss scaling (CUDA GPUs only; fp32 elsewhere)", "float16")}
+AMP_HELP = {name: text for name, (text, _) in AMP.items()}
+
+
+def amp_dtype(amp: str):
+    """The torch dtype of a train.amp choice (None = fp32)."""
+    import torch
+    return getattr(torch, AMP[amp][1]) if AMP[amp][1] else None
 
 
 @dataclass

@@ -31,7 +31,7 @@ from torch import nn
 from core.errors import ConfigError
 from core.profiling.flops import FLOPS_CONVENTION, by_category, count_flops, counting_conditions, fvcore_count
 from core.profiling.latency import EFFICIENCY, estimate_latency_ms, machine_flops_per_s, measure_latency_ms
-from core.profiling.memory import AMP_DTYPES, OPTIMIZER_STATE_FACTOR, estimate_training_memory, preserved_state
+from core.profiling.memory import estimate_training_memory, preserved_state
 
 __all__ = ["ProfileReport", "profile_model", "profile_module", "measure_latency_ms", "FLOPS_CONVENTION"]
 
@@ -82,10 +82,9 @@ def _single_thread() -> Iterator[None]:
 def _check_settings(batch_size: int, optimizer: str, amp: str) -> None:
     if int(batch_size) != batch_size or batch_size < 1:
         raise ConfigError(f"batch_size={batch_size!r} must be a whole number of at least 1")
-    if optimizer not in OPTIMIZER_STATE_FACTOR:
-        raise ConfigError(f"optimizer={optimizer!r} is not valid: allowed {', '.join(OPTIMIZER_STATE_FACTOR)}")
-    if amp not in AMP_DTYPES:
-        raise ConfigError(f"amp={amp!r} is not valid: allowed {', '.join(AMP_DTYPES)}")
+    from core import spec
+    spec.lookup("optim.name").coerce(optimizer, "optimizer")
+    spec.lookup("train.amp").coerce(amp, "amp")
 
 
 def profile_model(name: str, hparams: dict | None = None, input_shape: tuple | None = None, num_classes: int = 6,

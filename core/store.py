@@ -420,11 +420,23 @@ class Store:
 
     def histograms(self, run_id: str, kind: str | None = None, layer: str | None = None,
                    step: int | None = None, since_step: int | None = None) -> list[dict]:
-        """Histograms (kind "grad" or "weight"): step, layer, kind, edges (n+1), counts (n)."""
+        """Histograms (kind "grad", "weight", "activation"): step, layer, kind, edges (n+1), counts (n)."""
         sql = "SELECT step, layer, kind, edges, counts FROM histograms WHERE run_id = ?"
         rows = self._series_rows(sql, [run_id], since_step, kind=kind, layer=layer, step=step)
         return [{"step": r[0], "layer": r[1], "kind": r[2], "edges": json.loads(r[3]), "counts": json.loads(r[4])}
                 for r in rows]
+
+    def histogram_kinds(self, run_id: str) -> list[str]:
+        """The kinds of histogram a run stored ("grad", "weight", "activation", ...)."""
+        rows = self.connect().execute("SELECT DISTINCT kind FROM histograms WHERE run_id = ? ORDER BY kind", (run_id,))
+        return [r[0] for r in rows]
+
+    def histogram_layers(self, run_id: str, kind: str) -> list[str]:
+        """Layers with histograms of one kind, in the order the first step stored them (model order)."""
+        rows = self.connect().execute(
+            "SELECT layer, MIN(id) AS first FROM histograms WHERE run_id = ? AND kind = ? GROUP BY layer "
+            "ORDER BY first", (run_id, kind))
+        return [r[0] for r in rows]
 
     def events(self, run_id: str, since_id: int | None = None) -> list[dict]:
         """Log lines: id, time, level ("info" | "warning" | "error"), message; oldest first."""

@@ -32,9 +32,9 @@ def envelope(times: np.ndarray, values: np.ndarray, max_points: int = 4000) -> t
     return out_t, out_v
 
 
-def _band(fig: go.Figure, row: int, track: tuple, class_names: list[str]) -> None:
-    """A one-row heat map: the predicted class over time in the class colours."""
-    times, index, prob = track
+def _band(fig: go.Figure, row: int, track, class_names: list[str]) -> None:
+    """A one-row heat map: the predicted class over time in the class colours (track: core.infer.ClassTrack)."""
+    times, index, prob = track.times, track.classes, track.probabilities
     k = len(class_names)
     colors = class_colors(class_names)
     scale = []
@@ -52,7 +52,7 @@ def _band(fig: go.Figure, row: int, track: tuple, class_names: list[str]) -> Non
                       row=row, col=1)
 
 
-def signal_with_classes(signal: np.ndarray, sample_rate: float, channel_names: list[str], track: tuple,
+def signal_with_classes(signal: np.ndarray, sample_rate: float, channel_names: list[str], track,
                         class_names: list[str], overlay: dict | None = None, title: str = "") -> go.Figure:
     """The waveform (T,) or IMU channels (T, C) over seconds, the predicted class as a colour
     band below, and optionally an overlay curve ({"name", "times", "values"}, 0..max) on a
@@ -83,7 +83,7 @@ def signal_with_classes(signal: np.ndarray, sample_rate: float, channel_names: l
     return fig
 
 
-def spectrogram_with_classes(logmel: np.ndarray, frame_seconds: float, track: tuple, class_names: list[str],
+def spectrogram_with_classes(logmel: np.ndarray, frame_seconds: float, track, class_names: list[str],
                              max_frames: int = 3000) -> go.Figure:
     """Log-mel spectrogram (n_mels, frames) over seconds with the predicted-class band below."""
     step = max(1, int(np.ceil(logmel.shape[1] / max_frames)))

@@ -139,9 +139,9 @@ def adapted_cached(predictor: Predictor, uploads: list[tuple[bytes, str]], hop: 
     if key not in cache:
         cache.clear()  # one adapted model per session is plenty
         try:
-            adapted, report = adapt_to_uploads(predictor, uploads, hop)
-            line = f"{adapted.adapted}" + (f"; left out: {'; '.join(report['skipped'])}" if report["skipped"] else "")
-            cache[key] = (adapted, line)
+            result = adapt_to_uploads(predictor, uploads, hop)
+            line = f"{result.model.adapted}" + (f"; left out: {'; '.join(result.skipped)}" if result.skipped else "")
+            cache[key] = (result.model, line)
         except SigscopeError as e:
             cache[key] = (None, error_line(e))
     adapted, line = cache[key]

@@ -129,7 +129,7 @@ def config_diff_section(runs: list[dict]) -> None:
 
 def run_detail(store: Store, run: dict, engine) -> None:
     """Status, confusion matrix and per-class report, downloads and delete for one run."""
-    from dashboard.parts import status_banner
+    from dashboard.parts import resume_view, status_banner
 
     status_banner(run)
     reports = store.reports(run["id"], key="confusion_matrix")
@@ -183,6 +183,16 @@ def run_detail(store: Store, run: dict, engine) -> None:
                     st.session_state.pop("runs.focus", None)
                     st.toast(f"Deleted {run['id']}")
                     st.rerun()
+    r1, r2 = st.columns([1, 2])
+    if r1.button("Edit and re-run this config", key="runs.rerun", width="stretch",
+                 help="open Train with every field filled from this run's config; change what you like and start "
+                      "it as a new run"):
+        st.session_state["handoff.run"] = {"config": run["config"],
+                                           "note": f"From run **{run['id']}** ({run.get('name') or 'unnamed'}): its "
+                                                   "config, ready to edit and start as a new run."}
+        st.switch_page("pages/train.py")
+    with r2:
+        resume_view(run, "runs")
     st.caption(f"Run folder: `{run.get('run_dir')}` · created {time.strftime('%Y-%m-%d %H:%M:%S', time.localtime(run['created_at']))}"
                + (f" · took {human_seconds((run.get('finished_at') or time.time()) - run['started_at'])}"
                   if run.get("started_at") else ""))

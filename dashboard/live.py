@@ -11,14 +11,11 @@ import streamlit as st
 
 from dashboard import figures
 from dashboard.engine import engine
-from dashboard.parts import progress_bar, status_banner
+from dashboard.parts import RESUMABLE, progress_bar, resume_view, status_banner
 from dashboard.series import (downsample, ema, epoch_series, histograms_over_time, layer_grid, split_series)
 
 EPOCH_KEYS = ("loss", "accuracy", "macro_f1")
-DEAD_KEYS = (("dead_fraction", "Dead units (ReLU: output exactly 0 for every sample of the probe batch)"),
-             ("zero_fraction", "Zero outputs (ReLU: share of outputs that are exactly 0)"),
-             ("near_zero_unit_fraction", "Near-dead units of smooth activations (GELU/SiLU: |y| < 1e-3 for every "
-                                         "sample; these never output exactly 0)"))
+HISTOGRAM_NAMES = {"grad": "gradients", "weight": "weights", "activation": "activations"}
 
 
 def live_view(run_id: str, smoothing: float, was_active: bool) -> None:
@@ -46,16 +43,52 @@ def live_view(run_id: str, smoothing: float, was_active: bool) -> None:
     m5.metric("Test accuracy", _fmt(finals.get("test_accuracy"), ".3f"))
     if run["status"] in ("queued", "running") and st.button("Cancel this run", key="monitor.cancel"):
         st.toast(engine().cancel(run_id))
+    if run["status"] in RESUMABLE:
+        resume_view(run, "monitor")
 
+    # Tabs: the curves, then one per probe view the run's probes declare or its store holds
+    # (core.train.probes: each probe states what it stores and how it is drawn), then events.
     # Keyed and bound to the URL (?tab=Gradients): the chosen tab survives every tick and the
     # full redraw when the run ends, and only the open tab's figures are computed.
-    parts = {"Curves": lambda: _curves(store, run_id, steps, smoothing), "Gradients": lambda: _gradients(store, run),
-             "Dead units": lambda: _dead_units(store, run_id), "Activations": lambda: _activations(store, run_id),
-             "Histograms": lambda: _histograms(store, run_id), "Events": lambda: _events(store, run_id)}
+    views = probe_views(store, run)
+    parts = {"Curves": lambda: _curves(store, run_id, steps, smoothing)}
+    for tab, tab_views in views.items():
+        parts[tab] = lambda tab_views=tab_views: _draw_views(store, run, tab_views)
+    parts["Events"] = lambda: _events(store, run_id)
     for tab, draw in zip(st.tabs(list(parts), key="tab", bind="query-params"), parts.values()):
         if tab.open is not False:
             with tab:
                 draw()
+
+
+def probe_views(store, run: dict) -> dict[str, list]:
+    """{tab: [View, ...]} for the probes this run's config turns on, plus any view whose data
+    the run stored (e.g. a probe configured when it started), in the registry's order."""
+    from core.train.probes import all_views, views_of
+
+    probes_cfg = (run["config"].get("train") or {}).get("probes") or {}
+    configured = set(probes_cfg.get("probes") or []) if probes_cfg.get("enabled", True) else set()
+    wanted = {id(v) for v in views_of(configured)}
+    stored_keys = set(store.probe_keys(run["id"]))
+    stored_kinds = set(store.histogram_kinds(run["id"]))
+    out: dict[str, list] = {}
+    for view in all_views():
+        stored = (view.kind == "histogram" and view.key in stored_kinds) or \
+                 (view.kind != "histogram" and any(k in stored_keys for k in view.keys))
+        if id(view) in wanted or stored:
+            out.setdefault(view.tab, []).append(view)
+    return out
+
+
+def _draw_views(store, run: dict, views: list) -> None:
+    """Draw one tab's views; a view with no data yet says when it will have some."""
+    histograms = [v for v in views if v.kind == "histogram"]
+    for view in views:
+        if view.kind == "histogram":
+            continue
+        DRAW[view.kind](store, run, view)
+    if histograms:
+        _histograms(store, run["id"], histograms)
 
 
 def _fmt(value: float | None, spec: str = ".6g") -> str:
@@ -92,80 +125,70 @@ def _curves(store, run_id: str, steps: dict, smoothing: float) -> None:
                        width="stretch", key="monitor.epoch_acc")
 
 
-def _gradients(store, run: dict) -> None:
-    run_id = run["id"]
-    before = store.probe_series(run_id, "grad_norm_before_clip")
-    after = store.probe_series(run_id, "grad_norm_after_clip")
+def _global_norm(store, run: dict, view) -> None:
+    before_key, after_key = view.keys
+    before = store.probe_series(run["id"], before_key)
+    after = store.probe_series(run["id"], after_key)
+    if not before and not after:
+        st.caption(f"{view.title}: no probe steps yet (the first comes at step 1).")
+        return
     clip = (run["config"].get("train") or {}).get("grad_clip")
     st.plotly_chart(figures.grad_norm_figure(downsample([r["step"] for r in before], [r["value"] for r in before]),
                                              downsample([r["step"] for r in after], [r["value"] for r in after]), clip),
-                    width="stretch", key="monitor.global_grad")
-    grid = layer_grid(store.probe_series(run_id, "grad_norm"))
-    st.plotly_chart(figures.layer_heatmap(*grid, title="Gradient L2 norm per layer (before clipping)",
-                                          colorbar="grad norm", log=True),
-                    width="stretch", key="monitor.grad_heat")
-    grid = layer_grid(store.probe_series(run_id, "update_ratio"))
-    if grid[1]:
-        st.plotly_chart(figures.layer_heatmap(*grid, title="Update / weight ratio per layer (healthy ≈ 1e-3)",
-                                              colorbar="update ratio", log=True, colorscale="Cividis"),
-                        width="stretch", key="monitor.update_heat")
+                    width="stretch", key=f"monitor.{before_key}")
 
 
-def _dead_units(store, run_id: str) -> None:
-    keys = set(store.probe_keys(run_id))
-    shown = False
-    for key, title in DEAD_KEYS:
-        if key in keys:
-            grid = layer_grid(store.probe_series(run_id, key))
-            st.plotly_chart(figures.layer_heatmap(*grid, title=title, colorbar="fraction", zmin=0, zmax=1,
-                                                  colorscale="Reds"), width="stretch", key=f"monitor.{key}")
-            steps, layers, z = grid
-            latest = [(row[-1], layer) for row, layer in zip(z, layers) if row and row[-1] is not None]
-            if latest:
-                value, layer = max(latest)
-                st.caption(f"At step {steps[-1]}: highest {value:.1%} in `{layer}`.")
-            shown = True
-    if not shown:
-        st.caption("No dead-unit probes yet (they appear at the first probe step; turn on the dead_relu probe on Train).")
+def _layer_heatmap(store, run: dict, view) -> None:
+    grid = layer_grid(store.probe_series(run["id"], view.key))
+    if not grid[1]:
+        st.caption(f"{view.title}: nothing stored yet (probes run every few steps).")
+        return
+    o = view.options
+    st.plotly_chart(figures.layer_heatmap(*grid, title=view.title, colorbar=o.get("colorbar", view.key),
+                                          log=o.get("log", False), zmin=o.get("zmin"), zmax=o.get("zmax"),
+                                          colorscale=o.get("colorscale", "Viridis")),
+                    width="stretch", key=f"monitor.{view.key}")
+    if o.get("latest_max"):
+        steps, layers, z = grid
+        latest = [(row[-1], layer) for row, layer in zip(z, layers) if row and row[-1] is not None]
+        if latest:
+            value, layer = max(latest)
+            st.caption(f"At step {steps[-1]}: highest {value:.1%} in `{layer}`.")
 
 
-def _model_order(store, run_id: str) -> list[str]:
-    """Parameter-owning layers in model order (from the first weight histogram), else sorted."""
-    first = store.histograms(run_id, kind="weight", step=1)
-    if first:
-        return [h["layer"] for h in first]
-    return sorted(store.last_probes(run_id).get("weight_norm", {}))
-
-
-def _activations(store, run_id: str) -> None:
-    grid = layer_grid(store.probe_series(run_id, "act_std"))
-    last = store.last_probes(run_id)
-    per_layer: dict[str, dict[str, float | None]] = {layer: {} for layer in grid[1]}  # model order
-    for key in ("act_mean", "act_std", "act_max"):
+def _latest_bars(store, run: dict, view) -> None:
+    last = store.last_probes(run["id"])
+    order = layer_grid(store.probe_series(run["id"], view.keys[1] if len(view.keys) > 1 else view.keys[0]))[1]
+    per_layer: dict[str, dict[str, float | None]] = {layer: {} for layer in order}  # model order
+    for key in view.keys:
         for layer, value in last.get(key, {}).items():
             per_layer.setdefault(layer, {})[key] = value
-    st.plotly_chart(figures.activation_stats_figure(per_layer), width="stretch", key="monitor.act_bars")
-    if grid[1]:
-        st.plotly_chart(figures.layer_heatmap(*grid, title="Activation std per layer over time", colorbar="std",
-                                              log=True, colorscale="Viridis"), width="stretch", key="monitor.act_heat")
-
-
-def _histograms(store, run_id: str) -> None:
-    layers = _model_order(store, run_id)
-    if not layers:
-        st.caption("No histograms yet (recorded every `histogram every N steps` on probe-enabled runs).")
+    if not per_layer:
+        st.caption(f"{view.title}: nothing stored yet.")
         return
-    c1, c2 = st.columns([3, 1])
-    layer = c1.selectbox("Layer", layers, key="monitor.hist_layer")
-    kind = c2.radio("Of", ["grad", "weight"], horizontal=True, key="monitor.hist_kind",
-                    format_func=lambda k: "gradients" if k == "grad" else "weights")
+    st.plotly_chart(figures.activation_stats_figure(per_layer), width="stretch", key=f"monitor.{view.keys[0]}_bars")
+
+
+DRAW = {"global_norm": _global_norm, "layer_heatmap": _layer_heatmap, "latest_bars": _latest_bars}
+
+
+def _histograms(store, run_id: str, views: list) -> None:
+    kinds = [v.key for v in views if v.key in store.histogram_kinds(run_id)]
+    if not kinds:
+        st.caption("No histograms yet (recorded every `histograms every N steps` on probe-enabled runs).")
+        return
+    c1, c2 = st.columns([3, 2])
+    kind = c2.radio("Of", kinds, horizontal=True, key="monitor.hist_kind",
+                    format_func=lambda k: HISTOGRAM_NAMES.get(k, k))
+    layers = store.histogram_layers(run_id, kind)
+    layer = c1.selectbox("Layer", layers, key=f"monitor.hist_layer.{kind}")
     hists = store.histograms(run_id, kind=kind, layer=layer)
     grid = histograms_over_time(hists)
-    st.plotly_chart(figures.histogram_heatmap(*grid, title=f"{'Gradient' if kind == 'grad' else 'Weight'} "
-                                                            f"histogram of {layer} over time"),
+    title = next(v.title for v in views if v.key == kind)
+    st.plotly_chart(figures.histogram_heatmap(*grid, title=f"{title} of {layer} over time"),
                     width="stretch", key="monitor.hist")
     if len(hists) == 1:
-        st.caption("One histogram so far: they are recorded every `histogram every N steps` (set on Train).")
+        st.caption("One histogram so far: they are recorded every `histograms every N steps` (set on Train).")
 
 
 def _events(store, run_id: str) -> None:

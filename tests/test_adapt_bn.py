@@ -98,9 +98,10 @@ def test_adapting_to_a_speakers_files_uses_every_window_and_names_the_unreadable
     clips = sorted(FSDD.glob("*_jackson_*.wav"))[:8]
     bad = tmp_path / "notes.wav"
     bad.write_text("not audio")
-    adapted, report = adapt_to_files(predictor, clips + [bad])
-    assert report["files"] == 8 and report["windows"] == 8  # each clip is shorter than the 1 s window
-    assert len(report["skipped"]) == 1 and "notes.wav" in report["skipped"][0]
+    result = adapt_to_files(predictor, clips + [bad])
+    adapted = result.model
+    assert result.files == 8 and result.windows == 8  # each clip is shorter than the 1 s window
+    assert len(result.skipped) == 1 and "notes.wav" in result.skipped[0]
     assert "adapted to 8 windows of 8 file(s)" in adapted.describe() and not predictor.adapted
     # the same statistics as adapting on those windows' model inputs directly
     x = np.concatenate([predictor.inputs(decode_audio(c, 8000.0, 60.0), np.array([0])) for c in clips])
@@ -109,7 +110,7 @@ def test_adapting_to_a_speakers_files_uses_every_window_and_names_the_unreadable
     pred = classify_file(adapted, clips[0], explain="none")
     assert any("BatchNorm statistics adapted" in n for n in pred.notes)
     # uploads (bytes) go through private temp files and give the same model
-    from_bytes, _ = adapt_to_uploads(predictor, [(c.read_bytes(), c.name) for c in clips])
+    from_bytes = adapt_to_uploads(predictor, [(c.read_bytes(), c.name) for c in clips]).model
     assert np.allclose(from_bytes.logits(x), direct.logits(x), atol=1e-5)
     with pytest.raises(DataError, match="nothing to adapt to"):
         adapt_to_files(predictor, [bad])
@@ -119,6 +120,7 @@ def test_an_ensemble_adapts_every_member(tmp_path):
     one, two = _audio_predictor(tmp_path / "a"), _audio_predictor(tmp_path / "b")
     two.run_id = "second"
     clips = sorted(FSDD.glob("*_lucas_*.wav"))[:6]
-    adapted, report = adapt_to_files(Ensemble([one, two]), clips)
-    assert isinstance(adapted, Ensemble) and report["windows"] == 6
+    result = adapt_to_files(Ensemble([one, two]), clips)
+    adapted = result.model
+    assert isinstance(adapted, Ensemble) and result.windows == 6
     assert all(m.adapted for m in adapted.members) and not one.adapted and not two.adapted

@@ -58,11 +58,11 @@ def test_a_runs_split_score_is_the_score_it_was_tested_with(two_runs):
     ensemble = evaluate_split(load_ensemble(two_runs), "test")
     for run_id in two_runs:
         assert ensemble["member_accuracy"][run_id] == pytest.approx(store.final_metrics(run_id)["test_accuracy"])
-    ids, labels, probs = split_probabilities(load_run(two_runs[0]), "test")
-    other_ids, _, other = split_probabilities(load_run(two_runs[1]), "test")
-    assert list(ids) == list(other_ids)
-    mean = (probs + other) / 2
-    assert ensemble["accuracy"] == pytest.approx(float((mean.argmax(axis=1) == labels).mean()))
+    first = split_probabilities(load_run(two_runs[0]), "test")
+    second = split_probabilities(load_run(two_runs[1]), "test")
+    assert list(first.ids) == list(second.ids)
+    mean = (first.probabilities + second.probabilities) / 2
+    assert ensemble["accuracy"] == pytest.approx(float((mean.argmax(axis=1) == first.labels).mean()))
     assert np.array(ensemble["confusion"]).sum() == 100 and len(ensemble["class_names"]) == 10
 
 
@@ -73,8 +73,11 @@ def test_runs_that_do_not_fit_together_are_refused_with_the_reason(two_runs, tmp
     audio = load_run(two_runs[0])
     with pytest.raises(ConfigError, match="cannot join an ensemble.*classes"):
         Ensemble([audio, imu])
+    with pytest.raises(ConfigError, match="at least one run"):
+        Ensemble([])
     with pytest.raises(ConfigError, match="at least two runs"):
-        Ensemble([audio])
+        load_ensemble([two_runs[0]])
+    assert Ensemble([audio]).describe() == audio.describe(), "one run is an ensemble of one"
     with pytest.raises(ConfigError, match="name one run twice"):
         load_ensemble([two_runs[0], two_runs[0]])
     shorter = load_run(two_runs[1])

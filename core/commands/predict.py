@@ -77,9 +77,10 @@ def run(args: argparse.Namespace) -> int:
     store = Store()
     predictor = load_runs(store, args.run, args.checkpoint)
     if args.adapt_bn:
-        predictor, report = adapt_to_files(predictor, args.files, hop=args.hop)
-        print(f"adapted BatchNorm statistics to {report['windows']} windows of {report['files']} file(s)"
-              + (f"; left out: {'; '.join(report['skipped'])}" if report["skipped"] else ""), file=sys.stderr)
+        adapted = adapt_to_files(predictor, args.files, hop=args.hop)
+        predictor = adapted.model
+        print(f"adapted BatchNorm statistics to {adapted.windows} windows of {adapted.files} file(s)"
+              + (f"; left out: {'; '.join(adapted.skipped)}" if adapted.skipped else ""), file=sys.stderr)
     results = classify_files(predictor, args.files, top_k=args.top_k, hop=args.hop, aggregate=args.aggregate,
                              explain=args.explain)
     lines = []

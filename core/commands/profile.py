@@ -22,9 +22,9 @@ def add_parser(subparsers) -> None:
                         help="input shape without the batch (default: the model's default input)")
     parser.add_argument("--batch", type=int, default=32, help="batch size (default 32)")
     parser.add_argument("--classes", type=int, default=6, help="number of classes (default 6)")
-    parser.add_argument("--optimizer", default="adamw", choices=["adam", "adamw", "sgd"],
-                        help="optimizer whose state is counted (default adamw; sgd = with momentum)")
-    parser.add_argument("--amp", default="off", choices=["off", "fp16", "bf16"], help="mixed precision")
+    parser.add_argument("--optimizer", default="adamw",
+                        help="optimizer whose state is counted (optim.name's choices; default adamw)")
+    parser.add_argument("--amp", default="off", help="mixed precision (train.amp's choices; default off)")
     parser.add_argument("--checkpointing", action="store_true", help="gradient checkpointing on")
     parser.add_argument("--device", default="cpu", help="cpu or cuda (default cpu)")
     parser.add_argument("--no-measure", action="store_true", help="do not time real forwards (faster)")
@@ -98,10 +98,14 @@ def report_text(d: dict) -> str:
 
 
 def run(args) -> int:
+    from core import spec
     from core.profile import profile_model
+    optimizer = spec.lookup("optim.name").coerce(args.optimizer, "--optimizer")
+    amp = spec.lookup("train.amp").coerce(args.amp, "--amp")
+    batch = spec.lookup("train.batch_size").coerce(args.batch, "--batch")
     report = profile_model(args.model, parse_sets(args.set), input_shape=parse_shape(args.shape),
-                           num_classes=args.classes, batch_size=args.batch, optimizer=args.optimizer,
-                           amp=args.amp, grad_checkpointing=args.checkpointing,
+                           num_classes=args.classes, batch_size=batch, optimizer=optimizer,
+                           amp=amp, grad_checkpointing=args.checkpointing,
                            measure_latency=not args.no_measure, device=args.device,
                            cross_check=not args.no_cross_check)
     d = report.to_dict()

@@ -33,8 +33,7 @@ from core.errors import ConfigError
 
 _expired = torch.UntypedStorage._expired
 
-OPTIMIZER_STATE_FACTOR = {"adam": 2, "adamw": 2, "sgd": 1}  # sgd: with momentum (the config default)
-AMP_DTYPES = {"off": None, "fp16": torch.float16, "bf16": torch.bfloat16}
+
 
 
 def storage_key(t: torch.Tensor) -> int:
@@ -181,9 +180,10 @@ def training_loss(output, num_classes: int | None = None) -> torch.Tensor:
 
 
 def autocast_context(amp: str, device: str):
-    if amp not in AMP_DTYPES:
-        raise ConfigError(f"amp={amp!r} is not valid: allowed 'off', 'fp16', 'bf16'")
-    dtype = AMP_DTYPES[amp]
+    from core.config import AMP, amp_dtype
+    if amp not in AMP:
+        raise ConfigError(f"amp={amp!r} is not valid: allowed {', '.join(repr(a) for a in AMP)}")
+    dtype = amp_dtype(amp)
     if dtype is None:
         return nullcontext()
     return torch.autocast(device_type=torch.device(device).type, dtype=dtype)
@@ -274,8 +274,9 @@ def estimate_training_memory(model: nn.Module, input_shape: tuple, batch_size: i
     batch; falls back to one run at `batch_size` when the two runs' operator sequences
     differ (data-dependent control flow).
     """
-    if optimizer not in OPTIMIZER_STATE_FACTOR:
-        raise ConfigError(f"optimizer={optimizer!r} is not valid: allowed {', '.join(OPTIMIZER_STATE_FACTOR)}")
+    from core.train.optimizers import OPTIMIZERS
+    if optimizer not in OPTIMIZERS:
+        raise ConfigError(f"optimizer={optimizer!r} is not valid: allowed {', '.join(OPTIMIZERS)}")
     if batch_size < 1:
         raise ConfigError(f"batch_size={batch_size} must be at least 1")
     autocast_context(amp, device)  # validates amp
@@ -283,9 +284,8 @@ def estimate_training_memory(model: nn.Module, input_shape: tuple, batch_size: i
     trainable = [p for p in params if p.requires_grad]
     weights = unique_bytes(params + list(model.buffers()))
     grads = unique_bytes(trainable)
-    state = OPTIMIZER_STATE_FACTOR[optimizer] * grads
-    if optimizer in ("adam", "adamw"):
-        state += 4 * len(trainable)  # one fp32 `step` scalar per parameter tensor
+    spec = OPTIMIZERS[optimizer]
+    state = spec.state_copies * grads + spec.state_scalars * 4 * len(trainable)  # fp32 `step` scalars
     elem = torch.empty((), dtype=next((p.dtype for p in params), torch.float32)).element_size()
     input_bytes = int(batch_size * _prod(input_shape) * elem)
 

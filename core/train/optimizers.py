@@ -25,6 +25,8 @@ class OptimizerSpec:
     help: str
     build: Callable[[list, OptimConfig], torch.optim.Optimizer]
     uses: tuple[str, ...] = ()  # OptimConfig fields it reads besides lr and weight_decay
+    state_copies: int = 0  # optimizer state per parameter, in copies of the weights (the memory estimate)
+    state_scalars: int = 0  # fp32 scalars per parameter tensor (Adam's `step`)
 
 
 def _adam(params, cfg: OptimConfig) -> torch.optim.Optimizer:
@@ -41,9 +43,9 @@ def _sgd(params, cfg: OptimConfig) -> torch.optim.Optimizer:
 
 
 OPTIMIZERS: dict[str, OptimizerSpec] = {s.name: s for s in (
-    OptimizerSpec("adamw", "Adam with decoupled weight decay (the usual choice)", _adamw, ("betas",)),
-    OptimizerSpec("adam", "Adam, weight decay added to the gradient", _adam, ("betas",)),
-    OptimizerSpec("sgd", "SGD with momentum", _sgd, ("momentum",)),
+    OptimizerSpec("adamw", "Adam with decoupled weight decay (the usual choice)", _adamw, ("betas",), 2, 1),
+    OptimizerSpec("adam", "Adam, weight decay added to the gradient", _adam, ("betas",), 2, 1),
+    OptimizerSpec("sgd", "SGD with momentum", _sgd, ("momentum",), 1, 0),
 )}
 
 

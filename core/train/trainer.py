@@ -152,16 +152,15 @@ class Trainer:
             self.notes.append(("warning", "this model does not support gradient checkpointing; trained without it"))
 
     def _setup_amp(self) -> None:
+        from core.config import AMP, amp_dtype
+
         amp = self.config.train.amp
-        if amp not in ("off", "fp16", "bf16"):
-            raise ConfigError(f"train.amp={amp!r}: use 'off', 'fp16' or 'bf16'")
-        self.amp_dtype: torch.dtype | None = None
-        if amp == "fp16" and self.device.type != "cuda":
+        if amp not in AMP:
+            raise ConfigError(f"train.amp={amp!r}: use one of {', '.join(repr(a) for a in AMP)}")
+        self.amp_dtype: torch.dtype | None = amp_dtype(amp)
+        if self.amp_dtype == torch.float16 and self.device.type != "cuda":
             self.notes.append(("warning", "train.amp='fp16' needs a CUDA GPU; trained in fp32 (try 'bf16' on CPU)"))
-        elif amp == "fp16":
-            self.amp_dtype = torch.float16
-        elif amp == "bf16":
-            self.amp_dtype = torch.bfloat16
+            self.amp_dtype = None
         use_scaler = self.amp_dtype == torch.float16
         self.scaler = torch.amp.GradScaler("cuda", enabled=True) if use_scaler else None
 

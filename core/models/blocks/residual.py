@@ -6,7 +6,8 @@ import torch
 from torch import nn
 
 from core.errors import ConfigError
-from core.models.blocks._checks import check_divisible, check_int
+from core.models.blocks._checks import check_choice, check_divisible, check_int
+from core.models.blocks.conv import CONV_KINDS, conv1d
 
 
 def _pair(owner: str, name: str, value: int | tuple[int, int]) -> tuple[int, int]:
@@ -22,6 +23,14 @@ def _odd(owner: str, name: str, kernel: tuple[int, ...]) -> None:
     if any(k % 2 == 0 for k in kernel):
         raise ConfigError(f"{owner}: {name}={kernel if len(kernel) > 1 else kernel[0]} must be odd "
                           f"so padding keeps the length centred (e.g. 3, 5, 7)")
+
+
+def _conv1d(kind: str, in_ch: int, out_ch: int, kernel_size: int, stride: int, groups: int) -> nn.Module:
+    """The block's k-tap conv: a plain nn.Conv1d for "standard" (so trained weights keep their
+    names), else core.models.blocks.conv.conv1d of that kind."""
+    if kind == "standard":
+        return nn.Conv1d(in_ch, out_ch, kernel_size, stride=stride, padding=kernel_size // 2, bias=False)
+    return conv1d(kind, in_ch, out_ch, kernel_size, stride=stride, groups=groups)
 
 
 def _shortcut(conv: type, norm: type, in_ch: int, out_ch: int, stride) -> nn.Module:
@@ -40,24 +49,26 @@ class BasicBlock1d(nn.Module):
         kernel_size: odd taps per conv.
         stride: stride of the first conv; the length becomes ceil(T / stride).
         dropout: dropout between the two convs (0 = none).
+        conv: "standard", "depthwise_separable" or "grouped" k-tap convs (core.models.blocks.conv).
+        groups: channel groups of "grouped" convs (in and out channels divisible by it).
 
     Shape: (B, C_in, T) -> (B, C_out, ceil(T / stride)), e.g. (8, 32, 128) -> (8, 64, 64) with stride 2.
     """
 
     def __init__(self, in_channels: int, out_channels: int, kernel_size: int = 3, stride: int = 1,
-                 dropout: float = 0.0) -> None:
+                 dropout: float = 0.0, conv: str = "standard", groups: int = 4) -> None:
         super().__init__()
         owner = "BasicBlock1d"
         check_int(owner, "in_channels", in_channels)
         check_int(owner, "out_channels", out_channels)
         check_int(owner, "kernel_size", kernel_size)
         check_int(owner, "stride", stride)
+        check_choice(owner, "conv", conv, CONV_KINDS)
         _odd(owner, "kernel_size", (kernel_size,))
-        pad = kernel_size // 2
-        self.conv1 = nn.Conv1d(in_channels, out_channels, kernel_size, stride=stride, padding=pad, bias=False)
+        self.conv1 = _conv1d(conv, in_channels, out_channels, kernel_size, stride, groups)
         self.bn1 = nn.BatchNorm1d(out_channels)
         self.drop = nn.Dropout(dropout)
-        self.conv2 = nn.Conv1d(out_channels, out_channels, kernel_size, padding=pad, bias=False)
+        self.conv2 = _conv1d(conv, out_channels, out_channels, kernel_size, 1, groups)
         self.bn2 = nn.BatchNorm1d(out_channels)
         self.shortcut = _shortcut(nn.Conv1d, nn.BatchNorm1d, in_channels, out_channels, stride)
         self.relu = nn.ReLU()
@@ -78,12 +89,14 @@ class Bottleneck1d(nn.Module):
         kernel_size: odd taps of the middle conv.
         stride: stride of the middle conv; the length becomes ceil(T / stride).
         reduction: width of the middle conv is out_channels // reduction (ResNet-50 uses 4).
+        conv: the middle conv: "standard", "depthwise_separable" or "grouped" (ResNeXt-style).
+        groups: channel groups of a "grouped" middle conv (the middle width divisible by it).
 
     Shape: (B, C_in, T) -> (B, C_out, ceil(T / stride)), e.g. (8, 64, 128) -> (8, 128, 64).
     """
 
     def __init__(self, in_channels: int, out_channels: int, kernel_size: int = 3, stride: int = 1,
-                 reduction: int = 4) -> None:
+                 reduction: int = 4, conv: str = "standard", groups: int = 4) -> None:
         super().__init__()
         owner = "Bottleneck1d"
         check_int(owner, "in_channels", in_channels)
@@ -91,12 +104,12 @@ class Bottleneck1d(nn.Module):
         check_int(owner, "kernel_size", kernel_size)
         check_int(owner, "stride", stride)
         check_int(owner, "reduction", reduction)
+        check_choice(owner, "conv", conv, CONV_KINDS)
         _odd(owner, "kernel_size", (kernel_size,))
         check_divisible(owner, "out_channels", out_channels, "reduction", reduction)
         mid = out_channels // reduction
         self.reduce = nn.Sequential(nn.Conv1d(in_channels, mid, 1, bias=False), nn.BatchNorm1d(mid), nn.ReLU())
-        self.conv = nn.Sequential(nn.Conv1d(mid, mid, kernel_size, stride=stride, padding=kernel_size // 2,
-                                            bias=False), nn.BatchNorm1d(mid), nn.ReLU())
+        self.conv = nn.Sequential(_conv1d(conv, mid, mid, kernel_size, stride, groups), nn.BatchNorm1d(mid), nn.ReLU())
         self.expand = nn.Sequential(nn.Conv1d(mid, out_channels, 1, bias=False), nn.BatchNorm1d(out_channels))
         self.shortcut = _shortcut(nn.Conv1d, nn.BatchNorm1d, in_channels, out_channels, stride)
         self.relu = nn.ReLU()

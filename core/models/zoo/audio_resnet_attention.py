@@ -12,8 +12,9 @@ from torch import nn
 
 from core.errors import ConfigError
 from core.models.base import ZooModel
-from core.models.blocks import BasicBlock2d, TemporalAttentionPooling, TransformerEncoderLayer
-from core.models.blocks._checks import check_int, check_prob
+from core.models.blocks import (BasicBlock2d, Bottleneck2d, SqueezeExcite2d, TemporalAttentionPooling,
+                                TransformerEncoderLayer)
+from core.models.blocks._checks import check_choice, check_int, check_prob
 from core.models.registry import HParam, ModelSpec, register
 
 HEAD_CHOICES = ("8,8,4", "8,8,8", "4,4,4", "4,4,2", "2,2,2", "8,4", "4", "8,8,4,4")
@@ -58,6 +59,9 @@ class AudioResNetAttention(ZooModel):
         norm_first: pre-norm attention layers (False = post-norm, as in the seed).
         pool_hidden: width of the attention-pooling scorer.
         head_hidden: hidden width of the MLP head.
+        block: the 2-D residual blocks: "basic" (two 3x5 convs) or "bottleneck" (1x1 reduce to a
+            quarter, 3x5, 1x1 expand: fewer weights and FLOPs).
+        se: a squeeze-and-excitation gate after every residual block (channel attention).
 
     Shape: (B, C, F, T) -> (B, num_classes), e.g. (8, 4, 40, 126) -> (8, 10). Time is
     downsampled 4x (stem pool and stage 2): captured self-attention is (B, H, T', T') per
@@ -67,7 +71,7 @@ class AudioResNetAttention(ZooModel):
     def __init__(self, in_channels: int, num_classes: int, seq_len: int, n_freq: int, base_channels: int = 16,
                  blocks_per_stage: int = 1, d_model: int = 128, heads: str | Sequence[int] = "8,8,4",
                  ffn_mult: int = 4, dropout: float = 0.1, norm_first: bool = False, pool_hidden: int = 64,
-                 head_hidden: int = 128) -> None:
+                 head_hidden: int = 128, block: str = "basic", se: bool = False) -> None:
         super().__init__()
         owner = "audio_resnet_attention"
         check_int(owner, "base_channels", base_channels)
@@ -76,6 +80,7 @@ class AudioResNetAttention(ZooModel):
         check_int(owner, "ffn_mult", ffn_mult)
         check_int(owner, "head_hidden", head_hidden)
         check_prob(owner, "dropout", dropout)
+        check_choice(owner, "block", block, ("basic", "bottleneck"))
         head_counts = parse_heads(heads)
         self.stem = nn.Sequential(
             nn.Conv2d(in_channels, base_channels, (7, 11), padding=(3, 5), bias=False),
@@ -84,8 +89,12 @@ class AudioResNetAttention(ZooModel):
         stages, width = [], base_channels
         # stage strides (freq, time): keep time resolution in the last stage for attention
         for out, stride in ((base_channels, 1), (base_channels * 2, (2, 2)), (base_channels * 4, (2, 1))):
-            blocks = [BasicBlock2d(width if j == 0 else out, out, (3, 5), stride if j == 0 else 1)
-                      for j in range(blocks_per_stage)]
+            blocks: list[nn.Module] = []
+            for j in range(blocks_per_stage):
+                make = BasicBlock2d if block == "basic" else Bottleneck2d
+                blocks.append(make(width if j == 0 else out, out, (3, 5), stride if j == 0 else 1))
+                if se:
+                    blocks.append(SqueezeExcite2d(out, reduction=4))
             stages.append(nn.Sequential(*blocks))
             width = out
         self.stages = nn.ModuleList(stages)
@@ -143,6 +152,8 @@ register("audio_resnet_attention", ModelSpec(
         HParam("norm_first", "bool"),
         HParam("pool_hidden", "int", low=8, high=256, log=True),
         HParam("head_hidden", "int", low=16, high=512, log=True),
+        HParam("block", "choice", choices=("basic", "bottleneck")),
+        HParam("se", "bool"),
     ),
     has_attention=True,
     supports_checkpointing=True,

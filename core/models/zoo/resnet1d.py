@@ -7,8 +7,10 @@ from torch import nn
 
 from core.models.base import ZooModel
 from core.models.blocks import BasicBlock1d, Bottleneck1d
+from core.models.blocks.conv import CONV_KINDS
 from core.models.blocks._checks import check_choice, check_int, check_prob
 from core.models.registry import HParam, ModelSpec, register
+from core.spec import When
 
 
 class ResNet1d(ZooModel):
@@ -25,13 +27,17 @@ class ResNet1d(ZooModel):
         kernel_size: odd taps of the residual convs.
         stem_kernel: odd taps of the stem conv.
         dropout: dropout before the linear head.
+        conv: the residual convs: "standard", "depthwise_separable" (about kernel_size times
+            cheaper) or "grouped" (ResNeXt-style, `groups` times fewer weights).
+        groups: channel groups of "grouped" convs.
 
     Shape: (B, C, T) -> (B, num_classes), e.g. (8, 6, 128) -> (8, 6).
     """
 
     def __init__(self, in_channels: int, num_classes: int, seq_len: int, base_channels: int = 32,
                  num_stages: int = 3, blocks_per_stage: int = 2, block: str = "basic",
-                 kernel_size: int = 3, stem_kernel: int = 7, dropout: float = 0.1) -> None:
+                 kernel_size: int = 3, stem_kernel: int = 7, dropout: float = 0.1, conv: str = "standard",
+                 groups: int = 4) -> None:
         super().__init__()
         owner = "resnet1d"
         check_int(owner, "base_channels", base_channels)
@@ -50,9 +56,9 @@ class ResNet1d(ZooModel):
             for j in range(blocks_per_stage):
                 stride = 2 if (i > 0 and j == 0) else 1
                 if block == "basic":
-                    blocks.append(BasicBlock1d(width, out, kernel_size, stride))
+                    blocks.append(BasicBlock1d(width, out, kernel_size, stride, conv=conv, groups=groups))
                 else:
-                    blocks.append(Bottleneck1d(width, out, kernel_size, stride, reduction=4))
+                    blocks.append(Bottleneck1d(width, out, kernel_size, stride, reduction=4, conv=conv, groups=groups))
                 width = out
             stages.append(nn.Sequential(*blocks))
         self.stages = nn.ModuleList(stages)
@@ -75,6 +81,11 @@ def _constraints(hp: dict, shape: tuple) -> list[str]:
     if hp["block"] == "bottleneck" and hp["base_channels"] % 4:
         return [f"base_channels={hp['base_channels']} must be a multiple of 4 with block='bottleneck' "
                 f"(the bottleneck is a quarter as wide)"]
+    if hp["conv"] == "grouped":
+        width = hp["base_channels"] // (4 if hp["block"] == "bottleneck" else 1)
+        if width % hp["groups"]:
+            what = "base_channels / 4 (the bottleneck width)" if hp["block"] == "bottleneck" else "base_channels"
+            return [f"{what} = {width} must be divisible by groups={hp['groups']} with conv='grouped'"]
     return []
 
 
@@ -92,6 +103,8 @@ register("resnet1d", ModelSpec(
         HParam("kernel_size", "choice", choices=(3, 5, 7, 9)),
         HParam("stem_kernel", "choice", choices=(3, 5, 7, 9, 11)),
         HParam("dropout", "float", low=0.0, high=0.7),
+        HParam("conv", "choice", choices=CONV_KINDS),
+        HParam("groups", "choice", choices=(2, 4, 8), when=(When("model.hparams.conv", "==", "grouped"),)),
     ),
     supports_checkpointing=True,
     default_input=(6, 128),

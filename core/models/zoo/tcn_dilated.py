@@ -6,9 +6,11 @@ import torch
 from torch import nn
 
 from core.models.base import ZooModel
-from core.models.blocks import DilatedConv1d
 from core.models.blocks._checks import check_choice, check_int, check_prob
+from core.models.blocks.conv import conv1d
 from core.models.registry import HParam, ModelSpec, register
+
+CONVS = ("standard", "depthwise_separable")
 
 
 class TemporalBlock(nn.Module):
@@ -18,12 +20,13 @@ class TemporalBlock(nn.Module):
     Shape: (B, C_in, T) -> (B, C_out, T); output t sees only inputs <= t.
     """
 
-    def __init__(self, in_channels: int, out_channels: int, kernel_size: int, dilation: int, dropout: float) -> None:
+    def __init__(self, in_channels: int, out_channels: int, kernel_size: int, dilation: int, dropout: float,
+                 conv: str = "standard") -> None:
         super().__init__()
         self.net = nn.Sequential(
-            DilatedConv1d(in_channels, out_channels, kernel_size, dilation, causal=True, bias=False),
+            conv1d(conv, in_channels, out_channels, kernel_size, dilation=dilation, causal=True),
             nn.BatchNorm1d(out_channels), nn.ReLU(), nn.Dropout(dropout),
-            DilatedConv1d(out_channels, out_channels, kernel_size, dilation, causal=True, bias=False),
+            conv1d(conv, out_channels, out_channels, kernel_size, dilation=dilation, causal=True),
             nn.BatchNorm1d(out_channels), nn.ReLU(), nn.Dropout(dropout))
         self.residual = nn.Conv1d(in_channels, out_channels, 1) if in_channels != out_channels else nn.Identity()
         self.relu = nn.ReLU()
@@ -47,12 +50,14 @@ class TCNDilated(ZooModel):
         dropout: dropout inside the blocks.
         pool: "mean" over time, or "last" (the last step, which has seen the whole window
             when the receptive field covers it).
+        conv: the causal convs: "standard" or "depthwise_separable" (a causal depthwise conv and a
+            1x1 mix: about kernel_size times fewer weights and FLOPs).
 
     Shape: (B, C, T) -> (B, num_classes), e.g. (8, 6, 128) -> (8, 6).
     """
 
     def __init__(self, in_channels: int, num_classes: int, seq_len: int, channels: int = 64, levels: int = 6,
-                 kernel_size: int = 3, dropout: float = 0.1, pool: str = "mean") -> None:
+                 kernel_size: int = 3, dropout: float = 0.1, pool: str = "mean", conv: str = "standard") -> None:
         super().__init__()
         owner = "tcn_dilated"
         check_int(owner, "channels", channels)
@@ -60,8 +65,9 @@ class TCNDilated(ZooModel):
         check_int(owner, "kernel_size", kernel_size, low=2)
         check_prob(owner, "dropout", dropout)
         self.pool = check_choice(owner, "pool", pool, ("mean", "last"))
+        check_choice(owner, "conv", conv, CONVS)
         self.blocks = nn.ModuleList([TemporalBlock(in_channels if i == 0 else channels, channels, kernel_size,
-                                                   2 ** i, dropout) for i in range(levels)])
+                                                   2 ** i, dropout, conv) for i in range(levels)])
         self.receptive_field = 1 + 2 * (kernel_size - 1) * (2 ** levels - 1)
         self.num_features = channels
         self.head = nn.Linear(channels, num_classes)
@@ -89,6 +95,7 @@ register("tcn_dilated", ModelSpec(
         HParam("kernel_size", "int", low=2, high=7),
         HParam("dropout", "float", low=0.0, high=0.5),
         HParam("pool", "choice", choices=("mean", "last")),
+        HParam("conv", "choice", choices=CONVS),
     ),
     supports_checkpointing=True,
     default_input=(6, 128),

@@ -1,0 +1,323 @@
+"""Classifying a file with a run (or an ensemble of runs) and explaining where it looked.
+
+    pred = classify_file(predictor, "my_recording.wav", top_k=3)
+    pred.label, pred.confidence, pred.top_k                  # the clip's answer
+    pred.to_json()                                           # what `python -m core predict --json` prints
+    results = classify_files(predictor, paths)               # one dict per file; a bad file -> {"error"}
+    pred = classify_bytes(predictor, data, "upload.wav")     # an upload: size-checked, never named on disk
+
+Window probabilities are aggregated into the clip's answer by the mean of log-probabilities
+(renormalized, the default) or by majority vote; confidence is the top probability, entropy
+is in nats, margin is top-1 minus top-2. An ensemble's window probabilities are the mean of
+its members'; the explanation (attention or saliency) is its primary member's, and each
+member's own answer is kept in `Prediction.members`.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Iterable
+
+import numpy as np
+import torch
+
+from core.errors import ConfigError, SigscopeError
+from core.explain import LayerAttention, attention_summary, grad_cam, input_saliency, stitch
+from core.infer.ensemble import Ensemble, as_ensemble
+from core.infer.loading import BATCH, Predictor, one_blas_thread, softmax
+from core.infer.reading import check_upload_size, display_name, error_line, private_copies, read_windows
+
+AGGREGATES = ("mean", "vote")
+EXPLAIN_MODES = ("auto", "attention", "saliency", "all", "none")
+
+
+@dataclass(frozen=True)
+class ClassTrack:
+    """The predicted class over time: at each time the class with the highest mean
+    probability over the windows covering it."""
+
+    times: np.ndarray  # (G,) seconds
+    classes: np.ndarray  # (G,) class index
+    probabilities: np.ndarray  # (G,) its probability
+
+
+@dataclass
+class Prediction:
+    """One file's answer. `starts` are sample indices into `signal` ((T,) audio at the run's
+    rate, or (T, C) IMU streams laid end to end); `window_probs` (N, K)."""
+
+    file: str
+    label: str
+    probabilities: dict[str, float]
+    top_k: list[tuple[str, float]]
+    confidence: float
+    entropy: float
+    margin: float
+    aggregate: str
+    signal_kind: str
+    sample_rate: float
+    duration: float
+    window_seconds: float
+    hop_seconds: float
+    starts: np.ndarray
+    window_probs: np.ndarray
+    class_names: list[str]
+    signal: np.ndarray
+    channel_names: list[str]
+    window_true: np.ndarray | None = None  # (N,) class index from the CSV's label column, -1 unknown
+    streams: list[dict] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+    layers: list[LayerAttention] = field(default_factory=list)
+    attention: list[dict] = field(default_factory=list)
+    saliency: list[dict] = field(default_factory=list)
+    run_id: str | None = None
+    members: list[dict] = field(default_factory=list)  # an ensemble's members: run_id, label, confidence
+
+    @property
+    def window_labels(self) -> list[str]:
+        return [self.class_names[i] for i in self.window_probs.argmax(axis=1)]
+
+    @property
+    def window_accuracy(self) -> float | None:
+        """Share of windows whose label column agrees with the prediction (None without labels)."""
+        if self.window_true is None or not np.any(self.window_true >= 0):
+            return None
+        known = self.window_true >= 0
+        return float(np.mean(self.window_probs.argmax(axis=1)[known] == self.window_true[known]))
+
+    def class_track(self, max_points: int = 1000) -> ClassTrack:
+        """The predicted class over time (see ClassTrack)."""
+        spans = np.array([[0.0, self.window_seconds]])
+        start_s = self.starts / self.sample_rate
+        step = min(self.hop_seconds, self.window_seconds) / 4
+        curves = [stitch(self.window_probs[:, k:k + 1], spans, start_s, self.duration, max_points, step)
+                  for k in range(self.window_probs.shape[1])]
+        probs = np.nan_to_num(np.stack([c[1] for c in curves]), nan=0.0)  # (K, G)
+        return ClassTrack(curves[0][0], probs.argmax(axis=0), probs.max(axis=0))
+
+    def windows(self) -> list[dict]:
+        out = []
+        top = self.window_probs.argmax(axis=1)
+        for i, s in enumerate(self.starts):
+            row = {"start": round(float(s) / self.sample_rate, 4),
+                   "end": round(min(float(s) / self.sample_rate + self.window_seconds, self.duration), 4),
+                   "label": self.class_names[top[i]], "p": round(float(self.window_probs[i, top[i]]), 4)}
+            if self.window_true is not None and self.window_true[i] >= 0:
+                row["true"] = self.class_names[self.window_true[i]]
+            out.append(row)
+        return out
+
+    def to_json(self) -> dict:
+        """The CLI's object: file, label, probabilities, top_k, confidence, entropy, margin,
+        windows, attention (per layer) or saliency."""
+        out = {"file": self.file, "label": self.label, "confidence": round(self.confidence, 4),
+               "entropy": round(self.entropy, 4), "margin": round(self.margin, 4),
+               "probabilities": {k: round(v, 4) for k, v in self.probabilities.items()},
+               "top_k": [{"label": k, "p": round(v, 4)} for k, v in self.top_k],
+               "aggregate": self.aggregate, "duration": round(self.duration, 4),
+               "window_seconds": round(self.window_seconds, 4), "hop_seconds": round(self.hop_seconds, 4),
+               "windows": self.windows()}
+        if self.window_accuracy is not None:
+            out["window_accuracy"] = round(self.window_accuracy, 4)
+        for key in ("streams", "attention", "saliency", "notes", "members"):
+            if getattr(self, key):
+                out[key] = getattr(self, key)
+        return out
+
+
+@dataclass(frozen=True)
+class Summary:
+    """Top-k, confidence, entropy (nats) and margin of one probability vector."""
+
+    label: str
+    confidence: float
+    entropy: float
+    margin: float
+    top_k: list[tuple[str, float]]
+
+
+@dataclass
+class WindowOutputs:
+    """One model's answers on a file's windows: probabilities (N, K), per-layer attention
+    summaries, and the attention/saliency curves stitched over the file."""
+
+    probs: np.ndarray
+    layers: list[LayerAttention] = field(default_factory=list)
+    attention: list[dict] = field(default_factory=list)
+    saliency: list[dict] = field(default_factory=list)
+
+
+def aggregate_probs(window_probs: np.ndarray, how: str = "mean") -> np.ndarray:
+    """(N, K) window probabilities -> (K,) clip probabilities.
+
+    "mean": softmax of the mean log-probability (a product of experts, renormalized);
+    "vote": share of windows whose top class each class is (ties split by mean probability)."""
+    if how not in AGGREGATES:
+        raise ConfigError(f"aggregate={how!r}; use one of {', '.join(AGGREGATES)}")
+    if how == "mean":
+        logp = np.log(np.clip(window_probs, 1e-12, 1.0)).mean(axis=0)
+        p = np.exp(logp - logp.max())
+        return p / p.sum()
+    votes = np.bincount(window_probs.argmax(axis=1), minlength=window_probs.shape[1]).astype(np.float64)
+    votes += 1e-6 * window_probs.mean(axis=0)  # tie-break, still sums to ~1 after renormalizing
+    return votes / votes.sum()
+
+
+def summarize(probs: np.ndarray, class_names: list[str], top_k: int) -> Summary:
+    """Top-k, confidence, entropy (nats) and margin of one probability vector."""
+    order = np.argsort(-probs)
+    k = max(1, min(int(top_k), len(class_names)))
+    return Summary(label=class_names[order[0]], confidence=float(probs[order[0]]),
+                   entropy=float(-(probs * np.log(np.clip(probs, 1e-12, 1.0))).sum()),
+                   margin=float(probs[order[0]] - (probs[order[1]] if len(probs) > 1 else 0.0)),
+                   top_k=[(class_names[i], float(probs[i])) for i in order[:k]])
+
+
+def classify_file(model: Predictor | Ensemble, path: str | Path, name: str | None = None, top_k: int = 3,
+                  hop: float | None = None, aggregate: str = "mean", explain: str = "auto") -> Prediction:
+    """Classify one audio file or IMU CSV with a run or an Ensemble (see the module doc). hop:
+    seconds between window starts (default: half the clip for audio, the run's stride for IMU).
+    explain: "auto" (attention for attention models, Grad-CAM + saliency otherwise), "attention",
+    "saliency", "all" or "none". Raises DataError/ConfigError with one clear line."""
+    if explain not in EXPLAIN_MODES:
+        raise ConfigError(f"explain={explain!r}; use one of {', '.join(EXPLAIN_MODES)}")
+    if aggregate not in AGGREGATES:
+        raise ConfigError(f"aggregate={aggregate!r}; use one of {', '.join(AGGREGATES)}")
+    ensemble = as_ensemble(model)
+    name = name or str(path)
+    read = read_windows(ensemble, Path(path), name, hop)
+    notes = list(read.notes) + ([ensemble.adapted] if ensemble.adapted else [])
+    length = len(read.signal)
+    with one_blas_thread():
+        explained = run_windows(ensemble.primary, read.signal, read.starts, length, explain)
+        each = [explained.probs] + [run_windows(m, read.signal, read.starts, length, "none").probs
+                                    for m in ensemble.members[1:]]
+    probs = np.mean(each, axis=0)
+    members = []
+    if not ensemble.single:
+        for m, p in zip(ensemble.members, each):
+            own = summarize(aggregate_probs(p, aggregate), ensemble.class_names, 1)
+            members.append({"run_id": m.run_id, "model": m.config.model.name, "features": m.features,
+                            "label": own.label, "confidence": round(own.confidence, 4)})
+    clip = aggregate_probs(probs, aggregate)
+    s = summarize(clip, ensemble.class_names, top_k)
+    return Prediction(file=name, label=s.label, probabilities=dict(zip(ensemble.class_names, clip.tolist())),
+                      top_k=s.top_k, confidence=s.confidence, entropy=s.entropy, margin=s.margin,
+                      aggregate=aggregate, signal_kind=ensemble.signal, sample_rate=ensemble.sample_rate,
+                      duration=length / ensemble.sample_rate, window_seconds=ensemble.window_seconds,
+                      hop_seconds=read.hop / ensemble.sample_rate, starts=read.starts, window_probs=probs,
+                      class_names=list(ensemble.class_names), signal=read.signal,
+                      channel_names=list(ensemble.channel_names), window_true=read.truth, streams=read.streams,
+                      notes=notes, layers=explained.layers, attention=explained.attention,
+                      saliency=explained.saliency, run_id=ensemble.run_id, members=members)
+
+
+def classify_files(model: Predictor | Ensemble, paths: Iterable[str | Path], **kwargs) -> list[dict]:
+    """classify_file for each path as JSON objects; a file that cannot be classified gives
+    {"file", "error"} with one line, and the others go on."""
+    out = []
+    for path in paths:
+        try:
+            out.append(classify_file(model, path, **kwargs).to_json())
+        except Exception as e:  # noqa: BLE001 - one bad file never stops the batch
+            out.append({"file": str(path), "error": error_line(e)})
+    return out
+
+
+def classify_bytes(model: Predictor | Ensemble, data: bytes, name: str, **kwargs) -> Prediction:
+    """Classify an upload. `name` is only a label: the bytes go to a fresh private temp
+    folder (core.infer.reading.private_copies), removed afterwards. Uploads over
+    MAX_UPLOAD_BYTES are refused before anything is written."""
+    label = display_name(name)
+    check_upload_size(data, label)
+    with private_copies([data]) as (path,):
+        try:
+            return classify_file(model, path, name=label, **kwargs)
+        except SigscopeError as e:
+            raise type(e)(error_line(e, {str(path): label})) from None
+
+
+def _curve(times: np.ndarray, values: np.ndarray) -> dict:
+    return {"times": [round(float(t), 4) for t in times],
+            "values": [None if not np.isfinite(v) else round(float(v), 4) for v in values]}
+
+
+def run_windows(predictor: Predictor, signal: np.ndarray, starts: np.ndarray, length: int,
+                explain: str) -> WindowOutputs:
+    """One model over a file's windows, in batches: probabilities, and attention or Grad-CAM +
+    input saliency as `explain` asks, stitched into curves over the file."""
+    from core.models.attention import capture_attention
+
+    use_attention = explain in ("attention", "all") or (explain == "auto" and predictor.has_attention)
+    use_saliency = explain in ("saliency", "all") or (explain == "auto" and not predictor.has_attention)
+    probs, batches = [], []
+    model = predictor.model
+    cams, sals, cam_layer = [], [], None
+    for i in range(0, len(starts), BATCH):
+        x = torch.from_numpy(predictor.inputs(signal, starts[i:i + BATCH])).to(predictor.device)
+        with torch.no_grad():
+            if use_attention:
+                with capture_attention(model) as maps:
+                    logits = model(x)
+                batches.append(attention_summary(maps))
+            else:
+                logits = model(x)
+        p = softmax(logits.float().cpu().numpy())
+        probs.append(p)
+        if use_saliency:
+            targets = torch.from_numpy(p.argmax(axis=1)).to(predictor.device)
+            cam, cam_layer = grad_cam(model, x, targets, cam_layer)
+            cams.append(cam)
+            sals.append(input_saliency(model, x, targets))
+    out = WindowOutputs(np.concatenate(probs), _concat_layers(batches))
+    duration = length / predictor.sample_rate
+    start_s = starts / predictor.sample_rate
+    for layer in out.layers:
+        spans = predictor.spans(layer.n_tokens)
+        entry = {"layer": layer.layer, "kind": layer.kind, "heads": layer.heads, "shape": list(layer.shape),
+                 "has_cls": layer.has_cls, "tokens": layer.n_tokens,
+                 "token_seconds": round(predictor.input_shape[-1] / layer.n_tokens * predictor.step_seconds, 5)}
+        key = "rollout" if layer.kind == "self" else "weights"
+        curve = layer.rollout if layer.kind == "self" else layer.weights
+        entry[key] = _curve(*stitch(curve, spans, start_s, duration))
+        out.attention.append(entry)
+    if use_saliency:
+        if cam_layer is not None:
+            cam = np.concatenate(cams)
+            out.saliency.append({"method": "grad_cam", "layer": cam_layer, "tokens": int(cam.shape[1]),
+                                 **_curve(*stitch(cam, predictor.spans(cam.shape[1]), start_s, duration))})
+        sal = np.concatenate(sals)
+        out.saliency.append({"method": "input_gradient", "layer": "input", "tokens": int(sal.shape[1]),
+                             **_curve(*stitch(sal, predictor.spans(sal.shape[1]), start_s, duration))})
+    return out
+
+
+def _concat_layers(batches: list[list[LayerAttention]]) -> list[LayerAttention]:
+    """Per-batch summaries -> one LayerAttention per layer over all windows."""
+    if not batches:
+        return []
+    out = []
+    for j, first in enumerate(batches[0]):
+        parts = [b[j] for b in batches]
+
+        def cat(attr):
+            arrays = [getattr(p, attr) for p in parts]
+            return None if arrays[0] is None else np.concatenate(arrays)
+
+        out.append(LayerAttention(first.layer, first.kind, first.heads, first.shape, first.has_cls, first.n_tokens,
+                                  received=cat("received"), rollout=cat("rollout"), weights=cat("weights")))
+    return out
+
+
+def window_attention(model: Predictor | Ensemble, prediction: Prediction, index: int) -> list[LayerAttention]:
+    """Full attention matrices of one window of a prediction: per layer (1, H, T', T') or
+    (1, T') in `weights_full` (recomputed, so a long file's matrices are never all kept)."""
+    from core.models.attention import capture_attention
+
+    predictor = as_ensemble(model).primary
+    if not 0 <= index < len(prediction.starts):
+        raise ConfigError(f"window {index} does not exist; the prediction has {len(prediction.starts)} windows")
+    x = torch.from_numpy(predictor.inputs(prediction.signal, prediction.starts[index:index + 1])).to(predictor.device)
+    with torch.no_grad(), capture_attention(predictor.model) as maps:
+        predictor.model(x)
+    return attention_summary(maps, keep_full=True)

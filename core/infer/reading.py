@@ -1,0 +1,208 @@
+"""Reading a user's file or upload into windows the run can classify.
+
+Audio is decoded (content-checked) to the run's rate; IMU CSVs go through the training reader
+(columns by name, chunked, short NaN runs interpolated), one stream per subject/session.
+Nothing read is executed or unpickled. Uploads are written to a fresh private temp folder
+under a fixed name with a suffix chosen from the content, so a user's `../../x.wav` or
+`con.wav` never reaches a path.
+"""
+from __future__ import annotations
+
+import math
+import shutil
+import tempfile
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from core.data.audio import AUDIO_EXTENSIONS, decode_audio, probe_audio, sniff_format
+from core.data.windowing import window_labels, window_starts
+from core.errors import ConfigError, DataError, SigscopeError
+
+MAX_UPLOAD_BYTES = 50 * 1024 * 1024  # 50 MiB per uploaded file
+MAX_AUDIO_SECONDS = 600.0  # 10 minutes of audio per file
+MAX_WINDOWS = 20_000  # windows classified per file
+SILENCE_PEAK = 1e-4  # -80 dBFS: nothing to classify below this
+RATE_TOLERANCE = 0.05  # an IMU CSV's rate may differ this much from the run's
+
+
+@dataclass
+class Windows:
+    """One file read for a run: `signal` ((T,) audio at the run's rate, or (T, C) IMU streams
+    laid end to end), window `starts` (samples), the CSV's labels per window (`truth`, -1 for
+    unknown; None for audio), its `streams`, `notes` for the user and the hop in samples."""
+
+    signal: np.ndarray
+    starts: np.ndarray
+    hop: int
+    truth: np.ndarray | None = None
+    streams: list[dict] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+
+
+def detect_kind(path: Path) -> str:
+    """"audio" or "csv" from the file's content (never from its name)."""
+    size = path.stat().st_size if path.is_file() else -1
+    if size < 0:
+        raise DataError(f"{path}: no such file")
+    if size == 0:
+        raise DataError(f"{path}: the file is empty (0 bytes)")
+    with open(path, "rb") as f:
+        head = f.read(4096)
+    if sniff_format(head) is not None:
+        return "audio"
+    if head[:2] == b"\x1f\x8b":
+        return "csv"  # gzip: the CSV reader opens .csv.gz
+    try:
+        text = head.decode("utf-8")
+    except UnicodeDecodeError:
+        text = None
+    if text is not None and "\x00" not in text and any(d in text.split("\n", 1)[0] for d in ",;\t|"):
+        return "csv"
+    raise DataError(f"{path}: is neither audio (WAV/FLAC/OGG/MP3) nor a text CSV (content starts {head[:12]!r}); "
+                    "give a recording or an IMU CSV")
+
+
+def sliding_starts(length: int, window: int, hop: int) -> np.ndarray:
+    """Window starts covering the whole signal: every `hop` samples, plus one last window
+    (zero-padded) when the tail would be left out; a signal shorter than one window gets one."""
+    if length <= window:
+        return np.zeros(1, dtype=np.int64)
+    starts = window_starts(length, window, hop)
+    if starts[-1] + window < length:
+        starts = np.append(starts, starts[-1] + hop)
+    return starts
+
+
+def read_windows(model, path: Path, name: str, hop: float | None) -> Windows:
+    """The windows of one file, checked against the run (a Predictor or Ensemble: its primary's
+    pipeline): audio for audio runs, an IMU CSV with the run's channels for IMU runs. hop:
+    seconds between window starts (default: the run's stride)."""
+    hop_samples = model.stride if hop is None else int(round(float(hop) * model.sample_rate))
+    if hop_samples < 1:
+        raise ConfigError(f"hop={hop} s is less than one sample at {model.sample_rate:g} Hz")
+    kind = detect_kind(path)
+    claimed = next((ext for ext in AUDIO_EXTENSIONS if name.lower().endswith(ext)), None)
+    if claimed and kind != "audio":
+        raise DataError(f"{path}: is not audio despite its {claimed} name (its content is text, not "
+                        "WAV/FLAC/OGG/MP3); give a real recording")
+    if kind == "audio" and model.signal != "audio":
+        raise DataError(f"{path}: is audio, but run {model.run_id} is an IMU model; pick an audio run")
+    if kind == "csv" and model.signal != "imu":
+        raise DataError(f"{path}: is a CSV, but run {model.run_id} is an audio model; pick an IMU run "
+                        "or give a WAV/FLAC/OGG/MP3 recording")
+    if kind == "audio":
+        notes: list[str] = []
+        signal = _read_audio(model, path, notes)
+        read = Windows(signal, sliding_starts(len(signal), model.window, hop_samples), hop_samples, notes=notes)
+    else:
+        read = _read_imu(model, path, hop_samples)
+    if len(read.starts) > MAX_WINDOWS:
+        raise DataError(f"{path}: would make {len(read.starts)} windows at a {hop_samples / model.sample_rate:g} s "
+                        f"hop; the limit is {MAX_WINDOWS} per file — use a larger hop or a shorter recording")
+    return read
+
+
+def _read_audio(model, path: Path, notes: list[str]) -> np.ndarray:
+    meta = probe_audio(path)
+    y = decode_audio(path, model.sample_rate, MAX_AUDIO_SECONDS)
+    if meta.get("sample_rate") and abs(meta["sample_rate"] - model.sample_rate) > 0.5:
+        notes.append(f"resampled from {meta['sample_rate']:g} Hz to the run's {model.sample_rate:g} Hz")
+    if meta.get("channels") == 2:
+        notes.append("stereo averaged to mono")
+    peak = float(np.max(np.abs(y))) if len(y) else 0.0
+    if peak < SILENCE_PEAK:
+        level = "digital silence" if peak == 0 else f"peak {20 * math.log10(peak):.0f} dBFS"
+        raise DataError(f"{path}: is silent ({level}); there is nothing to classify — check the microphone "
+                        "or the recording level")
+    if len(y) < model.window:
+        notes.append(f"{len(y) / model.sample_rate:.2f} s is shorter than the run's "
+                     f"{model.window_seconds:g} s clip: zero-padded at the end, as in training")
+    return y
+
+
+def _read_imu(model, path: Path, hop: int) -> Windows:
+    """An IMU CSV's streams end to end, with their window starts and the label column's answers."""
+    from core.data.imu_csv import DEFAULT_OPTIONS, estimate_rate, fill_nan_runs, read_header, read_streams
+
+    columns, _ = read_header(path, None)
+    missing = [c for c in model.channel_names if c not in columns]
+    if missing:
+        raise DataError(f"{path}: has no column(s) {missing}; run {model.run_id} was trained on channels "
+                        f"{model.channel_names} (the CSV has {columns}). Rename the columns to match")
+    opts = {**DEFAULT_OPTIONS, "channels": list(model.channel_names)}
+    index = {name: i for i, name in enumerate(model.class_names)}
+    pieces, all_starts, truths, streams, notes = [], [], [], [], []
+    offset = 0
+    for values, labels, lines, channels, subject, session, times in read_streams(path, opts, label_default=""):
+        rate = estimate_rate(times, opts.get("time") or "time")
+        if rate is not None and abs(rate - model.sample_rate) > RATE_TOLERANCE * model.sample_rate:
+            raise DataError(f"{path}: the time column says {rate:.1f} Hz; run {model.run_id} was trained at "
+                            f"{model.sample_rate:g} Hz. Resample the recording to {model.sample_rate:g} Hz")
+        values = fill_nan_runs(path, values, lines, channels, int(opts["max_nan_run"]))
+        name = f"{subject}:{session}"
+        if len(values) < model.window:
+            notes.append(f"stream {name} has {len(values)} rows, fewer than one {model.window}-sample window: skipped")
+            continue
+        ids = np.array([index.get(str(v).strip(), -1) for v in labels], dtype=np.int64)
+        starts, true, keep = window_labels(ids, model.window, hop, "majority")
+        pieces.append(values)
+        all_starts.append(starts + offset)
+        truths.append(np.where(keep, true, -1))
+        streams.append({"name": name, "start": round(offset / model.sample_rate, 4),
+                        "end": round((offset + len(values)) / model.sample_rate, 4), "windows": int(len(starts))})
+        offset += len(values)
+    if not pieces:
+        raise DataError(f"{path}: no stream has a full window of {model.window} samples "
+                        f"({model.window_seconds:g} s at {model.sample_rate:g} Hz); record a longer stretch")
+    return Windows(np.concatenate(pieces).astype(np.float32), np.concatenate(all_starts), hop,
+                   np.concatenate(truths), streams, notes)
+
+
+def error_line(error: BaseException, replace: dict[str, str] | None = None) -> str:
+    """One line a person can act on; temp paths replaced by the name the user gave."""
+    text = str(error) if isinstance(error, SigscopeError) else f"{type(error).__name__}: {error}"
+    for old, new in (replace or {}).items():
+        text = text.replace(old, new)
+    return (text.strip().splitlines() or [type(error).__name__])[0]
+
+
+# ---- uploads -----------------------------------------------------------------------------
+_SUFFIX = {"wav": ".wav", "flac": ".flac", "ogg": ".ogg", "mp3": ".mp3"}
+
+
+def upload_suffix(data: bytes) -> str:
+    """A safe suffix chosen from the content: .wav/.flac/.ogg/.mp3, .csv.gz or .csv."""
+    kind = sniff_format(data[:4096])
+    if kind is not None:
+        return _SUFFIX[kind]
+    return ".csv.gz" if data[:2] == b"\x1f\x8b" else ".csv"
+
+
+@contextmanager
+def private_copies(blobs: list[bytes]):
+    """Paths of `blobs` written to a fresh private temp folder, each under a fixed name with a
+    suffix chosen from its content; the folder is removed afterwards."""
+    folder = Path(tempfile.mkdtemp(prefix="sigscope-upload-"))
+    try:
+        paths = [folder / f"upload{i}{upload_suffix(data)}" for i, data in enumerate(blobs)]
+        for path, data in zip(paths, blobs):
+            path.write_bytes(data)
+        yield paths
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+def display_name(name: str, limit: int = 120) -> str:
+    """A user-given file name made safe to show: control characters dropped, length capped.
+    It is never used as a path."""
+    text = "".join(ch for ch in str(name or "upload") if ch.isprintable()).strip() or "upload"
+    return text if len(text) <= limit else text[:limit - 1] + "…"
+
+
+def check_upload_size(data: bytes, label: str) -> None:
+    if len(data) > MAX_UPLOAD_BYTES:
+        raise DataError(f"{label}: {len(data) / 2**20:.1f} MiB is over the {MAX_UPLOAD_BYTES // 2**20} MiB upload "
+                        "limit; cut the recording into shorter files")

@@ -12,10 +12,11 @@ export MPLCONFIGDIR ?= $(CURDIR)/.cache/mpl
 
 install: $(STAMP)
 
-$(STAMP): requirements.txt
+$(STAMP): requirements.txt pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
 	$(BIN)/pip install -q -r requirements.txt
+	$(BIN)/pip install -q --no-deps --no-build-isolation -e .
 	touch $(STAMP)
 
 # Debian's Chromium drives the end-to-end tests (Playwright cannot download browsers here);
@@ -38,7 +39,7 @@ test: install system-deps
 	$(BIN)/python -m pytest
 
 bench: install
-	for b in bench/*.py; do echo "== $$b"; $(BIN)/python $$b || exit 1; done
+	for b in bench/*.py; do case $$b in */__init__.py) continue;; esac; echo "== $$b"; $(BIN)/python $$b || exit 1; done
 
 clean:
-	rm -rf $(VENV) .cache .pytest_cache
+	rm -rf $(VENV) .cache .pytest_cache *.egg-info

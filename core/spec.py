@@ -645,7 +645,8 @@ SELECTORS = ("model.name", "data.source")  # changing one of these resets its fa
 
 def apply_overrides(config: Any, overrides: dict[str, Any], explicit: bool = True) -> dict:
     """The config dict with dotted keys set (strings parsed later by `validate`). A key that
-    does not exist, or (explicit=True) does not apply to the resulting config, is refused.
+    does not exist, or (explicit=True) is set to other than its default where it does not
+    apply to the resulting config, is refused.
     Changing model.name resets model.hparams and data.source resets data.options, unless the
     same overrides set them."""
     from core.config import parse_value
@@ -668,11 +669,17 @@ def apply_overrides(config: Any, overrides: dict[str, Any], explicit: bool = Tru
         except ConfigError as e:
             found.append(str(e))
             continue
-        if explicit and not p.applies(data):
+        if explicit and not p.applies(data) and not _same(value_at(data, key), p.default):
             found.append(f"{key}: {p.why_not(data)}; leave it out or change that first")
     if found:
         raise ConfigError("\n".join(found))
     return data
+
+
+def _same(a: Any, b: Any) -> bool:
+    """Equal as config values (a tuple and a list of the same items are the same)."""
+    norm = (lambda v: list(v) if isinstance(v, tuple) else v)
+    return norm(a) == norm(b)
 
 
 def _set(data: dict, key: str, value: Any, create: bool = False) -> None:

@@ -13,12 +13,14 @@ def test_default_config_round_trips_through_json():
 
 
 def test_overrides_set_nested_values_and_parse_cli_strings():
-    cfg = RunConfig().with_overrides(parse_sets(["train.epochs=3", "model.hparams.depth=2",
-                                                 "data.options.classes=all12", "train.grad_clip=null"]))
+    cfg = RunConfig().with_overrides(parse_sets(["train.epochs=3", "model.hparams.num_stages=2",
+                                                 "data.source=hapt", "data.options.classes=all12",
+                                                 "train.grad_clip=null", "data.augment.jitter.p=0.25"]))
     assert cfg.train.epochs == 3
-    assert cfg.model.hparams == {"depth": 2}
-    assert cfg.data.options == {"classes": "all12"}
+    assert cfg.model.hparams["num_stages"] == 2 and cfg.model.hparams["block"] == "basic", "defaults filled in"
+    assert cfg.data.options["classes"] == "all12"
     assert cfg.train.grad_clip is None
+    assert cfg.data.augment == [{"name": "jitter", "p": 0.25, "params": {"sigma": 0.05}}]
 
 
 def test_unknown_keys_are_refused_by_name():

@@ -26,7 +26,7 @@ TINY = {"data.source": "synthetic_imu", "data.max_examples": 120, "data.window":
 
 
 def tiny(**overrides) -> RunConfig:
-    return RunConfig().with_overrides({**TINY, **overrides})
+    return RunConfig().with_overrides({**TINY, **overrides}, explicit=False)
 
 
 @pytest.fixture
@@ -106,10 +106,10 @@ def test_a_cancelled_queued_job_never_starts(jobs, store):
 
 
 def test_a_failing_job_is_recorded_and_the_next_one_still_runs(jobs, store):
-    bad = jobs.submit(tiny(**{"train.epochs": 1, "model.hparams.num_stages": 99}))
+    bad = jobs.submit(tiny(**{"train.epochs": 1, "data.source": "imu_csv", "data.path": str(ROOT / "no-such.csv")}))
     good = jobs.submit(tiny(**{"train.epochs": 1}))
     assert jobs.wait(bad, timeout=60) == "failed"
-    assert "num_stages" in store.get_run(bad)["error"]
+    assert "no-such.csv does not exist" in store.get_run(bad)["error"]  # found only when the data is read
     assert jobs.wait(good, timeout=60) == "completed"
 
 

@@ -26,8 +26,8 @@ def test_resolve_coerces_cli_strings():
 
 @pytest.mark.parametrize("overrides, message", [
     ({"width": 1000}, "width=1000 is out of range: allowed int in [4, 64]"),
-    ({"width": 2.5}, "width=2.5 is not valid"),
-    ({"act": "tanh"}, "act='tanh' is not valid: allowed one of 'relu', 'gelu'"),
+    ({"width": 2.5}, "width=2.5 is not a whole number"),
+    ({"act": "tanh"}, "act='tanh' is not a known choice: allowed one of 'relu', 'gelu'"),
     ({"depth": 3}, "has no hyperparameter 'depth'"),
 ])
 def test_bad_values_name_the_value_and_what_is_allowed(overrides, message):

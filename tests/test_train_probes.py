@@ -38,7 +38,7 @@ def bundle():
 def tiny_config(**overrides) -> RunConfig:
     base = {"train.epochs": 1, "train.batch_size": 32, "train.probes.every_n_steps": 2,
             "train.probes.histogram_every_n_steps": 3}
-    return RunConfig().with_overrides({**base, **overrides})
+    return RunConfig().with_overrides({**base, **overrides}, explicit=False)
 
 
 def test_dead_unit_statistics_on_known_tensors():

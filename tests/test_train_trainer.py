@@ -25,7 +25,7 @@ def hapt_config(**overrides) -> RunConfig:
     """The bundled real HAPT sample (4 subjects, acc+gyro at 50 Hz), capped small."""
     base = {"data.source": "hapt", "data.max_examples": 240, "train.epochs": 2, "train.batch_size": 32,
             "train.probes.every_n_steps": 2, "train.probes.histogram_every_n_steps": 4, **TINY_RESNET}
-    return RunConfig().with_overrides({**base, **overrides})
+    return RunConfig().with_overrides({**base, **overrides}, explicit=False)
 
 
 def test_two_epochs_on_bundled_hapt_store_metrics_and_probes_for_every_layer(store):
@@ -189,10 +189,11 @@ class TinyMLP(torch.nn.Module):
 def test_early_stopping_ends_a_run_that_stopped_improving(tmp_path):
     from core.data import load
 
-    cfg = hapt_config(**{"train.epochs": 10, "optim.lr": 1e-30, "optim.weight_decay": 0.0,
+    cfg = hapt_config(**{"train.epochs": 10, "optim.weight_decay": 0.0,
                          "schedule.name": "none", "train.early_stopping.enabled": True,
                          "train.early_stopping.patience": 2, "data.max_examples": 80,
                          "train.probes.enabled": False})
+    cfg.optim.lr = 1e-30  # below the spec's range on purpose: a Trainer given a config directly trains it
     bundle = load(cfg.data)
     model = TinyMLP(bundle.input_shape[0] * bundle.input_shape[1], bundle.num_classes)
     result = Trainer(cfg, bundle, model=model, run_dir=tmp_path, device="cpu").fit()

@@ -102,9 +102,8 @@ def run(args) -> int:
     from core.profile import profile_model
     optimizer = spec.lookup("optim.name").coerce(args.optimizer, "--optimizer")
     amp = spec.lookup("train.amp").coerce(args.amp, "--amp")
-    batch = spec.lookup("train.batch_size").coerce(args.batch, "--batch")
     report = profile_model(args.model, parse_sets(args.set), input_shape=parse_shape(args.shape),
-                           num_classes=args.classes, batch_size=batch, optimizer=optimizer,
+                           num_classes=args.classes, batch_size=args.batch, optimizer=optimizer,
                            amp=amp, grad_checkpointing=args.checkpointing,
                            measure_latency=not args.no_measure, device=args.device,
                            cross_check=not args.no_cross_check)

@@ -129,6 +129,9 @@ def _constraints(hp: dict, shape: tuple) -> list[str]:
         counts = parse_heads(hp["heads"])
     except ConfigError as e:
         return [str(e)]
+    if hp.get("block") == "bottleneck" and hp.get("base_channels", 16) % 4:
+        return [f"base_channels={hp['base_channels']} must be a multiple of 4 with block='bottleneck' "
+                "(the bottleneck is a quarter as wide)"]
     bad = [h for h in counts if hp["d_model"] % h]
     if bad:
         return [f"d_model={hp['d_model']} must be divisible by every head count in heads={hp['heads']!r} "

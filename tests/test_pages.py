@@ -52,7 +52,8 @@ def populated(tmp_path_factory):
     store = Store(runs / "sigscope.db")
     jobs = JobManager(store, max_workers=1)
     ids = {"completed": jobs.submit(tiny_config("tiny completed")),
-           "failed": jobs.submit(tiny_config("tiny failed", path=str(runs / "missing.csv"), source="imu_csv"))}
+           "failed": jobs.submit(tiny_config("tiny failed", path=str(runs / "missing.csv"), source="imu_csv",
+                                             options={}))}
     ids["cancelled"] = jobs.submit(tiny_config("tiny cancelled"))
     jobs.cancel(ids["cancelled"])
     for run_id in ids.values():
@@ -94,6 +95,29 @@ def open_page(path: str, timeout: float = 90, query: dict | None = None) -> AppT
     at.run()
     if path != "pages/home.py":
         at.switch_page(path).run()
+    assert not at.exception, [e.message for e in at.exception]
+    return at
+
+
+def widget(at: AppTest, key: str):
+    """The widget of any kind with this key."""
+    kinds = ("selectbox", "number_input", "toggle", "text_input", "multiselect", "slider", "checkbox")
+    for kind in kinds:
+        for w in getattr(at, kind):
+            if w.key == key:
+                return w
+    raise AssertionError(f"no widget with key {key!r}")
+
+
+def fk(key: str, scope: str = "", prefix: str = "train") -> str:
+    """A form widget's key (dashboard.forms.widget_key)."""
+    from dashboard.forms import widget_key
+    return widget_key(prefix, key, scope)
+
+
+def set_form(at: AppTest, key: str, value, scope: str = "", prefix: str = "train") -> AppTest:
+    widget(at, fk(key, scope, prefix)).set_value(value)
+    at.run()
     assert not at.exception, [e.message for e in at.exception]
     return at
 
@@ -230,19 +254,18 @@ def test_train_refuses_an_invalid_combination_with_the_reason_and_submits_a_vali
     from dashboard.engine import engine
 
     at = open_page("pages/train.py")
-    at.selectbox(key="train.source").set_value("synthetic_imu").run()
-    at.selectbox(key="train.model").set_value("har_transformer").run()
-    at.slider(key="train.hp.har_transformer.dim").set_value(100).run()
-    at.slider(key="train.hp.har_transformer.heads").set_value(3).run()
-    assert not at.exception
-    assert any("refused" in e.value and "divisible by heads=3" in e.value for e in at.error), \
+    set_form(at, "data.source", "synthetic_imu")
+    set_form(at, "model.name", "har_transformer")
+    set_form(at, "model.hparams.dim", 100, "har_transformer")
+    set_form(at, "model.hparams.heads", 3, "har_transformer")
+    assert any("Fix first" in e.value and "divisible by heads=3" in e.value for e in at.error), \
         [e.value for e in at.error]
     assert at.button(key="train.submit").disabled
 
-    at.slider(key="train.hp.har_transformer.heads").set_value(4).run()
-    at.number_input(key="train.epochs").set_value(2).run()
-    at.selectbox(key="train.sched").set_value("warmup_exp_cosine").run()
-    assert not at.exception and not at.button(key="train.submit").disabled
+    set_form(at, "model.hparams.heads", 4, "har_transformer")
+    set_form(at, "train.epochs", 2)
+    set_form(at, "schedule.name", "warmup_exp_cosine")
+    assert not at.button(key="train.submit").disabled
     cfg = shown_config(at)
     assert (cfg.model.name, cfg.model.hparams["dim"], cfg.model.hparams["heads"]) == ("har_transformer", 100, 4)
     assert cfg.schedule.name == "warmup_exp_cosine" and cfg.train.epochs == 2
@@ -257,38 +280,44 @@ def test_train_refuses_an_invalid_combination_with_the_reason_and_submits_a_vali
     engine().jobs.wait(runs[0]["id"], timeout=60)
 
 
+def test_train_refuses_a_bad_value_in_a_field_with_the_key(runs_dir):
+    at = open_page("pages/train.py")
+    set_form(at, "data.window", "abc")
+    assert any("data.window='abc' is not a number" in e.value for e in at.error), [e.value for e in at.error]
+    assert at.button(key="train.submit").disabled
+
+
 def test_train_refuses_an_unloadable_data_path(runs_dir):
     at = open_page("pages/train.py")
-    at.text_input(key="train.hapt.path").set_value("no/such/file.csv.gz").run()
-    assert not at.exception
+    set_form(at, "data.path", "no/such/file.csv.gz")
     assert any("cannot be loaded" in e.value for e in at.error)
     assert at.button(key="train.submit").disabled
 
 
 def test_train_form_works_for_every_data_source(runs_dir):
     """Each source either loads (and the model list fits its input kind) or says why not."""
-    from core.data import list_sources
+    from core.data.sources import get_source, source_names
 
     at = open_page("pages/train.py")
-    for source in list_sources():
-        at.selectbox(key="train.source").set_value(source["name"]).run()
-        assert not at.exception, (source["name"], [e.message for e in at.exception])
-        refused = [e.value for e in at.error if "cannot be loaded" in e.value]
-        if refused:
-            assert source["default_data"].startswith("none"), (source["name"], refused)
+    for name in source_names():
+        set_form(at, "data.source", name)
+        if get_source(name).needs_path:
+            assert any("has no bundled data" in e.value for e in at.error), name
             assert at.button(key="train.submit").disabled
             continue
-        kinds = {registry.spec(m).input_kind for m in at.selectbox(key="train.model").options}
+        refused = [e.value for e in at.error]
+        assert not refused, (name, refused)
+        kinds = {registry.spec(m).input_kind for m in widget(at, fk("model.name")).options}
         summary = next(c.value for c in at.caption if "train /" in c.value)
-        assert len(kinds) == 1 and f"input {kinds.pop()}" in summary, (source["name"], summary)
-    at.selectbox(key="train.source").set_value("fsdd").run()
-    at.selectbox(key="train.features").set_value("mfcc").run()
-    assert not at.exception
-    assert "audio_resnet_attention" not in at.selectbox(key="train.model").options  # MFCC rows are IMU-like
-    at.selectbox(key="train.features").set_value("raw").run()  # waveforms: the zoo may have no model for them
+        assert len(kinds) == 1 and f"input {kinds.pop()}" in summary, (name, summary)
+    set_form(at, "data.source", "fsdd")
+    assert widget(at, fk("data.features")).value == "stack4", "FSDD's suggested features come with it"
+    set_form(at, "data.features", "mfcc")
+    assert "audio_resnet_attention" not in widget(at, fk("model.name")).options  # MFCC rows are IMU-like
+    set_form(at, "data.features", "raw")  # waveforms: the zoo may have no model for them
     kinds = {registry.spec(m).input_kind for m in registry.list_models()}
     if "waveform" not in kinds:
-        assert any("no model in the zoo takes waveform input" in e.value for e in at.error)
+        assert any("No model in the zoo takes waveform input" in w.value for w in at.warning)
         assert at.button(key="train.submit").disabled
 
 
@@ -301,17 +330,8 @@ def _hparam_script(model: str) -> None:
     from dashboard.widgets import hparam_form
 
     spec = registry.spec(model)
-    hparams = hparam_form(spec, "t.hp")
+    hparams = hparam_form(spec, "t")
     st.code(RunConfig(model=ModelConfig(name=model, hparams=hparams)).to_json(), language="json")
-
-
-def _set(at: AppTest, key: str, value) -> None:
-    for kind in ("slider", "number_input", "selectbox", "checkbox"):
-        found = [w for w in getattr(at, kind) if w.key == key]
-        if found:
-            found[0].set_value(value)
-            return
-    raise AssertionError(f"no widget with key {key}")
 
 
 @pytest.mark.parametrize("model", registry.list_models())
@@ -322,23 +342,19 @@ def test_spec_widgets_round_trip_to_a_valid_run_config(model):
     assert not at.exception
     cfg = RunConfig.from_json(at.code[0].value)
     assert cfg.model.hparams == spec.defaults(), "widgets start at the spec's defaults"
-    assert {w.key for kind in ("slider", "number_input", "selectbox", "checkbox") for w in getattr(at, kind)} == \
-        {f"t.hp.{model}.{h.name}" for h in spec.hparams}, "one widget per hyperparameter"
+    keys = {w.key for kind in ("number_input", "selectbox", "toggle") for w in getattr(at, kind)}
+    assert keys == {fk(f"model.hparams.{h.name}", model, "t") for h in spec.hparams}, "one widget per hyperparameter"
 
     rng = random.Random(7)
-    for _ in range(20):  # a random point the spec accepts
+    for _ in range(50):  # a random point the spec accepts
         chosen = {h.name: h.sample(rng) for h in spec.hparams}
-        for h in spec.hparams:
-            if h.type == "float" and not h.log:  # sliders move in hundredths of the range
-                step = (h.high - h.low) / 100
-                chosen[h.name] = h.low + round((chosen[h.name] - h.low) / step) * step
         try:
             expected = spec.resolve(chosen)
             break
         except Exception:
             continue
     for name, value in chosen.items():
-        _set(at, f"t.hp.{model}.{name}", value)
+        widget(at, fk(f"model.hparams.{name}", model, "t")).set_value(value)
     at.run()
     assert not at.exception
     cfg = RunConfig.from_json(at.code[0].value)
@@ -349,31 +365,31 @@ def test_spec_widgets_round_trip_to_a_valid_run_config(model):
 
 def test_two_sessions_do_not_see_each_others_unsaved_choices(runs_dir):
     first, second = open_page("pages/train.py"), open_page("pages/train.py")
-    first.number_input(key="train.epochs").set_value(17).run()
-    first.selectbox(key="train.opt").set_value("sgd").run()
+    default_epochs = widget(second, fk("train.epochs")).value
+    set_form(first, "train.epochs", 17)
+    set_form(first, "optim.name", "sgd")
     second.run()
-    assert second.number_input(key="train.epochs").value == 5
-    assert second.selectbox(key="train.opt").value == "adamw"
-    assert shown_config(first).train.epochs == 17 and shown_config(second).train.epochs == 5
+    assert widget(second, fk("train.epochs")).value == default_epochs != 17
+    assert widget(second, fk("optim.name")).value == "adamw"
+    assert shown_config(first).train.epochs == 17 and shown_config(second).train.epochs == default_epochs
 
 
+# ---- Build ---------------------------------------------------------------------------------
 def test_build_hands_its_model_to_train(runs_dir):
     at = open_page("pages/build.py")
     at.selectbox(key="build.model").set_value("resnet1d").run()
-    at.slider(key="build.hp.resnet1d.num_stages").set_value(2).run()
+    set_form(at, "model.hparams.num_stages", 2, "resnet1d", prefix="build")
     at.button(key="build.to_train").click().run()
     assert not at.exception
     cfg = shown_config(at)
     assert cfg.model.name == "resnet1d" and cfg.model.hparams["num_stages"] == 2
 
 
-# ---- Build ---------------------------------------------------------------------------------
 def test_build_shows_costs_and_updates_when_a_knob_changes(runs_dir):
     at = open_page("pages/build.py")
     at.selectbox(key="build.model").set_value("resnet1d").run()
     before = metric(at, "Parameters")
-    at.number_input(key="build.hp.resnet1d.base_channels").set_value(64).run()
-    assert not at.exception
+    set_form(at, "model.hparams.base_channels", 64, "resnet1d", prefix="build")
     assert metric(at, "Parameters") != before, "changing the width must change the parameter count"
     assert metric(at, "Training memory").endswith(("KiB", "MiB", "GiB"))
     assert at.get("graphviz_chart"), "the block diagram is drawn"
@@ -382,11 +398,11 @@ def test_build_shows_costs_and_updates_when_a_knob_changes(runs_dir):
 def test_build_refuses_an_invalid_combination_with_the_reason(runs_dir):
     at = open_page("pages/build.py")
     at.selectbox(key="build.model").set_value("har_transformer").run()
-    at.slider(key="build.hp.har_transformer.dim").set_value(100).run()
-    at.slider(key="build.hp.har_transformer.heads").set_value(3).run()
-    assert not at.exception
+    set_form(at, "model.hparams.dim", 100, "har_transformer", prefix="build")
+    set_form(at, "model.hparams.heads", 3, "har_transformer", prefix="build")
     assert any("cannot be built" in e.value and "divisible by heads=3" in e.value for e in at.error)
-    at.text_input(key="build.shape").set_value("6").run()
+    at.selectbox(key="build.setup.har_transformer").set_value("Custom input shape").run()
+    at.text_input(key="build.shape.har_transformer").set_value("6").run()
     assert any("cannot be built" in e.value and "(channels, time)" in e.value for e in at.error)
 
 

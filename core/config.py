@@ -190,7 +190,7 @@ class DataConfig(_Config):
     """Which data, how it is windowed, featurized, normalized, augmented and split."""
 
     source: str = param("synthetic_imu", "choice", "where the examples come from (`python -m core data list`)",
-                        choices=_sources, choice_help=_source_help, label="Source")
+                        choices=_sources, choice_help=_source_help, label="Source", describe_choice=True)
     path: str | None = param(None, "str", "a file or folder of your own data", nullable=True,
                              null_means="the source's bundled or default data", label="Path")
     options: dict = field(default_factory=dict)  # the source's own options (its SourceSpec.options)
@@ -206,7 +206,7 @@ class DataConfig(_Config):
     clip_seconds: float = param(1.0, "float", "each recording is padded or cropped to this length", low=0.05,
                                 high=60.0, unit="s", when=(AUDIO,), label="Clip (s)", step=0.1)
     features: str = param("raw", "choice", "what the model sees of each clip", choices=_features,
-                          choice_help=_feature_help, when=(AUDIO,), label="Features")
+                          choice_help=_feature_help, when=(AUDIO,), label="Features", describe_choice=True)
     n_mels: int = param(40, "int", "mel bands (rows of the spectrogram planes)", low=2, high=512,
                         when=(AUDIO, FEATURED), label="Mel bands")
     n_fft: int = param(256, "int", "FFT size of the short-time Fourier transform", low=16, high=16384,
@@ -221,7 +221,7 @@ class DataConfig(_Config):
     normalization: str = param("zscore", "choice", "how inputs are scaled (statistics from the training split)",
                                choices=_normalizations, choice_help=_normalization_help, label="Normalization")
     split: str = param("stratified", "choice", "how examples are divided into train, validation and test",
-                       choices=_splits, choice_help=_split_help, label="Split")
+                       choices=_splits, choice_help=_split_help, label="Split", describe_choice=True)
     val_fraction: float = param(0.15, "float", "share of examples (or groups) for validation", low=0.0, high=0.9,
                                 label="Validation share", step=0.05)
     test_fraction: float = param(0.2, "float", "share of examples (or groups) for testing", low=0.0, high=0.9,
@@ -252,7 +252,7 @@ class DataConfig(_Config):
 @dataclass
 class ModelConfig(_Config):
     name: str = param("resnet1d", "choice", "the zoo model (`python -m core models`)", choices=_models,
-                      choice_help=_model_help, label="Model")
+                      choice_help=_model_help, label="Model", describe_choice=True)
     hparams: dict = field(default_factory=dict)  # its hyperparameters (registry spec); defaults fill the rest
 
 
@@ -275,7 +275,8 @@ class OptimConfig(_Config):
 @dataclass
 class ScheduleConfig(_Config):
     name: str = param("cosine", "choice", "how the learning rate moves over training",
-                      choices=lambda: tuple(_schedules()), choice_help=_schedules, label="Schedule")
+                      choices=lambda: tuple(_schedules()), choice_help=_schedules, label="Schedule",
+                      describe_choice=True)
     warmup_epochs: float = param(0.0, "float", "linear warm-up length (0 = none; warmup_exp_cosine: 0 = its "
                                                "scaled 15/120)", low=0.0, high=10_000.0, unit="epochs",
                                  when=(When("schedule.name", "in", _schedules_using("warmup_epochs")),),

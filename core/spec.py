@@ -110,6 +110,7 @@ class Param:
     step: widget step for numbers (default: chosen from the range).
     allowed_text: the allowed values in words, where listing the choices would not help.
     advanced: drawn under "More settings" in the forms (limits, chunk sizes, seeds of generators).
+    describe_choice: the forms show the chosen option's help under the widget.
     """
 
     name: str
@@ -132,6 +133,7 @@ class Param:
     step: float | None = None
     allowed_text: str = ""
     advanced: bool = False
+    describe_choice: bool = False
 
     def __post_init__(self) -> None:
         if self.type not in TYPES:

@@ -214,6 +214,8 @@ class RunForm:
         on_change = functools.partial(_apply_suggested, self.prefix) if entry.key == "data.source" else None
         value = param_widget(entry.param, key, entry.value, restrict=self.restrict.get(entry.key),
                              on_change=on_change)
+        if entry.param.describe_choice and entry.param.helps().get(value):
+            st.caption(entry.param.helps()[value])
         self._set(entry.key, value)
         self.drawn.append(entry.key)
         return value

@@ -230,9 +230,9 @@ register_source(SourceSpec(
     "(takes 0-4 test)",
     signal="audio",
     options=(full_option("2,500 files in ../shared/data/fsdd; default: the bundled 300-file sample"),
-             dataclasses.replace(OPTIONS[6], default=[0, 1, 2, 3, 4], nullable=False,
+             dataclasses.replace(OPTIONS[6], default=[0, 1, 2, 3, 4], nullable=False, advanced=True,
                                  help="takes that form the standard test set (split='fixed')"),
-             ALIGN, ON_ERROR,
+             dataclasses.replace(ALIGN, advanced=True), dataclasses.replace(ON_ERROR, advanced=True),
              Param("tts_voices", "int", 0, "add this many espeak-ng voices (7 accents x ~90 variants) saying the "
                    "digits, training split only (needs the espeak-ng program; 0 = none)", low=0, high=630, step=50,
                    label="Synthetic voices (espeak-ng)"),

@@ -48,11 +48,12 @@ def test_build_a_small_model_and_train_it_on_hapt(server, page, test_output):
     choose(page, "Model", "resnet1d")
     params = page.locator("[data-testid='stMetric']").filter(has_text="Parameters")
     before = params.inner_text()
-    for knob in ("num stages", "blocks per stage"):
-        page.get_by_role("slider", name=knob).focus()
-        page.keyboard.press("Home")  # the smallest value
+    for knob in ("Num stages", "Blocks per stage"):
+        box = page.get_by_role("spinbutton", name=knob, exact=True)
+        box.fill("1")  # the smallest value
+        box.press("Enter")
         wait_for_app(page)
-    assert params.inner_text() != before, "moving the sliders changes the parameter count"
+    assert params.inner_text() != before, "fewer stages and blocks change the parameter count"
     page.get_by_text("Block structure").wait_for()
     screenshot(page, test_output / "build.png")
 
@@ -60,12 +61,13 @@ def test_build_a_small_model_and_train_it_on_hapt(server, page, test_output):
     page.get_by_role("button", name="Start training").wait_for()
     wait_for_app(page)
     assert "Train" in page.title() or page.url.endswith("/train")
-    page.get_by_text("UCI HAPT smartphone IMU").first.wait_for()  # the bundled real data is the default
+    page.get_by_text("From Build: resnet1d").first.wait_for()  # what was carried over, said plainly
+    page.get_by_text("UCI HAPT smartphone IMU").first.wait_for()  # the bundled real data it was sized for
     epochs = page.get_by_role("spinbutton", name="Epochs", exact=True)
     epochs.fill("40")
     epochs.press("Enter")
     wait_for_app(page)
-    name = page.get_by_role("textbox", name="Run name (optional)")
+    name = page.get_by_role("textbox", name="Run name")
     name.fill("e2e watched")
     name.press("Enter")
     wait_for_app(page)
@@ -116,7 +118,7 @@ def test_monitor_charts_gain_points_while_the_run_trains(server, page, test_outp
 def test_cancel_a_second_run_from_the_queue(server, page, test_output):
     page.goto(server["url"] + "/train")
     wait_for_app(page)
-    name = page.get_by_role("textbox", name="Run name (optional)")
+    name = page.get_by_role("textbox", name="Run name")
     name.fill("e2e cancelled")
     name.press("Enter")
     wait_for_app(page)

@@ -156,7 +156,7 @@ register("audio_resnet_attention", ModelSpec(
         HParam("pool_hidden", "int", low=8, high=256, log=True),
         HParam("head_hidden", "int", low=16, high=512, log=True),
         HParam("block", "choice", choices=("basic", "bottleneck")),
-        HParam("se", "bool"),
+        HParam("se", "bool", label="squeeze-excitation"),
     ),
     has_attention=True,
     supports_checkpointing=True,

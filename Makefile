@@ -8,7 +8,7 @@ PORT ?= 8501
 export NUMBA_CACHE_DIR ?= $(CURDIR)/.cache/numba
 export MPLCONFIGDIR ?= $(CURDIR)/.cache/mpl
 
-.PHONY: run test install system-deps bench clean
+.PHONY: run test install system-deps bench docs clean
 
 install: $(STAMP)
 
@@ -40,6 +40,10 @@ test: install system-deps
 
 bench: install
 	for b in bench/*.py; do case $$b in */__init__.py) continue;; esac; echo "== $$b"; $(BIN)/python $$b || exit 1; done
+
+# docs/OPTIONS.md is generated from the one spec (a test fails when it is stale)
+docs: install
+	$(BIN)/python -m core options --markdown > docs/OPTIONS.md
 
 clean:
 	rm -rf $(VENV) .cache .pytest_cache *.egg-info

@@ -7,6 +7,7 @@ exactly what training uses (both go through `build_scheduler`).
 Schedules (`ScheduleConfig.name`):
 - "none":   constant lr (after an optional linear warm-up of `warmup_epochs`).
 - "cosine": optional linear warm-up, then cosine from lr to `min_lr` at the last step.
+- "linear": optional linear warm-up, then a straight line from lr to `min_lr` at the last step.
 - "onecycle": torch's OneCycleLR with max_lr = lr; `warmup_epochs` sets the rising part
   (default 30 % of training).
 - "step":   lr × `gamma` every `step_size` epochs (optional warm-up).
@@ -114,6 +115,19 @@ def _seed(cfg: ScheduleConfig, base_lr: float, epochs: int, spe: int) -> Callabl
     return seed_schedule
 
 
+def _linear(cfg: ScheduleConfig, base_lr: float, epochs: int, spe: int) -> Callable[[int], float]:
+    """Warm-up, then a straight line from lr down to min_lr at the last step (BERT-style)."""
+    warmup, floor = _warmup(cfg, spe), _floor(cfg, base_lr)
+    total, warm = max(1, epochs * spe), max(0.0, cfg.warmup_epochs) * max(1, spe)
+
+    def linear(step: int) -> float:
+        w = warmup(step)
+        if w is not None:
+            return w
+        return 1.0 - (1.0 - floor) * min(1.0, (step - warm) / max(1.0, total - warm))
+    return linear
+
+
 def _onecycle(optimizer: torch.optim.Optimizer, cfg: ScheduleConfig, epochs: int, spe: int) -> LRScheduler:
     pct = cfg.warmup_epochs / epochs if cfg.warmup_epochs > 0 else 0.3
     pct = min(max(pct, 1e-3), 0.99)
@@ -131,6 +145,8 @@ SCHEDULES: dict[str, ScheduleSpec] = {s.name: s for s in (
     ScheduleSpec("none", "constant learning rate (after an optional warm-up)", ("warmup_epochs",), factor=_constant),
     ScheduleSpec("cosine", "cosine from lr down to min lr at the last step", ("warmup_epochs", "min_lr"),
                  factor=_cosine),
+    ScheduleSpec("linear", "warm-up, then a straight line from lr down to min lr at the last step",
+                 ("warmup_epochs", "min_lr"), factor=_linear),
     ScheduleSpec("onecycle", "rise to lr then anneal (one-cycle; warm-up sets the rising part, default 30 %)",
                  ("warmup_epochs",), build=_onecycle),
     ScheduleSpec("step", "multiply by gamma every step size epochs", ("warmup_epochs", "step_size", "gamma"),

@@ -32,8 +32,9 @@ def _path(cfg: DataConfig) -> Path:
 def load_hapt(cfg: DataConfig) -> Examples:
     opts = source_options(cfg)
     classes = BASIC6 if opts["classes"] == "basic6" else BASIC6 + TRANSITIONS
+    channels = [c for c in CHANNELS if opts["sensors"] == "acc+gyro" or c.startswith(opts["sensors"])]
     imu_opts = {**DEFAULT_OPTIONS, "label": "activity", "subject": "subject", "session": "session",
-                "channels": CHANNELS, "sample_rate": 50.0, "classes": classes, "chunk_rows": opts["chunk_rows"]}
+                "channels": channels, "sample_rate": 50.0, "classes": classes, "chunk_rows": opts["chunk_rows"]}
     return load_imu_files(cfg, _path(cfg), imu_opts, "hapt", info={"classes_option": opts["classes"]})
 
 
@@ -41,6 +42,11 @@ OPTIONS = (
     Param("classes", "choice", "basic6", "which activities are classes", choices=("basic6", "all12"),
           choice_help={"basic6": "the six activities (postural transitions count as unlabeled)",
                        "all12": "all twelve, with the six postural transitions"}, label="Classes"),
+    Param("sensors", "choice", "acc+gyro", "which of the phone's sensors the model sees",
+          choices=("acc+gyro", "acc", "gyro"),
+          choice_help={"acc+gyro": "accelerometer and gyroscope, 6 channels", "acc": "the accelerometer alone, 3 "
+                       "channels (a device without a gyroscope; it saves about half the power)",
+                       "gyro": "the gyroscope alone, 3 channels"}, label="Sensors"),
     full_option("25 subjects in ../shared/data/hapt; default: bundled subjects 1-4"),
     Param("chunk_rows", "int", 200_000, "CSV rows parsed at a time", low=1000, high=10_000_000, sweep=False, advanced=True,
           label="Rows per chunk"),

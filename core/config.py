@@ -126,11 +126,17 @@ def _optimizers() -> dict:
     return {name: s.help for name, s in OPTIMIZERS.items()}
 
 
-def _optimizers_using(name: str):
+def _users(module: str, registry: str, field_name: str):
+    """The names in a registry (module.REGISTRY: name -> spec with `uses`) that read `field_name`."""
     def users() -> tuple:
-        from core.train.optimizers import OPTIMIZERS
-        return tuple(n for n, s in OPTIMIZERS.items() if name in s.uses)
+        import importlib
+        entries = getattr(importlib.import_module(module), registry)
+        return tuple(n for n, s in entries.items() if field_name in s.uses)
     return users
+
+
+def _optimizers_using(name: str):
+    return _users("core.train.optimizers", "OPTIMIZERS", name)
 
 
 def _schedules() -> dict:
@@ -139,10 +145,7 @@ def _schedules() -> dict:
 
 
 def _schedules_using(name: str):
-    def users() -> tuple:
-        from core.train.schedulers import SCHEDULES
-        return tuple(n for n, s in SCHEDULES.items() if name in s.uses)
-    return users
+    return _users("core.train.schedulers", "SCHEDULES", name)
 
 
 def _probes() -> dict:

@@ -566,11 +566,13 @@ def problems(config: Any, environment: bool = True) -> list[Problem]:
     return _canonical(config, environment)[1]
 
 
-def validate(config: Any, environment: bool = True):
+def validate(config: Any, environment: bool = True, section: str = ""):
     """The RunConfig with every value in canonical form, or ConfigError listing every problem
-    (one per line, each naming its key, the value given and what is allowed)."""
+    (one per line, each naming its key, the value given and what is allowed). section: only
+    problems of keys under it count (e.g. "data" for a data config checked on its own)."""
     canonical, found = _canonical(config, environment)
-    if found:
+    found = [p for p in found if not section or not p.key or p.key.startswith(section)]
+    if found or canonical is None:
         raise ConfigError("\n".join(p.message for p in found))
     return canonical
 
@@ -593,11 +595,10 @@ def _canonical(config: Any, environment: bool) -> tuple[Any, list[Problem]]:
             continue
         _set(out, e.key, value)
     found += _unknown_members(data)
-    if not found:
-        canonical = RunConfig.from_dict(out)
+    canonical = RunConfig.from_dict(out)  # values a Param refused stay as given (validate raises on them)
+    if not found:  # the cross-field checks read values that passed their own Params
         found += [Problem(key, value_at(out, key), msg) for key, msg in canonical.checks(environment)]
-        return canonical, found
-    return None, found
+    return canonical, found
 
 
 def _unknown_members(data: dict) -> list[Problem]:

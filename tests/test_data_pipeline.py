@@ -266,7 +266,7 @@ def test_cli_data_list_and_inspect_json(capsys):
     assert report["channels"][:3] == ["acc_x", "acc_y", "acc_z"] and report["sample_rate"] == 50
     assert sum(report["split_sizes"].values()) == report["window_count"] == 450
     code, _, err = cli("inspect", "nosuch", "--json")
-    assert code == 2 and "unknown data source" in err
+    assert code == 2 and "data.source='nosuch' is not a known choice" in err
 
 
 def test_logmel_matches_librosa_and_batches_match_single_clips():

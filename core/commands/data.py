@@ -8,7 +8,6 @@ from __future__ import annotations
 
 from core.commands import emit
 from core.config import DataConfig, parse_sets
-from core.errors import ConfigError
 
 
 def add_parser(subparsers) -> None:
@@ -29,19 +28,15 @@ def add_parser(subparsers) -> None:
 
 
 def data_config(source: str, path: str | None, sets: list[str]) -> DataConfig:
-    """A DataConfig from the CLI's source, --path and dotted --set pairs."""
-    data = DataConfig(source=source, path=path).to_dict()
+    """A checked DataConfig from the CLI's source, --path and --set pairs (keys of the data
+    section, with or without "data."), validated by the one spec like a run's."""
+    from core import spec
+    from core.config import RunConfig
+
+    overrides = {"data.source": source, **({"data.path": path} if path else {})}
     for key, value in parse_sets(sets).items():
-        parts = key.split(".")
-        if parts[0] == "data":
-            parts = parts[1:]
-        if parts[0] not in data:
-            raise ConfigError(f"--set {key}: DataConfig has no field {parts[0]!r}; fields: {', '.join(sorted(data))}")
-        node = data
-        for part in parts[:-1]:
-            node = node.setdefault(part, {})
-        node[parts[-1]] = value
-    return DataConfig.from_dict(data)
+        overrides[key if key.startswith("data.") else f"data.{key}"] = value
+    return spec.validate(spec.apply_overrides(RunConfig(), overrides), section="data").data
 
 
 def run_list(args) -> int:

@@ -1,8 +1,9 @@
-"""`python -m core presets`: the named run presets (core.presets), to train with
+"""`python -m core presets`: the run presets (core.presets): the shipped ones in presets/*.json
+and the ones you saved (Train page, "Save these settings as a preset"), to train with
 `python -m core train --preset NAME [--set key=value ...]`.
 
     python -m core presets            # name, title, model on data
-    python -m core presets --json     # every preset with its full run config
+    python -m core presets --json     # every preset with its overrides and full run config
 """
 from __future__ import annotations
 
@@ -19,15 +20,17 @@ def add_parser(subparsers) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from core.presets import list_presets
+    from core.presets import list_presets, problems
 
     presets = list_presets()
     width = max(len(p.name) for p in presets)
     lines = []
     for p in presets:
         cfg = p.config
-        lines.append(f"{p.name:<{width}}  {p.title}  ({cfg.model.name} on {cfg.data.source}, split "
-                     f"{cfg.data.split}, {cfg.train.epochs} epochs)")
+        lines.append(f"{p.name:<{width}}  {p.title}{' [saved]' if p.saved else ''}  ({cfg.model.name} on "
+                     f"{cfg.data.source}, split {cfg.data.split}, {cfg.train.epochs} epochs)")
+    for name, why in problems().items():
+        lines.append(f"{name:<{width}}  left out, no longer valid: {why}")
     lines.append("train one: python -m core train --preset NAME [--set key=value ...]; "
                  "the full data: --set data.options.full=true")
     emit([p.to_dict() for p in presets], args.json, "\n".join(lines))

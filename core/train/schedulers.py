@@ -68,17 +68,24 @@ def _constant(cfg: ScheduleConfig, base_lr: float, epochs: int, spe: int) -> Cal
     return lambda step: warmup(step) or 1.0
 
 
-def _cosine(cfg: ScheduleConfig, base_lr: float, epochs: int, spe: int) -> Callable[[int], float]:
-    warmup, floor = _warmup(cfg, spe), _floor(cfg, base_lr)
-    total, warm = max(1, epochs * spe), max(0.0, cfg.warmup_epochs) * max(1, spe)
+def _annealed(curve: Callable[[float], float]):
+    """A schedule factor: the optional warm-up, then from lr (curve 1) to min_lr (curve 0) as
+    `curve(progress)` goes over the steps after the warm-up."""
+    def factor(cfg: ScheduleConfig, base_lr: float, epochs: int, spe: int) -> Callable[[int], float]:
+        warmup, floor = _warmup(cfg, spe), _floor(cfg, base_lr)
+        total, warm = max(1, epochs * spe), max(0.0, cfg.warmup_epochs) * max(1, spe)
 
-    def cosine(step: int) -> float:
-        w = warmup(step)
-        if w is not None:
-            return w
-        progress = min(1.0, (step - warm) / max(1.0, total - warm))
-        return floor + (1 - floor) * 0.5 * (1 + math.cos(math.pi * progress))
-    return cosine
+        def at(step: int) -> float:
+            w = warmup(step)
+            if w is not None:
+                return w
+            return floor + (1 - floor) * curve(min(1.0, (step - warm) / max(1.0, total - warm)))
+        return at
+    return factor
+
+
+_cosine = _annealed(lambda progress: 0.5 * (1 + math.cos(math.pi * progress)))
+_linear = _annealed(lambda progress: 1.0 - progress)  # BERT-style straight line
 
 
 def _step(cfg: ScheduleConfig, base_lr: float, epochs: int, spe: int) -> Callable[[int], float]:
@@ -113,19 +120,6 @@ def _seed(cfg: ScheduleConfig, base_lr: float, epochs: int, spe: int) -> Callabl
         low = min(floor, at_exp_end)
         return low + (at_exp_end - low) * 0.5 * (1 + math.cos(math.pi * progress))
     return seed_schedule
-
-
-def _linear(cfg: ScheduleConfig, base_lr: float, epochs: int, spe: int) -> Callable[[int], float]:
-    """Warm-up, then a straight line from lr down to min_lr at the last step (BERT-style)."""
-    warmup, floor = _warmup(cfg, spe), _floor(cfg, base_lr)
-    total, warm = max(1, epochs * spe), max(0.0, cfg.warmup_epochs) * max(1, spe)
-
-    def linear(step: int) -> float:
-        w = warmup(step)
-        if w is not None:
-            return w
-        return 1.0 - (1.0 - floor) * min(1.0, (step - warm) / max(1.0, total - warm))
-    return linear
 
 
 def _onecycle(optimizer: torch.optim.Optimizer, cfg: ScheduleConfig, epochs: int, spe: int) -> LRScheduler:

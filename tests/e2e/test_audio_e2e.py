@@ -15,12 +15,23 @@ pytestmark = pytest.mark.e2e
 STATE: dict[str, str] = {}
 
 
-def test_build_sizes_the_audio_model_on_fsdd(server, page, test_output):
+def open_build_on_the_audio_model(server, page) -> None:
     page.goto(server["url"] + "/build")
     wait_for_app(page)
     choose(page, "Model", "audio_resnet_attention")
     page.get_by_text(re.compile(r"input \(4, 40, 126\) · 10 classes")).first.wait_for(timeout=120_000)
     wait_for_app(page, timeout=120)
+
+
+def fill(page, label: str, value: str) -> None:
+    box = page.get_by_role("spinbutton" if value.isdigit() else "textbox", name=label, exact=True)
+    box.fill(value)
+    box.press("Enter")
+    wait_for_app(page)
+
+
+def test_build_sizes_the_audio_model_on_fsdd(server, page, test_output):
+    open_build_on_the_audio_model(server, page)
     sized_for = page.get_by_role("combobox", name="Sized for").input_value()
     assert "FSDD – audio ResNet+attention" in sized_for, f"sized for the audio data it takes, not {sized_for}"
     assert page.get_by_text("cannot be built").count() == 0
@@ -31,24 +42,14 @@ def test_build_sizes_the_audio_model_on_fsdd(server, page, test_output):
 
 
 def test_train_this_model_carries_it_to_train_on_fsdd(server, page, test_output):
-    page.goto(server["url"] + "/build")
-    wait_for_app(page)
-    choose(page, "Model", "audio_resnet_attention")
-    page.get_by_text(re.compile(r"input \(4, 40, 126\)")).first.wait_for(timeout=120_000)
-    wait_for_app(page, timeout=120)
+    open_build_on_the_audio_model(server, page)
     page.get_by_role("button", name="Train this model").click()
     page.get_by_role("button", name="Start training").wait_for(timeout=60_000)
     wait_for_app(page, timeout=120)
     page.get_by_text("From Build: audio_resnet_attention").first.wait_for()
     page.get_by_text(re.compile(r"input spectrogram \(4, 40, 126\) · 10 classes")).first.wait_for(timeout=120_000)
-    epochs = page.get_by_role("spinbutton", name="Epochs", exact=True)
-    epochs.fill("2")
-    epochs.press("Enter")
-    wait_for_app(page)
-    name = page.get_by_role("textbox", name="Run name")
-    name.fill("e2e audio")
-    name.press("Enter")
-    wait_for_app(page)
+    fill(page, "Epochs", "2")
+    fill(page, "Run name", "e2e audio")
     assert page.get_by_text("Fix first").count() == 0
     screenshot(page, test_output / "train-audio.png")
     page.get_by_role("button", name="Start training").click()

@@ -353,6 +353,9 @@ class TrainConfig(_Config):
     mixup_alpha: float = param(0.0, "float", "mixup: blend example pairs and labels with a Beta(α, α) weight "
                                              "(0 = off; 0.2-0.4 is usual)", low=0.0, high=10.0, label="Mixup α",
                                step=0.1)
+    processes: int = param(1, "int", "processes that train the run together (PyTorch DDP under torchrun: one per "
+                                     "GPU, or CPU processes sharing the cores); train.batch_size is split among them",
+                           low=1, high=64, resume=True, label="Processes per run", sweep=False)
     num_workers: int = param(0, "int", "DataLoader worker processes (0 = in the training process)", low=0,
                              high=64, resume=True, label="Loader workers", sweep=False, advanced=True)
     early_stopping: EarlyStoppingConfig = section(EarlyStoppingConfig)

@@ -136,6 +136,9 @@ def _training(cfg: "RunConfig") -> Found:
     if no_validation and cfg.schedule.name == "plateau":
         found.append(("schedule.name", "schedule.name='plateau' watches the validation loss but data.val_fraction=0 "
                                        "leaves no validation split; raise val_fraction or pick another schedule"))
+    if t.batch_size % t.processes:
+        found.append(("train.batch_size", f"train.batch_size={t.batch_size} must be divisible by train.processes="
+                                          f"{t.processes}: each process takes an equal share of the global batch"))
     if t.amp == "fp16" and t.device == "cpu":
         found.append(("train.amp", "train.amp='fp16' needs a CUDA GPU and train.device is 'cpu'; use 'bf16' on a CPU"))
     return found
@@ -144,7 +147,14 @@ def _training(cfg: "RunConfig") -> Found:
 def _device(cfg: "RunConfig") -> Found:
     import torch
 
+    from core.launch import max_processes
+
     device = cfg.train.device
+    most = max_processes(device)
+    if cfg.train.processes > most:
+        where = "GPU(s)" if device != "cpu" and torch.cuda.is_available() else "CPU core(s)"
+        return [("train.processes", f"train.processes={cfg.train.processes} is more than this machine sensibly holds: "
+                                    f"it has {most} {where}; use at most {most}")]
     if device.startswith("cuda"):
         count = torch.cuda.device_count() if torch.cuda.is_available() else 0
         index = int(device.split(":")[1]) if ":" in device else 0

@@ -1,30 +1,39 @@
-"""JobManager: background worker threads that run Trainer jobs, one per device by default.
+"""JobManager: the queue of training runs, each run a child process, one per device by default.
 
     jobs = JobManager()                      # marks runs of dead processes `interrupted`
-    run_id = jobs.submit(cfg)                # returns at once; the run row is `queued`
+    run_id = jobs.submit(cfg, priority=0)    # returns at once; the run row is `queued`
     jobs.status()                            # {"devices": [...], "queued": [...], "running": [...]}
-    jobs.cancel(run_id)                      # stops at the next step, keeps the last checkpoint
+    jobs.cancel(run_id)                      # stops after its current step, keeps the last checkpoint
     jobs.wait(run_id)                        # -> final status
     jobs.shutdown()
 
-Jobs run in FIFO order. Every outcome is recorded in the store: `completed`, `failed`
-(an exception, with its message; out-of-memory gets a message that says what to lower),
-`diverged` (NaN/Inf loss, with the step), `cancelled`; the workers keep going.
+Each run trains in a child process (`python -m core train --run-id ID`, or torchrun with
+train.processes ranks for DDP; core.launch), in a session of its own, its output in
+`<run>/train.log`. Worker threads here only launch, watch and stop those processes, so the
+pages never share an interpreter with training, and a run that crashes or is killed by the
+kernel ends `failed` with its exit status and the last lines of its log while the dashboard
+and the other runs go on. The queue runs higher `priority` first, then in order, at most one
+run per worker (one worker per device by default); a run is given the cores of its slot
+(`threads`, recorded in its row) and is held, with the reason in its row, while the profiler's
+estimate of its memory does not fit in what is free. Cancel sends SIGTERM (the run stops after
+its current step) and kills the process group after a grace period.
 
-On start-up, runs whose owning process is gone become `interrupted`: those left
-`running`, and also those left `queued` (they are not restarted behind a person's back;
-resubmit, or `resume` one that has a checkpoint). Each run row records the pid, host and
-process start time of the process that owns it, so a live process's runs (a CLI run, a
-second dashboard) are never marked. Worker threads never touch Streamlit; the store is
-the only channel to the pages.
+`mode="thread"` trains in this process's worker threads instead (the tests that hand the
+Trainer callbacks use it; the bench compares the two). Every outcome is recorded in the
+store: `completed`, `failed` (an exception, with its message; out-of-memory gets a message
+that says what to lower), `diverged` (NaN/Inf loss, with the step), `cancelled`.
 
-Jobs in one process share torch's global RNG: with several workers in one process, runs
-that overlap in time are not bit-reproducible (each is still seeded).
+On start-up, and every few seconds after, runs whose owning process is gone become
+`interrupted`: those left `running`, and also those left `queued` (they are not restarted
+behind a person's back; resubmit, or `resume` one that has a checkpoint). Each run row records
+the pid, host and process start time of the process that owns it (the child, once it starts),
+so a live process's runs (a run left by a restarted server, a CLI run) are adopted, never
+marked. Worker threads never touch Streamlit; the store is the only channel to the pages.
 """
 from __future__ import annotations
 
 import gc
-import queue
+import itertools
 import threading
 import time
 import traceback
@@ -45,9 +54,12 @@ class _Job:
     config: RunConfig
     resume_from: Path | None = None
     callbacks: Sequence[Any] = ()
+    priority: int = 0
+    seq: int = 0
     cancel: threading.Event = field(default_factory=threading.Event)
     done: threading.Event = field(default_factory=threading.Event)
     device: str | None = None
+    held: str | None = None
 
 
 def default_devices() -> list[str]:
@@ -157,81 +169,106 @@ def requeue_for_resume(store: Store, run_id: str, overrides: dict | None = None)
     return config, last
 
 
+MODES = ("process", "thread")
+HOLD_RECHECK_SECONDS = 2.0
+WATCH_SECONDS = 5.0
+
+
 class JobManager:
-    """Background training jobs over a shared run store."""
+    """Background training runs over a shared run store (see the module doc)."""
 
     def __init__(self, store: Store | None = None, max_workers: int | None = None,
-                 devices: Sequence[str] | None = None, recover: bool = True) -> None:
-        """store: the run store (default: ./runs or $SIGSCOPE_RUNS_DIR); max_workers: worker threads
+                 devices: Sequence[str] | None = None, recover: bool = True, mode: str = "process",
+                 check_memory: bool = True) -> None:
+        """store: the run store (default: ./runs or $SIGSCOPE_RUNS_DIR); max_workers: runs at once
         (default one per device); devices: e.g. ["cuda:0", "cuda:1"] (default: every GPU, else cpu);
-        recover: mark runs left running/queued by dead processes `interrupted`."""
+        recover: mark runs left running/queued by dead processes `interrupted` (now and, in
+        process mode, every few seconds); mode: "process" (each run a child process) or "thread";
+        check_memory: hold a run while the profiler's memory estimate does not fit."""
+        if mode not in MODES:
+            raise ConfigError(f"mode={mode!r}: use one of {', '.join(MODES)}")
         self.store = store or Store()
+        self.mode = mode
+        self.check_memory = check_memory
         self.devices = list(devices) if devices else default_devices()
         n = max_workers if max_workers is not None else len(self.devices)
         if n < 1:
             raise ConfigError(f"max_workers={max_workers}: use at least one worker")
         self.recovered = self.store.mark_interrupted() if recover else []
-        self._queue: queue.Queue[_Job | None] = queue.Queue()
+        self._pending: list[_Job] = []
         self._jobs: dict[str, _Job] = {}
-        self._queued: list[str] = []
         self._running: dict[str, str] = {}  # run_id -> device
         self._lock = threading.Lock()
+        self._wake = threading.Condition(self._lock)
+        self._seq = itertools.count()
         self._closed = False
-        self._workers = [threading.Thread(target=self._work, args=(self.devices[i % len(self.devices)],),
-                                          name=f"sigscope-worker-{i}", daemon=True) for i in range(n)]
+        self._worker_devices = [self.devices[i % len(self.devices)] for i in range(n)]
+        self._workers = [threading.Thread(target=self._work, args=(device,), name=f"sigscope-worker-{i}", daemon=True)
+                         for i, device in enumerate(self._worker_devices)]
         for worker in self._workers:
             worker.start()
+        if mode == "process" and recover:
+            threading.Thread(target=self._watch, name="sigscope-watch", daemon=True).start()
 
     # ---- public API ------------------------------------------------------------------------
-    def submit(self, config: RunConfig, name: str = "", callbacks: Sequence[Any] = ()) -> str:
+    def submit(self, config: RunConfig, name: str = "", callbacks: Sequence[Any] = (), priority: int = 0) -> str:
         """Store a queued run and return its id at once; a config the spec refuses raises
-        ConfigError (every problem, one per line) and stores nothing. `callbacks` are extra
-        Trainer callbacks."""
+        ConfigError (every problem, one per line) and stores nothing. Higher `priority` runs
+        first. `callbacks` (extra Trainer callbacks) need mode="thread"."""
         if not isinstance(config, RunConfig):
             raise ConfigError("submit() takes a RunConfig (use RunConfig.from_dict for a dict)")
+        if callbacks and self.mode != "thread":
+            raise ConfigError("Trainer callbacks cannot cross into a run's process; use JobManager(mode='thread')")
         config = config.validated()  # a private, checked copy: a bad config never becomes a run
         run_id = self.store.create_run(config.to_dict(), name=name or config.name, status="queued")
-        self._enqueue(_Job(run_id, config, callbacks=callbacks))
+        self.store.update_run(run_id, priority=int(priority), processes=config.train.processes)
+        self._enqueue(_Job(run_id, config, callbacks=callbacks, priority=int(priority)))
         return run_id
 
-    def resume(self, run_id: str, callbacks: Sequence[Any] = (), overrides: dict | None = None) -> str:
+    def resume(self, run_id: str, callbacks: Sequence[Any] = (), overrides: dict | None = None,
+               priority: int = 0) -> str:
         """Queue a stopped run (interrupted, cancelled, failed) to continue from its last
         checkpoint in the same run id: its metric curves carry on from that epoch. overrides:
         what a resumed run may change (e.g. {"train.epochs": 60}); others raise ConfigError."""
         config, last = requeue_for_resume(self.store, run_id, overrides)
         self.store.claim_owner(run_id)
-        self._enqueue(_Job(run_id, config, resume_from=last, callbacks=callbacks))
+        self._enqueue(_Job(run_id, config, resume_from=last, callbacks=callbacks, priority=int(priority)))
         return run_id
 
     def _enqueue(self, job: _Job) -> None:
-        with self._lock:
+        with self._wake:
             if self._closed:
                 self.store.update_run(job.run_id, status="cancelled", error="the job manager was shut down")
                 raise RuntimeError("this JobManager has been shut down; create a new one")
+            job.seq = next(self._seq)
             self._jobs[job.run_id] = job
-            self._queued.append(job.run_id)
-        self._queue.put(job)
+            self._pending.append(job)
+            self._pending.sort(key=lambda j: (-j.priority, j.seq))
+            self._wake.notify_all()
 
     def cancel(self, run_id: str) -> bool:
         """Cancel a queued run (it never starts) or a running one (stops after its current
         step; the last checkpoint stays). False when the run is not this manager's or has ended."""
-        with self._lock:
+        with self._wake:
             job = self._jobs.get(run_id)
             if job is None or job.done.is_set():
                 return False
             job.cancel.set()
-            if run_id in self._queued:
-                self._queued.remove(run_id)
+            if job in self._pending:
+                self._pending.remove(job)
                 self.store.update_run(run_id, status="cancelled", error="cancelled before it started",
-                                      finished_at=time.time())
+                                      finished_at=time.time(), held=None)
                 job.done.set()
+            self._wake.notify_all()
         return True
 
     def status(self) -> dict:
-        """Devices, worker assignments, queued run ids (in order) and running run ids."""
+        """Devices, worker count, queued run ids (in the order they will start), running run ids
+        and the reason any queued run is held."""
         with self._lock:
-            return {"devices": list(self.devices), "workers": len(self._workers),
-                    "queued": list(self._queued), "running": dict(self._running)}
+            return {"devices": list(self.devices), "workers": len(self._workers), "mode": self.mode,
+                    "queued": [j.run_id for j in self._pending], "running": dict(self._running),
+                    "held": {j.run_id: j.held for j in self._pending if j.held}}
 
     def wait(self, run_id: str, timeout: float | None = None) -> str | None:
         """Block until a run of this manager ends; returns its status (None on timeout)."""
@@ -245,15 +282,15 @@ class JobManager:
 
     def shutdown(self, wait: bool = True, cancel: bool = False, timeout: float | None = None) -> None:
         """Stop accepting jobs; with cancel=True cancel queued and running ones; with wait=True
-        join the workers (queued jobs still run unless cancelled)."""
-        with self._lock:
+        join the workers (queued jobs still run unless cancelled). Runs that are not cancelled
+        keep training in their processes: a new manager adopts them."""
+        with self._wake:
             self._closed = True
-            ids = list(self._queued) + list(self._running)
+            ids = [j.run_id for j in self._pending] + list(self._running)
+            self._wake.notify_all()
         if cancel:
             for run_id in ids:
                 self.cancel(run_id)
-        for _ in self._workers:
-            self._queue.put(None)
         if wait:
             for worker in self._workers:
                 worker.join(timeout)
@@ -261,22 +298,98 @@ class JobManager:
     # ---- workers -------------------------------------------------------------------------
     def _work(self, device: str) -> None:
         while True:
-            job = self._queue.get()
+            job = self._next(device)
             if job is None:
                 return
-            with self._lock:
-                if job.cancel.is_set():  # cancelled while queued
-                    continue
-                self._queued.remove(job.run_id)
-                self._running[job.run_id] = device
-                job.device = device
             try:
-                config_device = job.config.train.device
-                use = device if config_device == "auto" else config_device
-                run_job(self.store, job.run_id, job.config, use, job.cancel, job.callbacks, job.resume_from)
-            except BaseException:  # noqa: BLE001 - run_job recorded it; the worker lives on
+                use = device if job.config.train.device == "auto" else job.config.train.device
+                if self.mode == "thread":
+                    run_job(self.store, job.run_id, job.config, use, job.cancel, job.callbacks, job.resume_from)
+                else:
+                    self._run_process(job, use, device)
+            except BaseException:  # noqa: BLE001 - run_job / launch.finish recorded it; the worker lives on
                 pass
             finally:
-                with self._lock:
+                with self._wake:
                     self._running.pop(job.run_id, None)
+                    self._wake.notify_all()
                 job.done.set()
+
+    def _next(self, device: str) -> _Job | None:
+        """The next job to run on `device`: the first in priority order that fits in memory now
+        (others wait with the reason in their row); None once shut down with nothing queued."""
+        while True:
+            with self._wake:
+                if not self._pending:
+                    if self._closed:
+                        return None
+                    self._wake.wait(HOLD_RECHECK_SECONDS)
+                    continue
+                candidates = list(self._pending)
+            for job in candidates:
+                held = self._held(job, device)
+                with self._wake:
+                    if job not in self._pending:
+                        continue
+                    if held is None:
+                        self._pending.remove(job)
+                        self._running[job.run_id] = device
+                        if job.held:
+                            self.store.update_run(job.run_id, held=None)
+                        job.device, job.held = device, None
+                        return job
+                    if held != job.held:
+                        job.held = held
+                        self.store.update_run(job.run_id, held=held)
+            with self._wake:
+                self._wake.wait(HOLD_RECHECK_SECONDS)
+
+    def _held(self, job: _Job, device: str) -> str | None:
+        """Why a job cannot start now (None: it can)."""
+        if not self.check_memory:
+            return None
+        from core import launch
+        try:
+            check = launch.memory_check(job.config, device if job.config.train.device == "auto"
+                                        else job.config.train.device)
+        except Exception:  # noqa: BLE001 - an estimate that fails never blocks a run: training says what is wrong
+            return None
+        return None if check.fits else check.reason
+
+    def _run_process(self, job: _Job, device: str, slot_device: str) -> None:
+        from core import launch
+
+        run = self.store.get_run(job.run_id)
+        log_path = Path(run["run_dir"]) / launch.LOG_NAME
+        log_path.parent.mkdir(parents=True, exist_ok=True)
+        processes = job.config.train.processes
+        concurrent = sum(1 for d in self._worker_devices if d == slot_device)
+        threads = launch.threads_per_process(processes, concurrent)
+        cmd = launch.worker_command(job.run_id, self.store.path, threads, processes, resume=job.resume_from,
+                                    device=device if device != "auto" else None)
+        self.store.update_run(job.run_id, threads=threads, processes=processes, log_path=str(log_path), held=None,
+                              device=device)
+        launch.clear_rank_errors(run["run_dir"])
+        with open(log_path, "ab") as log:
+            proc = launch.spawn(cmd, launch.child_env(threads), log)
+        killed = False
+        while proc.poll() is None:
+            if job.cancel.wait(0.5):
+                killed = launch.stop(proc, (self.store.get_run(job.run_id) or {}).get("owner_pid"))
+                break
+        proc.wait()
+        launch.finish(self.store, job.run_id, proc.returncode, job.cancel.is_set(), killed, log_path)
+
+    def _watch(self) -> None:
+        """Every few seconds: runs whose process died unseen (adopted from a restarted server,
+        killed CLI runs) become `interrupted`."""
+        while True:
+            time.sleep(WATCH_SECONDS)
+            with self._lock:
+                if self._closed:
+                    return
+                mine = set(self._running)
+            try:
+                self.store.mark_interrupted(skip=mine)
+            except Exception:  # noqa: BLE001 - a busy database is tried again next time
+                pass

@@ -128,12 +128,21 @@ def _v1(db: sqlite3.Connection) -> None:
     _execute_all(db, _V1)
 
 
+def _v2(db: sqlite3.Connection) -> None:
+    """Runs as processes: the threads and processes a run was given, its log file, its
+    queue priority and why it is held in the queue."""
+    for column in ("threads INTEGER", "processes INTEGER", "log_path TEXT", "priority INTEGER NOT NULL DEFAULT 0",
+                   "held TEXT"):
+        db.execute(f"ALTER TABLE runs ADD COLUMN {column}")
+
+
 # Migrations as code: (version, function). Append new ones; never edit a released one.
-MIGRATIONS: list[tuple[int, Callable[[sqlite3.Connection], None]]] = [(1, _v1)]
+MIGRATIONS: list[tuple[int, Callable[[sqlite3.Connection], None]]] = [(1, _v1), (2, _v2)]
 SCHEMA_VERSION = MIGRATIONS[-1][0]
 
 _RUN_FIELDS = ("name", "status", "config", "started_at", "finished_at", "error", "epoch", "total_epochs",
-               "step", "total_steps", "device", "owner_pid", "owner_host", "owner_started", "run_dir", "summary")
+               "step", "total_steps", "device", "owner_pid", "owner_host", "owner_started", "run_dir", "summary",
+               "threads", "processes", "log_path", "priority", "held")
 
 
 def new_run_id() -> str:
@@ -338,15 +347,17 @@ class Store:
             db.execute("ROLLBACK")
             raise
 
-    def mark_interrupted(self, alive: Callable[[int | None, str | None, str | None], bool] = process_alive) -> list[str]:
+    def mark_interrupted(self, alive: Callable[[int | None, str | None, str | None], bool] = process_alive,
+                         skip: Iterable[str] = ()) -> list[str]:
         """Runs left `running` or `queued` by a process that is gone become `interrupted`.
 
         Queued runs of a dead process are not restarted automatically: starting work a
         person queued in a session that has since died would surprise them; they can
         resubmit (or resume) it. Runs owned by a live process (or another host) stay."""
         changed = []
+        skip = set(skip)
         for run in self.list_runs(ACTIVE_STATUSES):
-            if alive(run["owner_pid"], run["owner_host"], run["owner_started"]):
+            if run["id"] in skip or alive(run["owner_pid"], run["owner_host"], run["owner_started"]):
                 continue
             what = "was running" if run["status"] == "running" else "was queued"
             msg = (f"interrupted: the process that owned this run (pid {run['owner_pid']} on "

@@ -1,7 +1,7 @@
 """The engine singleton: one JobManager + Store per server process.
 
 Every browser session (tab, reload) of one `streamlit run` shares it through
-`st.cache_resource`; training runs in the JobManager's worker threads, never in a script
+`st.cache_resource`; each run trains in a child process the JobManager launches, never in a script
 run. Worker threads never call `st.*`: pages poll the store by run id, so a run started
 from the CLI or another process shows up exactly like one started here.
 
@@ -11,6 +11,8 @@ gets a fresh engine over that folder.
 from __future__ import annotations
 
 import os
+import signal
+import socket
 import threading
 import time
 from dataclasses import dataclass, field
@@ -21,7 +23,7 @@ import streamlit as st
 from core import paths
 from core.config import DataConfig, ModelConfig, ProbeConfig, RunConfig, TrainConfig
 from core.jobs import JobManager
-from core.store import ACTIVE_STATUSES, Store
+from core.store import ACTIVE_STATUSES, Store, process_alive
 
 WORKERS_ENV = "SIGSCOPE_WORKERS"
 
@@ -42,7 +44,9 @@ class Engine:
         return self.jobs.submit(config)
 
     def cancel(self, run_id: str) -> str:
-        """Cancel a queued/running run; returns a sentence saying what happened."""
+        """Cancel a queued/running run; returns a sentence saying what happened. A run another
+        process trains on this machine (a CLI run, one adopted from a restarted server) gets
+        SIGTERM, which stops it after its current step."""
         if self.jobs.cancel(run_id):
             return f"cancel requested for {run_id}: it stops after its current step"
         run = self.store.get_run(run_id)
@@ -50,14 +54,22 @@ class Engine:
             return f"no run {run_id}"
         if run["status"] not in ACTIVE_STATUSES:
             return f"{run_id} has already ended ({run['status']})"
-        return (f"{run_id} belongs to another process (pid {run['owner_pid']} on {run['owner_host']}); "
+        pid = run.get("owner_pid")
+        if run["status"] == "running" and pid and pid != os.getpid() and run.get("owner_host") == socket.gethostname() \
+                and process_alive(pid, run.get("owner_host"), run.get("owner_started")):
+            try:
+                os.kill(int(pid), signal.SIGTERM)
+                return f"asked {run_id}'s process (pid {pid}) to stop after its current step"
+            except OSError as e:
+                return f"could not signal {run_id}'s process (pid {pid}): {e}"
+        return (f"{run_id} belongs to another process (pid {pid} on {run.get('owner_host')}); "
                 f"stop it there (Ctrl-C ends a CLI run as cancelled)")
 
     def status(self) -> dict:
         """Devices and worker count of this engine, plus queued/running runs of every process."""
         own = self.jobs.status()
         active = self.store.list_runs(ACTIVE_STATUSES)
-        return {"devices": own["devices"], "workers": own["workers"],
+        return {"devices": own["devices"], "workers": own["workers"], "mode": own["mode"], "held": own["held"],
                 "queued": [r for r in active if r["status"] == "queued"],
                 "running": [r for r in active if r["status"] == "running"],
                 "own_queued": own["queued"], "own_running": own["running"],

@@ -118,6 +118,8 @@ def param_widget(p: Param, key: str, value: Any, restrict: list | None = None, o
     if p.type in ("int", "float"):
         is_int = p.type == "int"
         low, high = (int(p.low), int(p.high)) if is_int else (float(p.low), float(p.high))
+        if restrict is not None:  # a narrower range here (e.g. the processes this machine holds)
+            low, high = max(low, restrict[0]), min(high, restrict[-1])
         step = p.step if p.step is not None else (1 if is_int else (high - low) / 100 if not p.log else None)
         if is_int and step is not None:
             step = int(step)
@@ -166,7 +168,8 @@ class RunForm:
             st.session_state[self._base_key] = stored
         self.working: dict = copy.deepcopy(stored if stored is not None else RunConfig().to_dict())
         self.drawn: list[str] = []
-        self.restrict: dict[str, list] = {}
+        self.restrict: dict[str, list] = {}  # key -> the choices (or [low, high]) this machine offers
+        self.hidden: set[str] = set()  # keys this form does not draw (their value stays as it is)
 
     @property
     def _base_key(self) -> str:
@@ -203,7 +206,7 @@ class RunForm:
             if entry is None:
                 return
             done.add(entry.key)
-            if not entry.active:
+            if not entry.active or entry.key in self.hidden:
                 continue
             with cols[slot % columns]:
                 drawn[entry.key] = self._draw(entry)
@@ -349,6 +352,12 @@ def data_summary(data: dict) -> dict:
 def lr_curve_cached(config_json: str, steps_per_epoch: int) -> list[float]:
     from core.train import lr_curve
     return lr_curve(RunConfig.from_json(config_json), steps_per_epoch)
+
+
+def most_processes() -> int:
+    """How many processes one run may have on this machine (one per GPU, else per core)."""
+    from core.launch import max_processes
+    return max_processes()
 
 
 def available_devices() -> list[str]:

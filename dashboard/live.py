@@ -15,6 +15,7 @@ from dashboard.parts import RESUMABLE, progress_bar, resume_view, status_banner
 from dashboard.series import (downsample, ema, epoch_series, histograms_over_time, layer_grid, split_series)
 
 EPOCH_KEYS = ("loss", "accuracy", "macro_f1")
+LOG_LINES = 200
 HISTOGRAM_NAMES = {"grad": "gradients", "weight": "weights", "activation": "activations"}
 
 
@@ -55,6 +56,8 @@ def live_view(run_id: str, smoothing: float, was_active: bool) -> None:
     for tab, tab_views in views.items():
         parts[tab] = lambda tab_views=tab_views: _draw_views(store, run, tab_views)
     parts["Events"] = lambda: _events(store, run_id)
+    if run.get("log_path"):
+        parts["Log"] = lambda: _log(run)
     for tab, draw in zip(st.tabs(list(parts), key="tab", bind="query-params"), parts.values()):
         if tab.open is not False:
             with tab:
@@ -189,6 +192,17 @@ def _histograms(store, run_id: str, views: list) -> None:
                     width="stretch", key="monitor.hist")
     if len(hists) == 1:
         st.caption("One histogram so far: they are recorded every `histograms every N steps` (set on Train).")
+
+
+def _log(run: dict) -> None:
+    """The tail of the run process's output (its train.log)."""
+    from core.launch import log_tail
+
+    text = log_tail(run.get("log_path"), lines=LOG_LINES)
+    where = (f"{run.get('processes') or 1} process(es) × {run.get('threads') or '?'} thread(s) each"
+             if run.get("threads") else "")
+    st.caption(f"`{run['log_path']}`" + (f" · {where}" if where else "") + f" · the last {LOG_LINES} lines")
+    st.code(text or "(nothing written yet)", language="text", wrap_lines=True)
 
 
 def _events(store, run_id: str) -> None:

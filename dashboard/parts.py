@@ -66,9 +66,14 @@ def status_banner(run: dict) -> None:
     if status == "completed":
         st.success("Completed." + (f" {error}" if error else ""), icon=":material/check_circle:")
     elif status == "running":
-        st.info(f"Running on {run.get('device') or 'its device'}.", icon=":material/play_circle:")
+        processes = int(run.get("processes") or 1)
+        how = (f" in {processes} processes (DDP)" if processes > 1 else "") + \
+              (f", {run['threads']} thread(s) each" if run.get("threads") else "")
+        st.info(f"Running on {run.get('device') or 'its device'}{how}.", icon=":material/play_circle:")
     elif status == "queued":
-        st.info("Queued: it starts when a worker is free.", icon=":material/hourglass_top:")
+        held = run.get("held")
+        st.info(f"Queued: {held}" if held else "Queued: it starts when a worker is free.",
+                icon=":material/hourglass_top:")
     elif status == "diverged":
         st.error(f"Diverged: {error or 'the loss became NaN/Inf'}", icon=":material/error:")
     elif status == "failed":

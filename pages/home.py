@@ -34,7 +34,7 @@ def engine_status() -> None:
     s = engine().status()
     st.subheader("Engine")
     c1, c2, c3 = st.columns(3)
-    c1.metric("Device", ", ".join(s["devices"]), help=f"{s['workers']} worker thread(s): one job at a time per worker")
+    c1.metric("Device", ", ".join(s["devices"]), help=f"{s['workers']} run(s) at a time, each in its own process")
     c2.metric("Running", len(s["running"]))
     c3.metric("Queued", len(s["queued"]))
     for run in s["running"] + s["queued"]:

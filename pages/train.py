@@ -45,6 +45,10 @@ with st.container(border=True):
 with st.container(border=True):
     st.subheader("Training")
     form.restrict["train.device"] = forms.available_devices()
+    most = forms.most_processes()
+    form.restrict["train.processes"] = [1, most]
+    if most < 2:  # DDP is offered where the machine holds more than one process
+        form.hidden.add("train.processes")
     form.section("train.", columns=4)
 
 with st.container(border=True):

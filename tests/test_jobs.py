@@ -36,7 +36,7 @@ def store(tmp_path):
 
 @pytest.fixture
 def jobs(store):
-    manager = JobManager(store, devices=["cpu"])
+    manager = JobManager(store, devices=["cpu"], mode="thread", check_memory=False)  # callbacks: in-process
     yield manager
     manager.shutdown(cancel=True, timeout=30)
 
@@ -201,3 +201,53 @@ def test_a_killed_training_process_leaves_an_interrupted_run_with_its_metrics(tm
         assert Path(after["run_dir"], "checkpoints", "last.pt").is_file()
     finally:
         manager.shutdown()
+
+
+def test_higher_priority_runs_first(jobs, store):
+    gate = Gate(step=1)
+    first = jobs.submit(tiny(**{"train.epochs": 1}), callbacks=[gate])
+    assert gate.reached.wait(60)
+    low = jobs.submit(tiny(**{"train.epochs": 1}), name="low")
+    high = jobs.submit(tiny(**{"train.epochs": 1}), name="high", priority=5)
+    assert jobs.status()["queued"] == [high, low], "the queue is ordered by priority, then by arrival"
+    gate.opened.set()
+    for run_id in (first, high, low):
+        assert jobs.wait(run_id, timeout=120) == "completed"
+    assert store.get_run(high)["started_at"] < store.get_run(low)["started_at"]
+    assert store.get_run(high)["priority"] == 5
+
+
+def test_a_run_that_does_not_fit_in_memory_is_held_with_the_reason(store, monkeypatch):
+    from core import launch
+
+    monkeypatch.setattr(launch, "free_memory", lambda device: 1024)  # 1 KiB free
+    manager = JobManager(store, devices=["cpu"], mode="thread")
+    try:
+        run_id = manager.submit(tiny(**{"train.epochs": 1}))
+        def held():
+            return store.get_run(run_id)["held"]
+        deadline = time.time() + 60
+        while not held() and time.time() < deadline:
+            time.sleep(0.1)
+        reason = held()
+        assert reason and reason.startswith("held: needs about") and "1.0 KiB is free" in reason
+        assert store.get_run(run_id)["status"] == "queued" and manager.status()["held"][run_id] == reason
+        monkeypatch.setattr(launch, "free_memory", lambda device: None)  # memory frees up
+        assert manager.wait(run_id, timeout=120) == "completed"
+        assert store.get_run(run_id)["held"] is None
+    finally:
+        manager.shutdown(cancel=True)
+
+
+def test_runs_at_once_split_the_cores(store):
+    import os
+
+    manager = JobManager(store, devices=["cpu"], max_workers=2, check_memory=False)
+    try:
+        ids = [manager.submit(tiny(**{"train.epochs": 1, "train.seed": i})) for i in range(2)]
+        for run_id in ids:
+            assert manager.wait(run_id, timeout=180) == "completed"
+    finally:
+        manager.shutdown()
+    cores = len(os.sched_getaffinity(0))
+    assert [store.get_run(i)["threads"] for i in ids] == [max(1, cores // 2)] * 2

@@ -5,13 +5,22 @@
     python -m core train --preset hapt_har_transformer --set train.epochs=5   # a named preset (`python -m core presets`)
     python -m core train --resume RUN_ID          # continue a stopped run from its last checkpoint
     python -m core train --resume RUN_ID --epochs 60 --device cpu   # ... for longer, elsewhere
+    python -m core train --preset hapt_resnet1d --nproc 2                 # PyTorch DDP: 2 processes under torchrun
+    python -m core train --config run.json --nproc 1 --nnodes 2 --node-rank 0 --rdzv-endpoint 10.0.0.5:29500
+    python -m core train --config run.json --nproc 1 --nnodes 2 --node-rank 1 --rdzv-endpoint 10.0.0.5:29500
 
 `--set key=value` takes dotted config keys (train.batch_size=32, data.options.classes=all12,
 data.augment.jitter.p=0.3); a key without a dot is a model hyperparameter (depth=2 means
 model.hparams.depth=2). `python -m core options` lists every key with its type, range and default.
 The whole config is checked before anything runs: each problem is one `error:` line, exit 2,
 and no run is stored. A resumed run takes only overrides that make sense mid-run (epochs,
-device, probe cadence, loader workers); any other is refused with the reason.
+device, processes, probe cadence, loader workers); any other is refused with the reason.
+
+With --nproc N (train.processes) or --nnodes M the run trains under torchrun (PyTorch DDP, gloo
+on CPU, NCCL on GPUs); node 0 stores the run, the other nodes join it through the c10d
+rendezvous at --rdzv-endpoint (node 0's HOST:PORT). SIGTERM or Ctrl-C stops a run after its
+current step, checkpoint kept. `--run-id ID` and `--join` are how the job manager and torchrun
+start the processes of a stored run; people do not need them.
 """
 from __future__ import annotations
 
@@ -38,7 +47,18 @@ def add_parser(subparsers) -> None:
     p.add_argument("--set", dest="sets", action="append", default=[], metavar="KEY=VALUE",
                    help="override a config value; repeatable")
     p.add_argument("--resume", metavar="RUN_ID", help="continue a stopped run from its last checkpoint")
+    p.add_argument("--nproc", type=int, metavar="N", help="processes per machine (train.processes): DDP under torchrun")
+    p.add_argument("--nnodes", type=int, default=1, metavar="M", help="machines training this run together (default 1)")
+    p.add_argument("--node-rank", type=int, default=0, metavar="R", help="this machine's rank, 0..M-1 (0 stores the run)")
+    p.add_argument("--rdzv-endpoint", metavar="HOST:PORT", help="node 0's address for the c10d rendezvous")
+    p.add_argument("--rdzv-timeout", type=int, default=60, metavar="S", help="seconds every node has to join (60)")
     p.add_argument("--json", action="store_true", help="print the result as JSON")
+    # how the job manager and torchrun start a stored run's processes
+    p.add_argument("--run-id", help=argparse.SUPPRESS)
+    p.add_argument("--join", action="store_true", help=argparse.SUPPRESS)
+    p.add_argument("--store", help=argparse.SUPPRESS)
+    p.add_argument("--threads", type=int, help=argparse.SUPPRESS)
+    p.add_argument("--resume-checkpoint", help=argparse.SUPPRESS)
     p.set_defaults(func=run)
 
 
@@ -66,7 +86,7 @@ def _overrides(args: argparse.Namespace) -> dict:
     """Flags and --set as dotted overrides (a key without a dot is a model hyperparameter)."""
     overrides: dict = {}
     for flag, key in (("model", "model.name"), ("dataset", "data.source"), ("epochs", "train.epochs"),
-                      ("device", "train.device"), ("name", "name")):
+                      ("device", "train.device"), ("name", "name"), ("nproc", "train.processes")):
         value = getattr(args, flag, None)
         if value not in (None, ""):
             overrides[key] = value
@@ -85,9 +105,11 @@ def resume_overrides(args: argparse.Namespace) -> dict:
 
 
 def run(args: argparse.Namespace) -> int:
-    from core.jobs import requeue_for_resume, run_job
+    if args.run_id or args.join:
+        from core.worker import run_worker
+        return run_worker(args)
+    from core.jobs import requeue_for_resume
     from core.store import Store
-    from core.train import ProgressPrinter
 
     resume_from = None
     if args.resume:
@@ -97,16 +119,75 @@ def run(args: argparse.Namespace) -> int:
         run_id = args.resume
     else:
         cfg = build_config(args)  # refused here, before the store or a run folder exists
+        if args.nnodes > 1 or args.rdzv_endpoint or args.node_rank:
+            from core.launch import check_rendezvous
+            check_rendezvous(args.rdzv_endpoint, args.nnodes, args.node_rank)
+        if args.node_rank != 0:
+            return _join(args, cfg)
         store = Store()
         run_id = store.create_run(cfg.to_dict(), name=cfg.name)
-    print(f"run {run_id} ({cfg.model.name} on {cfg.data.source}, {cfg.train.epochs} epochs); "
-          f"runs folder {store.runs_dir}", file=sys.stderr, flush=True)
+    print(f"run {run_id} ({cfg.model.name} on {cfg.data.source}, {cfg.train.epochs} epochs"
+          + (f", {cfg.train.processes} processes x {args.nnodes} machine(s)" if cfg.train.processes > 1 or
+             args.nnodes > 1 else "") + f"); runs folder {store.runs_dir}", file=sys.stderr, flush=True)
+    if cfg.train.processes > 1 or args.nnodes > 1:
+        status = _launch(args, store, run_id, cfg, resume_from)
+    else:
+        status = _in_process(store, run_id, cfg, resume_from)
+    return _report(args, store, run_id, status)
+
+
+def _in_process(store, run_id: str, cfg: RunConfig, resume_from) -> str:
+    """Train in this process (SIGTERM stops it after the current step, checkpoint kept)."""
+    import threading
+
+    from core.jobs import run_job
+    from core.train import ProgressPrinter
+    from core.worker import injected
+
+    cancel = threading.Event()
+    _stop_on_sigterm(cancel)
     try:
-        status = run_job(store, run_id, cfg, device=None if cfg.train.device == "auto" else cfg.train.device,
-                         callbacks=[ProgressPrinter()], resume_from=resume_from)
+        return run_job(store, run_id, cfg, device=None if cfg.train.device == "auto" else cfg.train.device,
+                       cancel=cancel, callbacks=[ProgressPrinter(), *injected()], resume_from=resume_from)
     except KeyboardInterrupt:
         store.update_run(run_id, status="cancelled", error="cancelled with Ctrl-C")
         raise
+
+
+def _launch(args, store, run_id: str, cfg: RunConfig, resume_from) -> str:
+    """Train under torchrun in child processes, their output here and in the run's log."""
+    from core import launch
+
+    threads = launch.threads_per_process(cfg.train.processes)
+    cmd = launch.worker_command(run_id, store.path, threads, cfg.train.processes, args.nnodes, args.node_rank,
+                                args.rdzv_endpoint, args.rdzv_timeout, resume_from)
+    return launch.run_foreground(store, run_id, cmd, threads, cfg.train.processes * args.nnodes)
+
+
+def _join(args, cfg: RunConfig) -> int:
+    """A node other than 0: its ranks join node 0's run (which stores it)."""
+    from core import launch
+
+    threads = launch.threads_per_process(cfg.train.processes)
+    cmd = launch.worker_command(None, None, threads, cfg.train.processes, args.nnodes, args.node_rank,
+                                args.rdzv_endpoint, args.rdzv_timeout)
+    print(f"joining the run at {args.rdzv_endpoint} as node {args.node_rank} of {args.nnodes} "
+          f"({cfg.train.processes} processes)", file=sys.stderr, flush=True)
+    code = launch.run_and_wait(cmd)
+    emit({"node_rank": args.node_rank, "exit_code": code}, args.json,
+         f"node {args.node_rank}: {'done' if code == 0 else f'exited with status {code}'}")
+    return 0 if code == 0 else 1
+
+
+def _stop_on_sigterm(cancel) -> None:
+    import signal
+    import threading
+
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, lambda *_: cancel.set())
+
+
+def _report(args, store, run_id: str, status: str) -> int:
     run = store.get_run(run_id)
     summary = run.get("summary") or {}
     out = {"run_id": run_id, "status": status, "message": run.get("error") or "", "run_dir": run["run_dir"],

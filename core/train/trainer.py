@@ -16,6 +16,12 @@ Metrics written to the recorder:
   weights when there is one): classification metrics; val/test loss is plain
   cross-entropy (label smoothing only shapes the training loss)
 - reports: confusion_matrix and per_class for each split and epoch
+
+Under torchrun (core.distributed) the same loop runs on every rank: each trains on its shard
+with train.batch_size / world examples per step (so the global batch is the configured one),
+the step's loss is averaged over the ranks, rank 0 alone records, checkpoints, probes and
+evaluates the full validation and test splits, and the epoch's metrics and any stop are
+shared by every rank.
 """
 from __future__ import annotations
 
@@ -29,9 +35,11 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torch.nn.parallel import DistributedDataParallel
 from torch.optim.lr_scheduler import OneCycleLR, ReduceLROnPlateau
-from torch.utils.data import DataLoader
+from torch.utils.data import DataLoader, DistributedSampler
 
+from core import distributed
 from core.config import RunConfig
 from core.errors import ConfigError
 from core.train.callbacks import Callback, EarlyStopping, NanGuard
@@ -89,6 +97,11 @@ class Trainer:
         run files (None = no checkpoints); device: overrides `config.train.device`."""
         self.config = config
         tc = config.train
+        self.rank, self.world = distributed.rank(), distributed.world_size()
+        if tc.batch_size % self.world:
+            raise ConfigError(f"train.batch_size={tc.batch_size} must be divisible by the {self.world} processes "
+                              "(each takes an equal share of the global batch)")
+        self.local_batch = tc.batch_size // self.world
         if tc.epochs < 1:
             raise ConfigError(f"train.epochs={tc.epochs}: train for at least 1 epoch")
         if tc.batch_size < 1:
@@ -108,7 +121,15 @@ class Trainer:
         self.model = (model if model is not None else self._build_model()).to(self.device)
         self._setup_grad_checkpointing()
         self._setup_amp()
-        self.loader_generator = torch.Generator().manual_seed(tc.seed)
+        # the module the loop calls: the model, or under torchrun its DDP wrapper (gradients all-reduced)
+        self.train_model: nn.Module = self.model
+        if self.world > 1:
+            ids = [self.device.index] if self.device.type == "cuda" else None
+            self.train_model = DistributedDataParallel(self.model, device_ids=ids)
+        # one permutation per epoch from (seed, epoch), cut into world shards: the global batches are
+        # the same whatever the number of processes, and a resumed run sees the same order
+        self.train_sampler = DistributedSampler(bundle.train, num_replicas=self.world, rank=self.rank, shuffle=True,
+                                                seed=tc.seed)
         self.train_loader = self._loader(bundle.train, shuffle=True)
         self.val_loader = self._loader(bundle.val, shuffle=False) if len(bundle.val) else None
         self.test_loader = self._loader(bundle.test, shuffle=False) if len(bundle.test) else None
@@ -166,21 +187,23 @@ class Trainer:
 
     def _loader(self, dataset: Any, shuffle: bool) -> DataLoader:
         tc = self.config.train
-        n = len(dataset)
-        # a last batch of one sample breaks BatchNorm in training; drop only that case
-        drop_last = shuffle and n > tc.batch_size and n % tc.batch_size == 1
-        return DataLoader(dataset, batch_size=tc.batch_size, shuffle=shuffle, drop_last=drop_last,
-                          num_workers=tc.num_workers, pin_memory=self.device.type == "cuda",
-                          generator=self.loader_generator if shuffle else None,
-                          persistent_workers=tc.num_workers > 0)
+        if shuffle:  # training: this rank's shard, local_batch at a time
+            n = len(self.train_sampler)
+            # a last batch of one sample breaks BatchNorm in training; drop only that case
+            drop_last = n > self.local_batch and n % self.local_batch == 1
+            return DataLoader(dataset, batch_size=self.local_batch, sampler=self.train_sampler, drop_last=drop_last,
+                              num_workers=tc.num_workers, pin_memory=self.device.type == "cuda",
+                              persistent_workers=tc.num_workers > 0)
+        return DataLoader(dataset, batch_size=tc.batch_size, shuffle=False, num_workers=tc.num_workers,
+                          pin_memory=self.device.type == "cuda", persistent_workers=tc.num_workers > 0)
 
     def _builtin_callbacks(self) -> list[Callback]:
         tc = self.config.train
-        out: list[Callback] = [NanGuard(), *build_probes(tc.probes)]
+        out: list[Callback] = [NanGuard(), *(build_probes(tc.probes) if self.rank == 0 else [])]
         es = tc.early_stopping
         if es.enabled:
             out.append(EarlyStopping(es.metric, es.mode, es.patience))
-        if self.run_dir is not None:
+        if self.run_dir is not None and self.rank == 0:
             out.append(Checkpointer(self.run_dir, metric=es.metric, mode=es.mode, save_last=True))
         return out
 
@@ -205,8 +228,9 @@ class Trainer:
 
     # ---- resume -------------------------------------------------------------------------------
     def load_training_state(self, path: str | Path) -> None:
-        """Restore model, optimizer, scheduler, scaler, callbacks and RNG from a checkpoint."""
-        state = read_checkpoint(path, self.device)
+        """Restore model, optimizer, scheduler, scaler, callbacks and RNG from a checkpoint
+        (under torchrun rank 0 reads it and every rank loads rank 0's copy)."""
+        state = distributed.broadcast(read_checkpoint(path, "cpu") if self.rank == 0 else None)
         self.model.load_state_dict(state["model"])
         self.optimizer.load_state_dict(state["optimizer"])
         if self.scheduler is not None and state.get("scheduler") is not None:
@@ -221,17 +245,21 @@ class Trainer:
         self.start_epoch = int(state["epoch"])
         self.global_step = int(state["global_step"])
         set_rng_state(state["rng"])
-        self.recorder.event(f"resumed from {Path(path).name} after epoch {self.start_epoch} (step {self.global_step})")
+        self.recorder.event(f"resumed from {Path(path).name if path else 'the checkpoint'} after epoch "
+                            f"{self.start_epoch} (step {self.global_step})")
 
     # ---- the loop -------------------------------------------------------------------------------
     def fit(self, resume_from: str | Path | None = None) -> FitResult:
-        """Train for the configured epochs (from a checkpoint's epoch when resuming)."""
-        if resume_from is not None:
+        """Train for the configured epochs (from a checkpoint's epoch when resuming; under
+        torchrun rank 0's `resume_from` decides for every rank)."""
+        if distributed.broadcast(resume_from is not None):
             self.load_training_state(resume_from)
         for level, message in self.notes:
             self.recorder.event(message, level)
         n_params = sum(p.numel() for p in self.model.parameters())
-        self.recorder.event(f"training {self.config.model.name} ({n_params:,} parameters) on {self.device}: "
+        where = f"{self.world} processes ({self.device.type}, {self.local_batch} examples each per step)" \
+            if self.world > 1 else str(self.device)
+        self.recorder.event(f"training {self.config.model.name} ({n_params:,} parameters) on {where}: "
                             f"{len(self.bundle.train)} train / {len(self.bundle.val)} val / {len(self.bundle.test)} test "
                             f"examples, {self.steps_per_epoch} steps per epoch")
         self._call("on_fit_start")
@@ -262,13 +290,13 @@ class Trainer:
                          test_metrics=test_metrics)
 
     def _train_epoch(self, epoch: int) -> dict[str, Any]:
-        model, optimizer, scaler = self.model, self.optimizer, self.scaler
+        model, optimizer, scaler = self.train_model, self.optimizer, self.scaler
         clip = self.config.train.grad_clip
         mixup_alpha = self.config.train.mixup_alpha
         per_step_schedule = self.scheduler is not None and not isinstance(self.scheduler, ReduceLROnPlateau)
         params = [p for p in model.parameters() if p.requires_grad]
         # the epoch's order depends only on (seed, epoch), so a resumed run sees the same batches
-        self.loader_generator.manual_seed(self.config.train.seed * 1_000_003 + epoch)
+        self.train_sampler.set_epoch(epoch)
         model.train()
         logits_seen, targets_seen = [], []
         loss_sum, n_seen = 0.0, 0
@@ -294,7 +322,7 @@ class Trainer:
                 scaler.unscale_(optimizer)
             else:
                 loss.backward()
-            self.last_loss = loss.item()
+            self.last_loss = distributed.mean(loss.item())  # the global batch's loss on every rank
             self._call("on_after_backward", step)
             if self.stop_status == "diverged":
                 self.global_step = step
@@ -320,11 +348,14 @@ class Trainer:
             self.recorder.metric(step, epoch, "step", "loss", self.last_loss)
             self.recorder.metric(step, epoch, "step", "lr", lr)
             self._call("on_step_end", step)
+            if distributed.any_rank(self.stop_status is not None) and self.stop_status is None:
+                self.request_stop("cancelled", f"stopped at step {step} with the other processes of this run")
             if self.stop_status is not None:
                 break
         seconds = time.perf_counter() - started
-        return {"logits": logits_seen, "targets": targets_seen, "loss": loss_sum / max(1, n_seen),
-                "seconds": seconds, "samples": n_seen}
+        loss_sum, n_seen = distributed.total([loss_sum, float(n_seen)])  # over every rank's shard
+        return {"logits": distributed.gather_to_main(logits_seen), "targets": distributed.gather_to_main(targets_seen),
+                "loss": loss_sum / max(1.0, n_seen), "seconds": seconds, "samples": int(n_seen)}
 
     @torch.no_grad()
     def evaluate(self, loader: DataLoader) -> tuple[torch.Tensor, torch.Tensor, float]:
@@ -353,24 +384,26 @@ class Trainer:
 
     def _end_epoch(self, epoch: int, train: dict[str, Any]) -> dict[str, float]:
         metrics: dict[str, float] = {}
-        if train["logits"]:
-            metrics.update(self._record_split("train", epoch, torch.cat(train["logits"]),
-                                              torch.cat(train["targets"]), train["loss"]))
-        extra = {"weight_norm": weight_l2_norm(self.model), "epoch_seconds": train["seconds"],
-                 "samples_per_sec": train["samples"] / max(train["seconds"], 1e-9),
-                 "lr": self.optimizer.param_groups[0]["lr"]}
-        self.recorder.metrics(self.global_step, epoch, "train", extra)
-        metrics.update({f"train_{k}": v for k, v in extra.items()})
-        if self.val_loader is not None:
-            logits, targets, loss = self.evaluate(self.val_loader)
-            metrics.update(self._record_split("val", epoch, logits, targets, loss))
+        if self.rank == 0:  # every rank's training answers, and the whole validation split
+            if train["logits"]:
+                metrics.update(self._record_split("train", epoch, torch.cat(train["logits"]),
+                                                  torch.cat(train["targets"]), train["loss"]))
+            extra = {"weight_norm": weight_l2_norm(self.model), "epoch_seconds": train["seconds"],
+                     "samples_per_sec": train["samples"] / max(train["seconds"], 1e-9),
+                     "lr": self.optimizer.param_groups[0]["lr"]}
+            self.recorder.metrics(self.global_step, epoch, "train", extra)
+            metrics.update({f"train_{k}": v for k, v in extra.items()})
+            if self.val_loader is not None:
+                logits, targets, loss = self.evaluate(self.val_loader)
+                metrics.update(self._record_split("val", epoch, logits, targets, loss))
+        metrics = distributed.broadcast(metrics)  # early stopping and the plateau schedule decide alike
         if isinstance(self.scheduler, ReduceLROnPlateau):
             self.scheduler.step(metrics["val_loss"])
         self._call("on_epoch_end", epoch, metrics)
         return metrics
 
     def _test(self) -> dict[str, float]:
-        if self.test_loader is None:
+        if self.test_loader is None or self.rank != 0:
             return {}
         ckpt = self.checkpointer()
         if ckpt is not None and ckpt.best_path.exists():

@@ -111,7 +111,7 @@ def screenshot(page, path: Path) -> Path:
     """A screenshot of the whole page, checked to be non-blank. Streamlit scrolls inside its
     main container, so the viewport is stretched to the content's height for the shot."""
     height = page.evaluate("""() => {
-        let h = document.body.scrollHeight;
+        let h = Math.max(document.body.scrollHeight, window.innerHeight);  // a page that fits keeps the viewport
         const main = document.querySelector('[data-testid="stMain"]');
         if (main) for (const e of [main, ...main.querySelectorAll('*')])
             if (e.scrollHeight > e.clientHeight + 5 && getComputedStyle(e).overflowY !== 'visible') h = Math.max(h, e.scrollHeight);

@@ -285,6 +285,14 @@ def log_tail(path: str | Path | None, lines: int = 12) -> str:
     return "\n".join(text.strip().splitlines()[-lines:])
 
 
+KNOWN_CAUSES = (  # what a log's last lines mean, said plainly
+    ("RendezvousTimeoutError", "the other machines did not join within --rdzv-timeout; start every node with the same "
+                               "--rdzv-endpoint and --nnodes"),
+    ("RendezvousConnectionError", "the rendezvous endpoint could not be reached; check --rdzv-endpoint"),
+    ("EADDRINUSE", "the rendezvous port is in use; pick another --rdzv-endpoint port"),
+)
+
+
 def describe_exit(returncode: int) -> str:
     if returncode < 0:
         name = signal.Signals(-returncode).name if -returncode in signal.Signals._value2member_map_ else "?"
@@ -312,7 +320,9 @@ def finish(store, run_id: str, returncode: int, cancelled: bool, killed: bool = 
         return "failed"
     if returncode != 0 and (active or run["status"] == "completed"):
         tail = log_tail(log_path)
-        _end(store, run_id, "failed", describe_exit(returncode) + (f"; last log lines:\n{tail}" if tail else ""))
+        cause = next((why for needle, why in KNOWN_CAUSES if needle in tail), "")
+        _end(store, run_id, "failed", describe_exit(returncode) + (f": {cause}" if cause else "")
+             + (f"; last log lines:\n{tail}" if tail else ""))
         return "failed"
     if active:
         _end(store, run_id, "failed", "the training process ended without recording how; see its log")

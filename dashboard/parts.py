@@ -113,6 +113,8 @@ def queue_view(key: str) -> None:
                 st.markdown(f"**{run_label(run)}**")
                 if run["status"] == "running":
                     progress_bar(run)
+                elif run.get("held"):
+                    st.caption(run["held"])
             if right.button("Cancel", key=f"{key}.cancel.{run['id']}", help="stops after the current step; "
                             "the last checkpoint is kept"):
                 st.toast(eng.cancel(run["id"]))

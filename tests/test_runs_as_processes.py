@@ -283,3 +283,14 @@ def test_node_0_refuses_a_rendezvous_port_in_use(runs, capsys):
         port = busy.getsockname()[1]
         assert main(["train", "--nnodes", "2", "--node-rank", "0", "--rdzv-endpoint", f"127.0.0.1:{port}"]) == 2
     assert f"cannot listen on port {port}" in capsys.readouterr().err
+
+
+def test_a_node_left_alone_at_the_rendezvous_fails_in_time_and_leaves_no_process(runs, store, capsys):
+    port = _free_port()
+    code = main(["train", "--epochs", "1", "--nnodes", "2", "--node-rank", "0", "--rdzv-endpoint",
+                 f"127.0.0.1:{port}", "--rdzv-timeout", "5", "--json"])
+    out = json.loads(capsys.readouterr().out)
+    assert code == 1 and out["status"] == "failed"
+    assert "the other machines did not join within --rdzv-timeout" in out["message"], out["message"]
+    leftovers = subprocess.run(["pgrep", "-f", f"--run-id {out['run_id']}"], capture_output=True, text=True).stdout
+    assert leftovers.strip() == "", f"processes left behind: {leftovers}"

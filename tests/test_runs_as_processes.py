@@ -292,5 +292,16 @@ def test_a_node_left_alone_at_the_rendezvous_fails_in_time_and_leaves_no_process
     out = json.loads(capsys.readouterr().out)
     assert code == 1 and out["status"] == "failed"
     assert "the other machines did not join within --rdzv-timeout" in out["message"], out["message"]
-    leftovers = subprocess.run(["pgrep", "-f", f"--run-id {out['run_id']}"], capture_output=True, text=True).stdout
-    assert leftovers.strip() == "", f"processes left behind: {leftovers}"
+    assert processes_of(out["run_id"]) == [], "no process of the run is left behind"
+
+
+def processes_of(run_id: str) -> list[int]:
+    """Live processes whose command line names the run."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        try:
+            if entry.name.isdigit() and run_id.encode() in (entry / "cmdline").read_bytes():
+                found.append(int(entry.name))
+        except OSError:
+            continue
+    return found

@@ -13,6 +13,7 @@ pages = {
     "Sigscope": [st.Page("pages/home.py", title="Home", icon=":material/home:", default=True)],
     "Design": [st.Page("pages/build.py", title="Build", icon=":material/construction:")],
     "Train": [st.Page("pages/train.py", title="Train", icon=":material/model_training:"),
+              st.Page("pages/sweep.py", title="Sweep", icon=":material/tune:"),
               st.Page("pages/monitor.py", title="Monitor", icon=":material/monitoring:")],
     "Analyze": analyze,
 }

@@ -20,11 +20,13 @@ $(STAMP): requirements.txt pyproject.toml
 	touch $(STAMP)
 
 # Debian's Chromium drives the end-to-end tests (Playwright cannot download browsers here);
-# espeak-ng and flite speak the synthetic digit voices (data options tts_voices, flite_voices). Tests needing
+# espeak-ng and flite speak the synthetic digit voices (data options tts_voices, flite_voices);
+# PostgreSQL is the multi-machine sweep storage its test starts on a local socket. Tests needing
 # any of them skip without it.
-SYSTEM_PACKAGES := chromium espeak-ng flite
+SYSTEM_PACKAGES := chromium espeak-ng flite postgresql
 system-deps:
-	@missing=""; for p in $(SYSTEM_PACKAGES); do command -v $$p >/dev/null || missing="$$missing $$p"; done; \
+	@have() { case $$1 in postgresql) ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1;; *) command -v $$1 >/dev/null;; esac; }; \
+	missing=""; for p in $(SYSTEM_PACKAGES); do have $$p || missing="$$missing $$p"; done; \
 	if [ -n "$$missing" ]; then \
 	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
 	    (apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q $$missing) >/dev/null \

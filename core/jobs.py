@@ -37,9 +37,10 @@ import itertools
 import threading
 import time
 import traceback
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import torch
 
@@ -108,7 +109,7 @@ def run_job(store: Store, run_id: str, config: RunConfig, device: str | None = N
         status, message = "cancelled", "cancelled with Ctrl-C"
         writer.event(message, "warning")
         raise
-    except BaseException as error:  # noqa: BLE001 - any failure ends this run, never the engine
+    except BaseException as error:
         if is_out_of_memory(error):
             message = (f"out of memory on {device or config.train.device} with batch size "
                        f"{config.train.batch_size}: lower train.batch_size, turn on train.amp ('bf16' or 'fp16' "
@@ -211,17 +212,19 @@ class JobManager:
             threading.Thread(target=self._watch, name="sigscope-watch", daemon=True).start()
 
     # ---- public API ------------------------------------------------------------------------
-    def submit(self, config: RunConfig, name: str = "", callbacks: Sequence[Any] = (), priority: int = 0) -> str:
+    def submit(self, config: RunConfig, name: str = "", callbacks: Sequence[Any] = (), priority: int = 0,
+               columns: dict | None = None) -> str:
         """Store a queued run and return its id at once; a config the spec refuses raises
         ConfigError (every problem, one per line) and stores nothing. Higher `priority` runs
-        first. `callbacks` (extra Trainer callbacks) need mode="thread"."""
+        first. `callbacks` (extra Trainer callbacks) need mode="thread". `columns`: run columns
+        set before the run can start (a sweep's study, trial and storage)."""
         if not isinstance(config, RunConfig):
             raise ConfigError("submit() takes a RunConfig (use RunConfig.from_dict for a dict)")
         if callbacks and self.mode != "thread":
             raise ConfigError("Trainer callbacks cannot cross into a run's process; use JobManager(mode='thread')")
         config = config.validated()  # a private, checked copy: a bad config never becomes a run
         run_id = self.store.create_run(config.to_dict(), name=name or config.name, status="queued")
-        self.store.update_run(run_id, priority=int(priority), processes=config.train.processes)
+        self.store.update_run(run_id, priority=int(priority), processes=config.train.processes, **(columns or {}))
         self._enqueue(_Job(run_id, config, callbacks=callbacks, priority=int(priority)))
         return run_id
 

@@ -245,6 +245,28 @@ def _pgid(pid: int) -> int | None:
         return None
 
 
+def signal_run(store, run_id: str, sig: int = signal.SIGTERM) -> str:
+    """Ask the process that trains a run on this machine to stop (SIGTERM: after its current
+    step); returns a sentence saying what happened (a run of another host cannot be reached)."""
+    from core.store import ACTIVE_STATUSES, process_alive
+
+    run = store.get_run(run_id)
+    if run is None:
+        return f"no run {run_id}"
+    if run["status"] not in ACTIVE_STATUSES:
+        return f"{run_id} has already ended ({run['status']})"
+    pid = run.get("owner_pid")
+    if run["status"] == "running" and pid and pid != os.getpid() and run.get("owner_host") == socket.gethostname() \
+            and process_alive(pid, run.get("owner_host"), run.get("owner_started")):
+        try:
+            os.kill(int(pid), sig)
+            return f"asked {run_id}'s process (pid {pid}) to stop after its current step"
+        except OSError as e:
+            return f"could not signal {run_id}'s process (pid {pid}): {e}"
+    return (f"{run_id} belongs to another process (pid {pid} on {run.get('owner_host')}); "
+            f"stop it there (Ctrl-C ends a CLI run as cancelled)")
+
+
 def rank_error_dir(run_dir: str | Path) -> Path:
     return Path(run_dir) / RANK_ERRORS
 
@@ -352,7 +374,7 @@ def child_env(threads: int | None = None) -> dict:
     return env
 
 
-def _tee(proc: subprocess.Popen, log_path: Path | None) -> "threading.Thread":
+def _tee(proc: subprocess.Popen, log_path: Path | None) -> threading.Thread:
     import threading
 
     def copy() -> None:

@@ -25,12 +25,13 @@ import socket
 import sqlite3
 import threading
 import time
+from collections.abc import Callable, Iterable
 from pathlib import Path
-from typing import Any, Callable, Iterable
+from typing import Any
 
 from core import paths
 
-STATUSES = ("queued", "running", "completed", "failed", "diverged", "cancelled", "interrupted")
+STATUSES = ("queued", "running", "completed", "pruned", "failed", "diverged", "cancelled", "interrupted")
 ACTIVE_STATUSES = ("queued", "running")
 FLUSH_SECONDS = 0.5
 
@@ -136,13 +137,37 @@ def _v2(db: sqlite3.Connection) -> None:
         db.execute(f"ALTER TABLE runs ADD COLUMN {column}")
 
 
+def _v3(db: sqlite3.Connection) -> None:
+    """Sweeps: a run's study and trial (and the trial's storage, JSON), and the sweeps this
+    machine started, with the process driving each."""
+    for column in ("study TEXT", "trial INTEGER", "sweep TEXT"):
+        db.execute(f"ALTER TABLE runs ADD COLUMN {column}")
+    db.execute("CREATE INDEX runs_study ON runs(study, trial)")
+    db.execute("""CREATE TABLE sweeps (
+            name TEXT NOT NULL,
+            storage TEXT NOT NULL,
+            status TEXT NOT NULL,
+            created_at REAL NOT NULL,
+            updated_at REAL NOT NULL,
+            owner_pid INTEGER,
+            owner_host TEXT,
+            owner_started TEXT,
+            workers INTEGER NOT NULL DEFAULT 1,
+            log_path TEXT,
+            message TEXT,
+            PRIMARY KEY (name, storage)
+        )""")
+
+
 # Migrations as code: (version, function). Append new ones; never edit a released one.
-MIGRATIONS: list[tuple[int, Callable[[sqlite3.Connection], None]]] = [(1, _v1), (2, _v2)]
+MIGRATIONS: list[tuple[int, Callable[[sqlite3.Connection], None]]] = [(1, _v1), (2, _v2), (3, _v3)]
 SCHEMA_VERSION = MIGRATIONS[-1][0]
 
 _RUN_FIELDS = ("name", "status", "config", "started_at", "finished_at", "error", "epoch", "total_epochs",
                "step", "total_steps", "device", "owner_pid", "owner_host", "owner_started", "run_dir", "summary",
-               "threads", "processes", "log_path", "priority", "held")
+               "threads", "processes", "log_path", "priority", "held", "study", "trial", "sweep")
+_SWEEP_FIELDS = ("status", "owner_pid", "owner_host", "owner_started", "workers", "log_path", "message")
+SWEEP_STATUSES = ("running", "stopping", "stopped", "finished", "failed")
 
 
 def new_run_id() -> str:
@@ -284,7 +309,7 @@ class Store:
             raise ValueError(f"update_run: unknown field(s) {bad}; known: {_RUN_FIELDS}")
         if "status" in fields:
             _check_status(fields["status"])
-        for key in ("config", "summary"):
+        for key in ("config", "summary", "sweep"):
             if key in fields and not isinstance(fields[key], (str, type(None))):
                 fields[key] = _json_value(fields[key])
         if not fields:
@@ -310,6 +335,38 @@ class Store:
             args = wanted
         rows = self.connect().execute(sql + " ORDER BY created_at DESC, id DESC", args).fetchall()
         return [_run_dict(r) for r in rows]
+
+    def study_runs(self, study: str) -> list[dict]:
+        """The runs of one sweep study, by trial number."""
+        rows = self.connect().execute("SELECT * FROM runs WHERE study = ? ORDER BY trial, created_at", (study,))
+        return [_run_dict(r) for r in rows.fetchall()]
+
+    # ---- sweeps this machine drives --------------------------------------------------------
+    def put_sweep(self, name: str, storage: str, **fields: Any) -> None:
+        """Insert or update a sweep's row (status, the process driving it, its log, message)."""
+        bad = sorted(set(fields) - set(_SWEEP_FIELDS))
+        if bad:
+            raise ValueError(f"put_sweep: unknown field(s) {bad}; known: {_SWEEP_FIELDS}")
+        if fields.get("status", "running") not in SWEEP_STATUSES:
+            raise ValueError(f"unknown sweep status {fields['status']!r}; one of {SWEEP_STATUSES}")
+        now = time.time()
+        db = self.connect()
+        db.execute("INSERT OR IGNORE INTO sweeps(name, storage, status, created_at, updated_at) VALUES (?, ?, ?, ?, ?)",
+                   (name, storage, fields.get("status", "running"), now, now))
+        sets = ", ".join(f"{k} = ?" for k in [*fields, "updated_at"])
+        db.execute(f"UPDATE sweeps SET {sets} WHERE name = ? AND storage = ?", (*fields.values(), now, name, storage))
+
+    def get_sweep(self, name: str, storage: str | None = None) -> dict | None:
+        sql, args = "SELECT * FROM sweeps WHERE name = ?", [name]
+        if storage is not None:
+            sql, args = sql + " AND storage = ?", [*args, storage]
+        row = self.connect().execute(sql + " ORDER BY updated_at DESC", args).fetchone()
+        return dict(row) if row else None
+
+    def list_sweeps(self) -> list[dict]:
+        """Sweeps started on this machine, newest first."""
+        rows = self.connect().execute("SELECT * FROM sweeps ORDER BY created_at DESC").fetchall()
+        return [dict(r) for r in rows]
 
     def delete_run(self, run_id: str, remove_files: bool = True) -> bool:
         """Delete a run's rows (and its folder unless `remove_files=False`). Refuses a running run."""
@@ -477,7 +534,7 @@ class Store:
         return [{"step": r[0], "epoch": r[1], "split": r[2], "key": r[3], "value": json.loads(r[4])} for r in rows]
 
     # ---- writing --------------------------------------------------------------------------
-    def writer(self, run_id: str, flush_seconds: float = FLUSH_SECONDS) -> "RunWriter":
+    def writer(self, run_id: str, flush_seconds: float = FLUSH_SECONDS) -> RunWriter:
         """A batched writer for one run; use it from one thread (the job's)."""
         return RunWriter(self, run_id, flush_seconds)
 
@@ -496,6 +553,7 @@ def _run_dict(row: sqlite3.Row) -> dict:
     run = dict(row)
     run["config"] = json.loads(run["config"]) if run["config"] else {}
     run["summary"] = json.loads(run["summary"]) if run.get("summary") else {}
+    run["sweep"] = json.loads(run["sweep"]) if run.get("sweep") else None
     return run
 
 
@@ -517,10 +575,10 @@ class RunWriter:
         self._run_fields: dict[str, Any] = {}
         self._last_flush = time.monotonic()
 
-    def __enter__(self) -> "RunWriter":
+    def __enter__(self) -> RunWriter:
         return self
 
-    def __exit__(self, *exc: Any) -> None:
+    def __exit__(self, *exc: object) -> None:
         self.close()
 
     def metric(self, step: int, epoch: int | None, split: str, key: str, value: float) -> None:

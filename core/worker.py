@@ -51,19 +51,22 @@ def run_worker(args) -> int:
         run_dir = run["run_dir"] if run else None
         config = distributed.broadcast(RunConfig.from_dict(run["config"]) if rank == 0 else None)
         callbacks = injected()
+        if run and run.get("sweep") and rank == 0:
+            from core.sweep import trial_callback
+            callbacks.append(trial_callback(run))
         if rank == 0:
             status = _rank0(store, args.run_id, config, device, cancel, callbacks, args)
             if status == "failed":
                 launch.record_rank_error(run_dir, 0, (store.get_run(args.run_id) or {}).get("error") or "failed")
         else:
             status = _other_rank(config, device, cancel, callbacks, args)
-    except BaseException as error:  # noqa: BLE001 - recorded for the launcher, then the process fails
+    except BaseException as error:
         from core.infer.reading import error_line
         launch.record_rank_error(run_dir, distributed.rank(), error_line(error))
         raise
     finally:
         distributed.shutdown()
-    return 0 if status in ("completed", "cancelled") else 1
+    return 0 if status in ("completed", "cancelled", "pruned") else 1
 
 
 def _rank0(store, run_id: str, config, device: str, cancel, callbacks: list, args) -> str:

@@ -11,8 +11,6 @@ gets a fresh engine over that folder.
 from __future__ import annotations
 
 import os
-import signal
-import socket
 import threading
 import time
 from dataclasses import dataclass, field
@@ -23,7 +21,7 @@ import streamlit as st
 from core import paths
 from core.config import DataConfig, ModelConfig, ProbeConfig, RunConfig, TrainConfig
 from core.jobs import JobManager
-from core.store import ACTIVE_STATUSES, Store, process_alive
+from core.store import ACTIVE_STATUSES, Store
 
 WORKERS_ENV = "SIGSCOPE_WORKERS"
 
@@ -38,6 +36,7 @@ class Engine:
     store: Store
     jobs: JobManager
     started_at: float = field(default_factory=time.time)
+    revived: list = field(default_factory=list)  # sweeps whose worker this engine restarted
 
     def submit(self, config: RunConfig) -> str:
         """Queue a run; returns its id at once."""
@@ -49,21 +48,8 @@ class Engine:
         SIGTERM, which stops it after its current step."""
         if self.jobs.cancel(run_id):
             return f"cancel requested for {run_id}: it stops after its current step"
-        run = self.store.get_run(run_id)
-        if run is None:
-            return f"no run {run_id}"
-        if run["status"] not in ACTIVE_STATUSES:
-            return f"{run_id} has already ended ({run['status']})"
-        pid = run.get("owner_pid")
-        if run["status"] == "running" and pid and pid != os.getpid() and run.get("owner_host") == socket.gethostname() \
-                and process_alive(pid, run.get("owner_host"), run.get("owner_started")):
-            try:
-                os.kill(int(pid), signal.SIGTERM)
-                return f"asked {run_id}'s process (pid {pid}) to stop after its current step"
-            except OSError as e:
-                return f"could not signal {run_id}'s process (pid {pid}): {e}"
-        return (f"{run_id} belongs to another process (pid {pid} on {run.get('owner_host')}); "
-                f"stop it there (Ctrl-C ends a CLI run as cancelled)")
+        from core.launch import signal_run
+        return signal_run(self.store, run_id)
 
     def status(self) -> dict:
         """Devices and worker count of this engine, plus queued/running runs of every process."""
@@ -90,6 +76,8 @@ def _engine_for(runs_dir: str, workers: int) -> Engine:
         if eng is None:
             store = Store(paths.store_path(Path(runs_dir)))
             eng = _ENGINES[(runs_dir, workers)] = Engine(store=store, jobs=JobManager(store, max_workers=workers))
+            from core.sweep import revive
+            eng.revived = revive(store)  # sweeps a restart left without their worker carry on
         return eng
 
 

@@ -53,7 +53,7 @@ from core.train.schedulers import build_optimizer, build_scheduler
 
 @dataclass
 class FitResult:
-    """How a fit ended. status: "completed" | "cancelled" | "diverged"."""
+    """How a fit ended. status: "completed" | "cancelled" | "diverged" | "pruned"."""
 
     status: str
     message: str = ""
@@ -209,10 +209,11 @@ class Trainer:
 
     # ---- control ----------------------------------------------------------------------------
     def request_stop(self, status: str, message: str) -> None:
-        """Stop after the current step (the first request wins). status: completed | cancelled | diverged."""
+        """Stop after the current step (the first request wins). status: completed | cancelled |
+        diverged | pruned (a sweep stopped the trial at an epoch's end; the test split is skipped)."""
         if self.stop_status is None:
             self.stop_status, self.stop_message = status, message
-            self.recorder.event(message, "warning" if status in ("cancelled", "diverged") else "info")
+            self.recorder.event(message, "warning" if status in ("cancelled", "diverged", "pruned") else "info")
 
     def _call(self, hook: str, *args: Any) -> None:
         for cb in self.callbacks:
@@ -400,6 +401,8 @@ class Trainer:
         if isinstance(self.scheduler, ReduceLROnPlateau):
             self.scheduler.step(metrics["val_loss"])
         self._call("on_epoch_end", epoch, metrics)
+        if self.world > 1:  # a stop decided at the epoch's end on rank 0 (a sweep's pruning) holds for all
+            self.stop_status, self.stop_message = distributed.broadcast((self.stop_status, self.stop_message))
         return metrics
 
     def _test(self) -> dict[str, float]:

@@ -363,11 +363,21 @@ def spawn(cmd: list[str], env: dict | None = None, log=None) -> subprocess.Popen
                             start_new_session=True, env=env or child_env())
 
 
+SPIN_COUNT = "10000"
+
+
 def child_env(threads: int | None = None) -> dict:
-    """A run process's environment: its thread count for every BLAS/OpenMP pool. (OpenMP's
-    wait policy stays the default: OMP_WAIT_POLICY=PASSIVE made an uncontended resnet1d epoch on
-    the HAPT sample 2.3x slower, 1.06-1.22 s against 0.44-0.55 s, on this 2-core machine.)"""
+    """A run process's environment: its thread count for every BLAS/OpenMP pool, and a short
+    OpenMP spin before a waiting thread sleeps (GOMP_SPINCOUNT, unless set). Measured on this
+    2-core machine, resnet1d training steps at batch 64 with 2 threads (bench/watched_training.py
+    measures whole runs beside Chromium):
+      alone:                          default 66-76 ms/step, GOMP_SPINCOUNT=10000 65-83 ms/step
+      beside two busy processes:      default 1038 ms/step,  GOMP_SPINCOUNT=10000 145 ms/step
+    libgomp's default spins up to 300,000 times at each barrier, so when the server and a browser
+    share the cores, a thread spins while the thread it waits for is not scheduled: 10x slower.
+    (OMP_WAIT_POLICY=PASSIVE, which never spins, made an uncontended epoch 2.3x slower.)"""
     env = dict(os.environ)
+    env.setdefault("GOMP_SPINCOUNT", SPIN_COUNT)
     if threads:
         for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
             env[var] = str(threads)

@@ -38,7 +38,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import socket
 import statistics
 import sys
@@ -632,7 +631,7 @@ def redact(url: str) -> str:
 
 def open_storage(url: str | None = None):
     """The Optuna storage of a URL (cached per process): None or "journal:PATH" (a journal
-    file), "sqlite:///PATH", "postgresql://USER:PASS@HOST:PORT/DB" (or +psycopg2). A URL that
+    file), "sqlite:///PATH", "postgresql://USER:PASS@HOST:PORT/DB" (psycopg 3). A URL that
     is malformed or cannot be reached raises ConfigError saying which and why."""
     url = url or default_storage()
     quiet()
@@ -651,7 +650,6 @@ def quiet() -> None:
 
 
 def _open(url: str):
-    import optuna
     from optuna.storages import JournalStorage, RDBStorage
     from optuna.storages.journal import JournalFileBackend, JournalFileOpenLock
 
@@ -664,7 +662,7 @@ def _open(url: str):
         except OSError as e:
             raise ConfigError(f"storage {url}: cannot open the journal file ({e.strerror or e})") from None
     scheme = url.split("://", 1)[0] if "://" in url else ""
-    if scheme not in ("sqlite", "postgresql", "postgresql+psycopg2", "postgres"):
+    if scheme not in ("sqlite", "postgresql", "postgresql+psycopg", "postgres"):
         raise ConfigError(f"storage {redact(url)!r} is not a storage URL: use journal:PATH, sqlite:///PATH or "
                           "postgresql://USER:PASSWORD@HOST:PORT/DATABASE")
     if scheme == "postgres":
@@ -745,8 +743,8 @@ def build_sampler(settings: SweepSettings, salt: int = 0):
         return optuna.samplers.RandomSampler(seed=seed)
     if settings.sampler == "nsga2":
         return optuna.samplers.NSGAIISampler(seed=seed, population_size=max(4, min(20, settings.trials // 3)))
-    return optuna.samplers.TPESampler(seed=seed, constant_liar=True, n_startup_trials=min(10, max(
-        2, settings.trials // 4)))
+    return optuna.samplers.TPESampler(seed=seed, constant_liar=True,
+                                      n_startup_trials=min(10, max(5, settings.trials // 4)))
 
 
 def build_pruner(settings: SweepSettings):
@@ -833,21 +831,18 @@ def request_stop(name: str, storage: str | None = None, store=None) -> None:
     """Ask every worker of the study to stop: no new trials; running ones are cancelled and
     queued again for a resume; finished ones stay."""
     study, _ = load(name, storage)
-    attrs = dict(study.user_attrs[STUDY_ATTR])
-    attrs["stop_requested"] = time.time()
-    study.set_user_attr(STUDY_ATTR, attrs)
+    study.set_user_attr("stop_requested", time.time())
     if store is not None and store.get_sweep(name, storage or default_storage()):
         store.put_sweep(name, storage or default_storage(), status="stopping")
 
 
 def clear_stop(study) -> None:
-    attrs = dict(study.user_attrs[STUDY_ATTR])
-    if attrs.pop("stop_requested", None) is not None:
-        study.set_user_attr(STUDY_ATTR, attrs)
+    if study.user_attrs.get("stop_requested"):
+        study.set_user_attr("stop_requested", None)
 
 
 def stop_requested(study) -> bool:
-    return bool(study.user_attrs.get(STUDY_ATTR, {}).get("stop_requested"))
+    return bool(study.user_attrs.get("stop_requested"))
 
 
 # ---- the worker --------------------------------------------------------------------------------------
@@ -881,9 +876,8 @@ class SweepWorker:
         from core.jobs import JobManager
 
         settings = self.spec.settings
-        salt = os.getpid() % 100_000
         self.study = optuna.load_study(study_name=self.name, storage=open_storage(self.storage),
-                                       sampler=build_sampler(settings, salt))
+                                       sampler=build_sampler(settings, self._join()))
         dims, problems = resolved_dims(self.spec)
         if problems:
             raise ConfigError("\n".join(problems))
@@ -916,6 +910,13 @@ class SweepWorker:
             self.store.put_sweep(self.name, self.storage, status="finished" if done else "stopped",
                                  message="" if done else "stopped before all trials ran")
         return summary(self.name, self.storage)
+
+    def _join(self) -> int:
+        """This worker's number among those that joined the study: the sampler's seed is the
+        study's seed plus it, so a lone worker's draws repeat and two workers' differ."""
+        joined = int(self.study.user_attrs.get("joined", 0))
+        self.study.set_user_attr("joined", joined + 1)
+        return joined
 
     # ---- one trial ----
     def _start_one(self, manager, dims: list[Dim], flops_per_s: float | None) -> None:

@@ -112,7 +112,8 @@ def highlight_heaviest(frame, column: str = "own_flops", top: int = 3):
 # ---- training: schedules and live curves -------------------------------------------------
 PALETTE = ("#2a6fb0", "#e07b39", "#3a9d5d", "#c0392b", "#8e6bbf", "#7f8c8d", "#d4a017", "#17a2b8")
 STATUS_COLORS = {"queued": "#7f8c8d", "running": "#2a6fb0", "completed": "#3a9d5d", "failed": "#c0392b",
-                 "diverged": "#c0392b", "cancelled": "#d4a017", "interrupted": "#d4a017"}
+                 "diverged": "#c0392b", "cancelled": "#d4a017", "interrupted": "#d4a017",
+                 "pruned": "#8e7cc3"}
 
 
 def _layout(fig: go.Figure, title: str, height: int = 300, **kw) -> go.Figure:

@@ -74,6 +74,9 @@ def status_banner(run: dict) -> None:
         held = run.get("held")
         st.info(f"Queued: {held}" if held else "Queued: it starts when a worker is free.",
                 icon=":material/hourglass_top:")
+    elif status == "pruned":
+        sweep = f" (trial {run['trial']} of sweep {run['study']})" if run.get("study") else ""
+        st.warning(f"Pruned by its sweep{sweep}: {error or 'stopped early'}", icon=":material/content_cut:")
     elif status == "diverged":
         st.error(f"Diverged: {error or 'the loss became NaN/Inf'}", icon=":material/error:")
     elif status == "failed":

@@ -58,23 +58,25 @@ def space_editor(prefix: str, spec: sweep.SweepSpec) -> dict[str, sweep.Dim]:
         with st.expander(f"{title} · {ticked} of {len(group)} varied" if ticked else f"{title}",
                          expanded=bool(ticked) and start in ("model.", "optim.", "train.")):
             for entry in group:
-                dim = _dim_row(prefix, entry, spec.space.get(entry.key))
+                dim = _dim_row(prefix, entry, spec.space.get(entry.key), spec.base)
                 if dim is not None:
                     space[entry.key] = dim
+    drawn = {e.key for e in entries}
     for key, dim in scoped.items():
-        space.setdefault(key, dim)
+        if key not in drawn:  # another model's hyperparameter: no row for it on this base
+            space[key] = dim
     if scoped:
         st.caption("Per-model ranges from the preset: " + ", ".join(
             f"`{k}` ({', '.join(d.models)})" for k, d in scoped.items()))
     return space
 
 
-def _dim_row(prefix: str, entry: typed.Entry, given: sweep.Dim | None) -> sweep.Dim | None:
+def _dim_row(prefix: str, entry: typed.Entry, given: sweep.Dim | None, base: dict) -> sweep.Dim | None:
     p = entry.param
     key = f"{prefix}:space:{entry.key}"
     default = sweep.default_dim(p)
     if entry.key == "model.name":
-        default.choices = sweep.model_choices({"data": {}})
+        default.choices = sweep.model_choices(base)
     cols = st.columns([3, 2, 2, 1])
     on = cols[0].checkbox(f"`{entry.key}`", value=given is not None, key=key + "#on", help=p.help)
     start = given or default
@@ -82,7 +84,7 @@ def _dim_row(prefix: str, entry: typed.Entry, given: sweep.Dim | None) -> sweep.
         options = list(default.choices or [])
         chosen = cols[1].multiselect("choices", options, default=[c for c in (start.choices or options) if c in options],
                                      key=key + "#choices", label_visibility="collapsed", disabled=not on)
-        return sweep.Dim(entry.key, choices=chosen) if on else None
+        return sweep.Dim(entry.key, choices=chosen, models=list(start.models)) if on else None
     is_int = p.type == "int"
     cast = int if is_int else float
     low_value = cast(start.low if start.low is not None else default.low)
@@ -94,7 +96,7 @@ def _dim_row(prefix: str, entry: typed.Entry, given: sweep.Dim | None) -> sweep.
                                 key=key + "#high", label_visibility="collapsed", disabled=not on)
     log = cols[3].checkbox("log", value=bool(start.log if start.log is not None else default.log),
                            key=key + "#log", disabled=not on or not p.low or p.low <= 0 and low <= 0)
-    return sweep.Dim(entry.key, low, high, log) if on else None
+    return sweep.Dim(entry.key, low, high, log, models=list(start.models)) if on else None
 
 
 def settings_form(prefix: str, start: sweep.SweepSettings, workers_max: int) -> tuple[dict, list[str]]:
@@ -111,9 +113,8 @@ def settings_form(prefix: str, start: sweep.SweepSettings, workers_max: int) -> 
         cols = st.columns(len(names))
         for col, name in zip(cols, names):
             with col:
-                restrict = list(range(1, workers_max + 1)) if name == "workers" else None
                 value = param_widget(params[name], f"{prefix}:settings:{name}", getattr(start, name),
-                                     restrict=[1, workers_max] if restrict else None)
+                                     restrict=[1, workers_max] if name == "workers" else None)
                 values[name] = value
     try:
         sweep.parse_settings(values)
@@ -156,17 +157,16 @@ def trial_frame(rows: list[dict], spec: sweep.SweepSpec) -> pd.DataFrame:
     metric = spec.settings.metric
     out = []
     for r in rows:
-        row = {"trial": r["number"], "state": r["state"], metric: r["value"]}
+        reason = (r["reason"] + (f" ({r['stage']})" if r["stage"] else "")).strip()
+        if r["retry_of"] is not None:
+            reason = f"retry of trial {r['retry_of']}. " + reason
+        row = {"trial": r["number"], "state": r["state"], metric: r["value"], "epochs": len(r["curve"]),
+               "monitor": f"/monitor?run={r['run_id']}" if r["run_id"] else None, "reason": reason}
         for cost in sweep.COSTS:
             if cost in r["costs"]:
                 row[cost] = r["costs"][cost]
         for key, value in r["overrides"].items():
             row[key.removeprefix("model.hparams.")] = value if not isinstance(value, float) else float(f"{value:.4g}")
-        row["epochs"] = len(r["curve"])
-        row["reason"] = (r["reason"] + (f" ({r['stage']})" if r["stage"] else "")).strip()
-        if r["retry_of"] is not None:
-            row["reason"] = f"retry of trial {r['retry_of']}. " + row["reason"]
-        row["monitor"] = f"/monitor?run={r['run_id']}" if r["run_id"] else None
         out.append(row)
     return pd.DataFrame(out)
 
@@ -207,7 +207,10 @@ def study_figures(name: str, storage: str | None, spec: sweep.SweepSpec, rows: l
     if len(complete) >= 3 and len(varied) >= 2:
         from optuna.importance import PedAnovaImportanceEvaluator
         try:
-            out["Importance"] = vis.plot_param_importances(study, evaluator=PedAnovaImportanceEvaluator(), **kw)
+            sign = -1.0 if s.goal == "max" else 1.0  # PED-ANOVA ranks what makes the target low
+            out["Importance"] = vis.plot_param_importances(study, evaluator=PedAnovaImportanceEvaluator(),
+                                                           target=lambda t: sign * t.values[0],
+                                                           target_name=f"{metric} (importance)")
         except (RuntimeError, ValueError) as e:
             out["Importance"] = f"not computable yet: {e}"
         top = varied[:2]

@@ -19,8 +19,11 @@ st.caption("Search hyperparameters with Optuna. Every sampled config is checked 
 eng = engine()
 known = [s["name"] for s in reversed(sweep.list_studies())]
 asked = st.query_params.get("study")
+if "sweep.goto" in st.session_state:  # set by Start before the rerun: a widget's state is set before it is drawn
+    st.session_state["sweep.mode"] = st.session_state.pop("sweep.goto")
 mode = st.segmented_control("View", ["Watch a sweep", "New sweep"], key="sweep.mode",
-                            default="Watch a sweep" if known or asked else "New sweep", label_visibility="collapsed")
+                            default="Watch a sweep" if known or asked else "New sweep", required=True,
+                            label_visibility="collapsed")
 
 if mode == "New sweep":
     choices = parts.base_choices()
@@ -63,7 +66,7 @@ if mode == "New sweep":
         else:
             st.query_params["study"] = study
             st.session_state["sweep.watch"] = study
-            st.session_state["sweep.mode"] = "Watch a sweep"
+            st.session_state["sweep.goto"] = "Watch a sweep"
             st.rerun()
     st.stop()
 

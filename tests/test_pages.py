@@ -20,7 +20,7 @@ from core.store import Store
 from dashboard.engine import shutdown_engines
 
 ROOT = Path(__file__).resolve().parents[1]
-PAGES = ["pages/home.py", "pages/build.py", "pages/train.py", "pages/monitor.py", "pages/runs.py"]
+PAGES = ["pages/home.py", "pages/build.py", "pages/train.py", "pages/monitor.py", "pages/runs.py", "pages/sweep.py"]
 
 
 def tiny_config(name: str, **data_overrides) -> RunConfig:
@@ -132,7 +132,8 @@ def texts(at: AppTest) -> str:
 
 
 # ---- every page, empty store ---------------------------------------------------------------
-@pytest.mark.parametrize("path", ["pages/home.py", "pages/train.py", "pages/monitor.py", "pages/runs.py"])
+@pytest.mark.parametrize("path", ["pages/home.py", "pages/train.py", "pages/monitor.py", "pages/runs.py",
+                                  "pages/sweep.py"])
 def test_every_page_renders_on_an_empty_store(runs_dir, path):
     at = open_page(path)
     if path in ("pages/monitor.py", "pages/runs.py"):

@@ -6,7 +6,6 @@ keeps its finished trials and resumes, the best config trains as a run, bad inpu
 clear message before any trial, and the cost estimates equal the profiler's."""
 from __future__ import annotations
 
-import json
 import os
 import signal
 import subprocess
@@ -22,7 +21,6 @@ from core import spec as typed
 from core import sweep
 from core.__main__ import main
 from core.config import RunConfig
-from core.errors import ConfigError
 from core.store import Store
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -320,3 +318,20 @@ def test_the_embedded_storage_survives_four_concurrent_writers(runs):
     assert not any("locked" in e for e in errors)
     study = optuna.load_study(study_name=name, storage=sweep.open_storage(url))
     assert len(study.trials) == 100 and sorted(t.number for t in study.trials) == list(range(100))
+
+
+def test_a_restarted_server_starts_the_worker_of_a_sweep_it_was_running_again(runs, store):
+    name = sweep.create_study(make_spec(trials=1, epochs=1, pruner="none"))
+    gone = subprocess.Popen(["true"])
+    gone.wait()  # a worker process that has ended (the machine restarted under it)
+    from core.store import process_identity
+    pid, host, _ = process_identity()
+    store.put_sweep(name, sweep.default_storage(), status="running", owner_pid=gone.pid, owner_host=host,
+                    owner_started="0", workers=1)
+    assert sweep.revive(store) == [name]
+    row = store.get_sweep(name)
+    assert row["owner_pid"] != gone.pid and sweep.worker_alive(row)
+    wait_until(lambda: store.get_sweep(name)["status"] == "finished", 300, "the revived worker to finish the sweep")
+    assert sweep.summary(name)["trials"]["complete"] == 1
+    assert Path(store.get_sweep(name)["log_path"]).read_text().count("trial 0") >= 1
+    assert sweep.revive(store) == [], "a finished sweep is left alone"

@@ -335,17 +335,21 @@ def _apply_suggested(prefix: str) -> None:
 # ---- cached helpers -----------------------------------------------------------------------------
 @st.cache_data(show_spinner=READING, max_entries=32)
 def data_summary(data: dict) -> dict:
-    """Load the data once per data config: what the model will see, or the error to show."""
+    """Load the data once per data config: what the model will see, or the error to show.
+    Synthetic voices are counted, not made (their first synthesis takes minutes; the run makes them)."""
     from core.config import DataConfig
     from core.data import load
+    from core.data.tts import deferred
 
+    data, synthetic = deferred(data)
     try:
         bundle = load(DataConfig.from_dict(data))
     except SigscopeError as e:
         return {"error": str(e)}
     return {"input_kind": bundle.input_kind, "input_shape": tuple(bundle.input_shape),
-            "class_names": list(bundle.class_names), "n_train": len(bundle.train), "n_val": len(bundle.val),
-            "n_test": len(bundle.test), "sample_rate": bundle.sample_rate}
+            "class_names": list(bundle.class_names), "n_train": len(bundle.train) + synthetic,
+            "n_val": len(bundle.val), "n_test": len(bundle.test), "sample_rate": bundle.sample_rate,
+            "synthetic": synthetic}
 
 
 @st.cache_data(show_spinner=False, max_entries=64)

@@ -68,7 +68,9 @@ with summary_slot.container():
         st.error(f"This data cannot be loaded: {summary['error']}")
         problems.append(summary["error"])
     elif summary:
-        st.caption(f"**{summary['n_train']}** train / **{summary['n_val']}** val / **{summary['n_test']}** test "
+        made = (f" (of them {summary['synthetic']} synthetic voice clips, made when the run starts: minutes the "
+                f"first time)") if summary.get("synthetic") else ""
+        st.caption(f"**{summary['n_train']}** train{made} / **{summary['n_val']}** val / **{summary['n_test']}** test "
                    f"examples · input {summary['input_kind']} {summary['input_shape']} · "
                    f"{len(summary['class_names'])} classes: {', '.join(summary['class_names'])}")
 if config is not None and "input_shape" in summary:

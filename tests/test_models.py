@@ -214,7 +214,7 @@ def test_issue_defaults_follow_the_seeds():
 
 
 @pytest.mark.parametrize("name,overrides,needle", [
-    ("har_transformer", {"depth": 99}, "depth=99 is out of range: allowed int in [1, 6]"),
+    ("har_transformer", {"depth": 99}, "depth=99 is out of range: allowed int in [1, 8]"),
     ("meg_resnet", {"dropout": 0.9}, "dropout=0.9 is out of range"),
     ("resnet1d", {"block": "dense"}, "block='dense' is not a known choice: allowed one of 'basic', 'bottleneck'"),
     ("har_transformer", {"dim": 100, "heads": 3}, "dim=100 must be divisible by heads=3"),

@@ -22,6 +22,7 @@ from core import sweep
 from core.__main__ import main
 from core.config import RunConfig
 from core.store import Store
+from tests.test_runs_as_processes import wait_until
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY = {"data.options.per_class": 16, "model.hparams.base_channels": 8, "model.hparams.num_stages": 1,
@@ -49,16 +50,6 @@ def make_spec(base: dict | None = None, space: dict | None = None, **settings) -
     return sweep.SweepSpec(config.to_dict(), sweep.parse_space(space if space is not None else
                                                                {"optim.lr": {"low": 1e-3, "high": 1e-2, "log": True}}),
                            sweep.parse_settings(settings))
-
-
-def wait_until(predicate, timeout: float, what: str, every: float = 0.2):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(every)
-    raise AssertionError(f"waited {timeout:.0f} s for {what}")
 
 
 def by_number(name: str) -> dict[int, dict]:
@@ -188,14 +179,14 @@ def _worker_process(runs: Path, name: str, env: dict | None = None) -> subproces
 
 
 def test_two_worker_processes_on_one_storage_split_the_trials_without_duplicates(runs, store):
-    name = sweep.create_study(make_spec(trials=6, epochs=2, pruner="none"))
+    name = sweep.create_study(make_spec(trials=4, epochs=2, pruner="none"))
     procs = [_worker_process(runs, name) for _ in range(2)]
     for proc in procs:
         _, err = proc.communicate(timeout=900)
         assert proc.returncode == 0, err[-2000:]
     rows = sweep.trials(name)
-    assert sorted(r["number"] for r in rows) == list(range(6)) and {r["state"] for r in rows} == {"complete"}
-    assert len({r["run_id"] for r in rows}) == 6 and len(store.study_runs(name)) == 6
+    assert sorted(r["number"] for r in rows) == list(range(4)) and {r["state"] for r in rows} == {"complete"}
+    assert len({r["run_id"] for r in rows}) == 4 and len(store.study_runs(name)) == 4
     study, _ = sweep.load(name)
     pids = {t.user_attrs["worker"]["pid"] for t in study.get_trials()}
     assert pids == {p.pid for p in procs}, "both processes took trials"

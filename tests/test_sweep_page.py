@@ -63,7 +63,7 @@ def test_starting_a_sweep_runs_a_worker_process_and_the_page_watches_it(runs_dir
     for key in [w.key for w in at.checkbox if w.key and w.key.startswith(prefix + ":space:") and w.key.endswith("#on")]:
         widget(at, key).set_value(key.endswith("optim.lr#on"))
     at.run()
-    for name, value in (("trials", 2), ("epochs", 1), ("workers", 1)):
+    for name, value in (("trials", 1), ("epochs", 1), ("workers", 1)):
         widget(at, f"{prefix}:settings:{name}").set_value(value)
     at.run()
     at.text_input(key="sweep.name").set_value("page-sweep").run()
@@ -77,7 +77,7 @@ def test_starting_a_sweep_runs_a_worker_process_and_the_page_watches_it(runs_dir
     deadline = time.monotonic() + 600
     while time.monotonic() < deadline and sweep.worker_alive(store.get_sweep("page-sweep")):
         time.sleep(1)
-    assert sweep.summary("page-sweep")["trials"]["complete"] == 2
+    assert sweep.summary("page-sweep")["trials"]["complete"] == 1
     assert store.get_sweep("page-sweep")["status"] == "finished"
 
 
@@ -85,12 +85,12 @@ def _finished_study(runs_dir) -> str:
     spec = sweep.SweepSpec(RunConfig().with_overrides(TINY).to_dict(),
                            sweep.parse_space({"optim.lr": {"low": 1e-3, "high": 1e-2, "log": True},
                                               "model.hparams.base_channels": {"low": 8, "high": 16}}),
-                           sweep.parse_settings({"trials": 4, "epochs": 2, "costs": ["params"], "max_params": 1500,
+                           sweep.parse_settings({"trials": 3, "epochs": 2, "costs": ["params"], "max_params": 1500,
                                                  "pruner": "none"}))
     name = sweep.create_study(spec, "watched")
     study, _ = sweep.load(name)
     study.enqueue_trial({"model.hparams.base_channels": 16, "optim.lr": 1e-3})  # over the parameter budget
-    for lr in (1e-3, 3e-3, 1e-2):
+    for lr in (1e-3, 1e-2):
         study.enqueue_trial({"model.hparams.base_channels": 8, "optim.lr": lr})
     sweep.SweepWorker(name, store=Store(runs_dir / "sigscope.db")).run()
     return name
@@ -101,7 +101,7 @@ def test_a_finished_study_shows_its_trials_reasons_figures_and_trains_a_trial(ru
     at = open_page("pages/sweep.py", query={"study": name}, timeout=120)
     assert at.segmented_control[0].value == "Watch a sweep"
     table = at.dataframe[0].value
-    assert sorted(table["trial"]) == [0, 1, 2, 3]
+    assert sorted(table["trial"]) == [0, 1, 2]
     refused = table[table["trial"] == 0].iloc[0]
     assert refused["state"] == "pruned" and "budget" in refused["reason"] and "before training" in refused["reason"]
     assert set(table["state"]) <= {"complete", "pruned"} and (table["state"] == "complete").sum() >= 2

@@ -220,6 +220,15 @@ ENGINES = {
 }
 
 
+def deferred(data: dict) -> tuple[dict, int]:
+    """A data config dict without the synthetic voices it asks for, and how many training clips
+    they add (each voice says the ten digits, training split only): a summary of the data can
+    skip the minutes the first synthesis takes."""
+    options = dict(data.get("options") or {})
+    voices = sum(int(options.pop(eng.option, 0) or 0) for eng in ENGINES.values())
+    return ({**data, "options": options} if voices else data), voices * len(DIGIT_WORDS)
+
+
 def engine(name: str) -> Engine:
     if name not in ENGINES:
         raise DataError(f"unknown speech engine {name!r}; known: {', '.join(ENGINES)}")

@@ -605,7 +605,7 @@ def preview(spec: SweepSpec, dims: list[Dim] | None = None, n: int = 64, seed: i
 def _reason_kind(reason: str) -> str:
     """A class of invalid-config messages, for counting (numbers become N)."""
     import re
-    return "invalid: " + re.sub(r"-?\d+(\.\d+)?(e-?\d+)?", "N", reason)[:120]
+    return "invalid: " + re.sub(r"(?<![A-Za-z_\d])-?\d+(\.\d+)?(e-?\d+)?(?![A-Za-z_\d])", "N", reason)[:120]
 
 
 # ---- storage -------------------------------------------------------------------------------------

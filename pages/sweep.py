@@ -50,7 +50,7 @@ if mode == "New sweep":
     if spec is not None and not problems:
         with st.container(border=True):
             st.subheader("The space before anything trains")
-            check = parts.space_check(json.dumps(spec.to_dict(), sort_keys=True, default=str), 48)
+            check = parts.space_check(json.dumps(spec.to_dict(), sort_keys=True, default=str), 32)
             parts.show_space_check(check)
             if check.get("valid") and not check.get("fits"):
                 problems.append("no sampled config meets the budget: raise it or narrow the space")

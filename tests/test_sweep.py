@@ -146,7 +146,7 @@ def test_a_bad_trial_is_pruned_at_the_first_epoch_it_may_be(runs, store, costs):
 def test_a_six_trial_two_worker_sweep_on_bundled_hapt_records_every_trial_once(runs, store):
     spec = make_spec(base=HAPT, space={"optim.lr": {"low": 3e-4, "high": 3e-2, "log": True},
                                        "model.hparams.base_channels": {"low": 8, "high": 32}},
-                     trials=6, workers=2, epochs=2, max_params=10_000, pruner="none")
+                     trials=6, workers=2, epochs=1, max_params=10_000, pruner="none")
     name = sweep.create_study(spec)
     study, _ = sweep.load(name)
     study.enqueue_trial({"model.hparams.base_channels": 32, "optim.lr": 1e-3})  # 14,150 parameters: over budget
@@ -164,10 +164,10 @@ def test_a_six_trial_two_worker_sweep_on_bundled_hapt_records_every_trial_once(r
         assert run["status"] == "completed" and r["state"] == "complete"
         assert r["value"] == pytest.approx(max(p["value"] for p in store.metric_series(
             run["id"], keys=["accuracy"], split="val")))
-        assert run["config"]["data"]["source"] == "hapt" and run["config"]["train"]["epochs"] == 2
-    started = sorted((store.get_run(r["run_id"])["started_at"], store.get_run(r["run_id"])["finished_at"])
-                     for r in trained)
-    assert any(b[0] < a[1] for a, b in zip(started, started[1:])), "two trials trained at once"
+        assert run["config"]["data"]["source"] == "hapt" and run["config"]["train"]["epochs"] == 1
+    spans = sorted((store.get_run(r["run_id"])["created_at"], store.get_run(r["run_id"])["finished_at"])
+                   for r in trained)
+    assert any(b[0] < a[1] for a, b in zip(spans, spans[1:])), "two trials were in flight at once"
     assert result["best"]["value"] == max(r["value"] for r in trained)
     assert store.get_sweep(name)["status"] == "finished"
 
@@ -193,7 +193,7 @@ def test_two_worker_processes_on_one_storage_split_the_trials_without_duplicates
 
 
 def test_a_killed_workers_trial_is_failed_and_retried_once(runs, store, tmp_path):
-    name = sweep.create_study(make_spec(trials=1, epochs=3, pruner="none"))
+    name = sweep.create_study(make_spec(trials=1, epochs=2, pruner="none"))
     gate = tmp_path / "gate"
     proc = _worker_process(runs, name, {"SIGSCOPE_PAUSE": f"2:{gate}"})  # the trial's run waits at step 2
     try:
@@ -245,12 +245,17 @@ def test_stopping_a_sweep_keeps_finished_trials_and_a_resume_finishes_it(runs, s
 
 def test_the_best_config_launches_as_a_run(runs, store, capsys):
     name = sweep.create_study(make_spec(trials=2, epochs=1, pruner="none"))
-    best = sweep.SweepWorker(name, store=store).run()["best"]
-    assert main(["sweep", "best", "--study", name, "--train", "--epochs", "2", "--json"]) == 0
+    study, _ = sweep.load(name)
+    lr = optuna.distributions.FloatDistribution(1e-3, 1e-2, log=True)
+    for number, (value, rate) in enumerate(((0.5, 2e-3), (0.9, 7e-3))):  # two finished trials, recorded as a worker does
+        study.add_trial(optuna.trial.create_trial(value=value, params={"optim.lr": rate}, distributions={"optim.lr": lr},
+                                                  user_attrs={"overrides": {"optim.lr": rate}}))
+    assert sweep.summary(name)["best"]["number"] == 1
+    assert main(["sweep", "best", "--study", name, "--train", "--epochs", "1", "--json"]) == 0
     run = store.list_runs()[0]
     assert run["status"] == "completed" and run["study"] is None, "a plain run, not a trial"
-    assert run["config"]["optim"]["lr"] == pytest.approx(best["overrides"]["optim.lr"])
-    assert run["config"]["train"]["epochs"] == 2
+    assert run["config"]["optim"]["lr"] == pytest.approx(7e-3) and run["config"]["train"]["epochs"] == 1
+    assert run["name"] == f"{name} #1"
 
 
 # ---- bad input: one clear message before any trial ------------------------------------------------

@@ -108,7 +108,7 @@ def main() -> int:
     print("| trial | model | params | FLOPs | est. ms | measured ms | measured/est. | val accuracy | front |")
     print("|---|---|---|---|---|---|---|---|---|")
     for r in sorted(rows, key=lambda r: r["costs"]["latency_ms"]):
-        c = r["costs"]
+        c = {**sweep.costs_of(sweep.trial_config(spec, r["overrides"]), {"latency_ms"}), **r["costs"]}
         print(f"| {r['number']} | {r['model']} | {c['params']:,} | {c['flops'] / 1e6:.2f} M | {c['latency_ms']:.3f} | "
               f"{r['measured_ms']:.3f} | {r['measured_ms'] / c['latency_ms']:.2f} | {r['value']:.4f} | "
               f"{'yes' if r['number'] in front else ''} |")

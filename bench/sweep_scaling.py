@@ -75,25 +75,36 @@ def overhead(epochs: int, store, rounds: int) -> tuple[list[float], list[float]]
         trial = probe.ask()
         configs.append(sweep.suggest(trial, dims, spec.base))
         probe.tell(trial, 0.0)
-    plain, swept = [], []
-    for r in range(rounds):
+    def run_plain() -> float:
         start = cpu_seconds()
         jobs = JobManager(store, max_workers=1, check_memory=False)
         for overrides in configs:
             run_id = jobs.submit(sweep.trial_config(spec, overrides))
             assert jobs.wait(run_id, timeout=1800) == "completed"
         jobs.shutdown()
-        plain.append(cpu_seconds() - start)
+        return cpu_seconds() - start
 
+    def run_sweep() -> float:
         start = cpu_seconds()
-        name = sweep.create_study(spec, f"overhead-{r}-{time.time_ns()}")
+        name = sweep.create_study(spec, f"overhead-{time.time_ns()}")
         study, _ = sweep.load(name)
         for overrides in configs:
-            study.enqueue_trial({k: v for k, v in overrides.items()})
+            study.enqueue_trial(dict(overrides))
         result = sweep.SweepWorker(name, store=store, check_memory=False).run()
         assert result["trials"]["complete"] == 6, result
-        swept.append(cpu_seconds() - start)
-        print(f"  round {r + 1}: plain {plain[-1]:.1f} CPU-s, sweep {swept[-1]:.1f} CPU-s", flush=True)
+        return cpu_seconds() - start
+
+    jobs = JobManager(store, max_workers=1, check_memory=False)  # warm-up: the data cache, imports
+    jobs.wait(jobs.submit(sweep.trial_config(spec, configs[0])), timeout=1800)
+    jobs.shutdown()
+    plain, swept = [], []
+    for r in range(rounds):  # interleaved, the order alternating
+        first, second = (run_plain, run_sweep) if r % 2 == 0 else (run_sweep, run_plain)
+        a, b = first(), second()
+        p, s = (a, b) if first is run_plain else (b, a)
+        plain.append(p)
+        swept.append(s)
+        print(f"  round {r + 1}: plain {p:.1f} CPU-s, sweep {s:.1f} CPU-s", flush=True)
     return plain, swept
 
 

@@ -458,8 +458,7 @@ def costs_of(config: RunConfig, wanted: set[str] | None = None, flops_per_s: flo
             out["memory_mb"] = memory.total / 2**20
     finally:
         torch.set_num_threads(threads)
-    out = {k: v for k, v in out.items() if k in wanted or k == "params"}
-    _COST_CACHE[key] = out
+    _COST_CACHE[key] = out  # what was computed on the way (FLOPs with latency) is kept too
     return dict(out)
 
 

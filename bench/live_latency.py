@@ -58,7 +58,7 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def start_server(runs: Path) -> tuple[subprocess.Popen, str]:
+def start_server(runs: Path, timeout: float = 60) -> tuple[subprocess.Popen, str]:
     port = free_port()
     env = dict(os.environ, SIGSCOPE_RUNS_DIR=str(runs), SIGSCOPE_CACHE_DIR=str(runs / "cache"))
     proc = subprocess.Popen(
@@ -67,7 +67,7 @@ def start_server(runs: Path) -> tuple[subprocess.Popen, str]:
          "--server.fileWatcherType", "none"],
         cwd=ROOT, env=env, stdout=open(runs / "server.log", "w"), stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}"
-    deadline = time.time() + 60
+    deadline = time.time() + timeout
     while time.time() < deadline:
         try:
             if urllib.request.urlopen(url + "/_stcore/health", timeout=2).status == 200:

@@ -12,11 +12,7 @@ from __future__ import annotations
 
 import argparse
 import sys
-import tempfile
 from pathlib import Path
-
-CHROMIUM = "/usr/bin/chromium"
-
 
 def measure(rows: list[dict], spec) -> list[dict]:
     import torch
@@ -67,21 +63,6 @@ def figure(rows: list[dict], front: set[int], metric: str):
     return fig
 
 
-def photograph(fig, out: Path) -> None:
-    from playwright.sync_api import sync_playwright
-
-    html = Path(tempfile.mkdtemp()) / "figure.html"
-    fig.write_html(str(html), include_plotlyjs=True, full_html=True)
-    with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox", "--disable-gpu"], headless=True)
-        page = browser.new_page(viewport={"width": 1320, "height": 540})
-        page.goto(html.as_uri())
-        page.wait_for_selector(".js-plotly-plot")
-        page.wait_for_timeout(800)
-        page.screenshot(path=str(out))
-        browser.close()
-
-
 def main() -> int:
     from core import sweep
 
@@ -114,7 +95,8 @@ def main() -> int:
               f"{'yes' if r['number'] in front else ''} |")
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    photograph(figure(rows, front, spec.settings.metric), out)
+    from bench.figures_png import render_png
+    render_png(figure(rows, front, spec.settings.metric), out)
     print(f"figure: {out}")
     return 0
 

@@ -23,50 +23,22 @@ from __future__ import annotations
 import argparse
 import os
 import shutil
-import socket
 import statistics
 import subprocess
 import sys
 import tempfile
 import threading
 import time
-import urllib.request
 from pathlib import Path
 
+from bench.figures_png import CHROMIUM, CHROMIUM_ARGS
+from bench.live_latency import start_server
 from core import launch
 from core.config import RunConfig
 from core.store import Store
 
 ROOT = Path(__file__).resolve().parents[1]
-CHROMIUM = "/usr/bin/chromium"
 RENDER_SECONDS = 90  # a page that has not drawn by then counts as not rendered
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                 "--disable-background-networking", "--disable-component-update", "--disable-sync"]
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def start_server(runs: Path) -> tuple[subprocess.Popen, str]:
-    port = free_port()
-    env = dict(os.environ, SIGSCOPE_RUNS_DIR=str(runs), SIGSCOPE_CACHE_DIR=str(runs / "cache"))
-    proc = subprocess.Popen([sys.executable, "-m", "streamlit", "run", "Home.py", "--server.address", "127.0.0.1",
-                             "--server.port", str(port), "--server.headless", "true",
-                             "--browser.gatherUsageStats", "false", "--server.fileWatcherType", "none"],
-                            cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.time() + 90
-    while time.time() < deadline:
-        try:
-            if urllib.request.urlopen(url + "/_stcore/health", timeout=2).status == 200:
-                return proc, url
-        except OSError:
-            time.sleep(0.3)
-    proc.kill()
-    raise SystemExit("watched_training: the dashboard did not answer within 90 s")
 
 
 def run_config(epochs: int) -> RunConfig:
@@ -158,11 +130,11 @@ def measure(layout: str, rounds: int, pages: int, epochs: int) -> dict[int, list
     os.environ["SIGSCOPE_RUNS_DIR"] = str(runs)
     store = Store(runs / "sigscope.db")
     os.sched_setaffinity(0, rest)  # the server and Chromium inherit it
-    server, url = start_server(runs)
+    server, url = start_server(runs, timeout=90)
     cases: dict[int, list[dict]] = {0: [], pages: []}
     try:
         with sync_playwright() as p:
-            browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
+            browser = p.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS, headless=True)
             train_watched(store, run_config(2), url, browser, 0, run_cores)  # warm-up: the feature cache
             for _ in range(rounds):
                 for n in (0, pages):
@@ -185,7 +157,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--pages", type=int, default=8)
     parser.add_argument("--epochs", type=int, default=8)
     args = parser.parse_args(argv)
-    if not Path(CHROMIUM).exists():
+    if not CHROMIUM.exists():
         print(f"watched_training: skipped: needs Debian's chromium at {CHROMIUM}")
         return 0
     print(f"watched_training: resnet1d on the bundled HAPT sample, {args.epochs} epochs per run, "

@@ -428,7 +428,7 @@ def costs_of(config: RunConfig, wanted: set[str] | None = None, flops_per_s: flo
 
     from core.models import registry
     from core.profiling.flops import count_flops
-    from core.profiling.latency import estimate_latency_ms, machine_flops_per_s
+    from core.profiling.latency import estimate_latency_ms
     from core.profiling.memory import estimate_training_memory
 
     wanted = set(COSTS) if wanted is None else set(wanted)
@@ -447,9 +447,7 @@ def costs_of(config: RunConfig, wanted: set[str] | None = None, flops_per_s: flo
             model.eval()
             flops = count_flops(model, torch.zeros(1, *shape)).total
             out["flops"] = flops
-            rate = flops_per_s or machine_flops_per_s("cpu")
-            out["latency_ms"] = estimate_latency_ms(flops, "cpu") if flops_per_s is None else \
-                flops / (rate * _efficiency()) * 1e3
+            out["latency_ms"] = estimate_latency_ms(flops, "cpu", flops_per_s=flops_per_s)
         if "memory_mb" in wanted:
             model.train()
             batch = max(1, config.train.batch_size // max(1, config.train.processes))
@@ -460,11 +458,6 @@ def costs_of(config: RunConfig, wanted: set[str] | None = None, flops_per_s: flo
         torch.set_num_threads(threads)
     _COST_CACHE[key] = out  # what was computed on the way (FLOPs with latency) is kept too
     return dict(out)
-
-
-def _efficiency() -> float:
-    from core.profiling.latency import EFFICIENCY
-    return EFFICIENCY
 
 
 def format_cost(cost: str, value: float) -> str:
@@ -527,8 +520,10 @@ def check(spec: SweepSpec, storage: str | None = None, probe_budget: int = 24) -
             problems.append(f"no config of the space meets the budget ({', '.join(_budget_text(s))}): of "
                             f"{sample['tried']} sampled (the smallest corner included) the cheapest had "
                             f"{sample['cheapest_text']}; raise the budget or narrow the space to smaller models")
-    if not problems and dims and preview(spec, dims, n=0)["valid"] == 0 and preview(spec, dims, n=8)["valid"] == 0:
-        problems.append("no config of the space is valid: " + preview(spec, dims, n=8)["first_invalid"])
+    if not problems and dims:
+        sample = preview(spec, dims, n=8)
+        if sample["valid"] == 0:
+            problems.append("no config of the space is valid: " + sample["first_invalid"])
     if problems:
         raise ConfigError("\n".join(problems))
     return dims
@@ -1136,9 +1131,10 @@ STATE_NAMES = {"COMPLETE": "complete", "PRUNED": "pruned", "FAIL": "failed", "RU
                "WAITING": "waiting"}
 
 
-def trials(name: str, storage: str | None = None) -> list[dict]:
-    """Every trial of a study as a row: number, state, value(s), params, costs, reason, run."""
-    study, spec = load(name, storage)
+def trials(name: str, storage: str | None = None, study=None) -> list[dict]:
+    """Every trial of a study as a row: number, state, value(s), params, costs, reason, run
+    (`study`: the study already loaded)."""
+    study = study if study is not None else load(name, storage)[0]
     rows = []
     for t in study.get_trials(deepcopy=False):
         if t.user_attrs.get("skipped"):
@@ -1156,11 +1152,13 @@ def trials(name: str, storage: str | None = None) -> list[dict]:
     return rows
 
 
-def summary(name: str, storage: str | None = None) -> dict:
+def summary(name: str, storage: str | None = None, rows: list[dict] | None = None,
+            spec: SweepSpec | None = None) -> dict:
     """{"study", "storage", "objectives", "trials": {state: n}, "best": {...} or None,
-    "pareto": [...] (several objectives)}."""
-    study, spec = load(name, storage)
-    rows = trials(name, storage)
+    "pareto": [...] (several objectives)}. rows, spec: `trials()` and the spec already read."""
+    if spec is None or rows is None:
+        study, spec = load(name, storage)
+        rows = trials(name, storage, study)
     counts = {state: 0 for state in ("complete", "pruned", "failed", "running", "waiting")}
     for r in rows:
         counts[r["state"]] = counts.get(r["state"], 0) + 1
@@ -1201,9 +1199,9 @@ def best_config(name: str, storage: str | None = None, number: int | None = None
     """The run config of trial `number` (the best complete trial when None), with `epochs`
     (default: the base config's) for a full run."""
     study, spec = load(name, storage)
-    rows = trials(name, storage)
+    rows = trials(name, storage, study)
     if number is None:
-        best = summary(name, storage)["best"]
+        best = summary(name, storage, rows, spec)["best"]
         if best is None:
             raise ConfigError(f"study {name!r} has no complete trial yet")
         number = best["number"]

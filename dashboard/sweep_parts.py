@@ -183,11 +183,10 @@ def trial_table(rows: list[dict], spec: sweep.SweepSpec, key: str) -> None:
                                 "flops": st.column_config.NumberColumn("flops", format="compact")})
 
 
-def study_figures(name: str, storage: str | None, spec: sweep.SweepSpec, rows: list[dict]) -> dict[str, Any]:
+def study_figures(study, spec: sweep.SweepSpec, rows: list[dict]) -> dict[str, Any]:
     """title -> plotly figure (or a sentence saying what is missing) for the study so far."""
     import optuna.visualization as vis
 
-    study, _ = sweep.load(name, storage)
     s = spec.settings
     complete = [r for r in rows if r["state"] == "complete"]
     metric = s.metric

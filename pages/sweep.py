@@ -86,8 +86,9 @@ def watch(name: str) -> None:
     study, spec = sweep.load(name)
     row = eng.store.get_sweep(name, sweep.default_storage())
     alive = sweep.worker_alive(row)
-    rows = sweep.trials(name)
-    counts = sweep.summary(name)["trials"]
+    rows = sweep.trials(name, study=study)
+    info = sweep.summary(name, rows=rows, spec=spec)
+    counts = info["trials"]
     done = counts["complete"] + counts["pruned"] + counts["failed"] - sum(1 for r in rows if r["retried"])
     s = spec.settings
     top = st.columns([3, 1, 1])
@@ -107,11 +108,11 @@ def watch(name: str) -> None:
     budgets = "; ".join(f"{sweep.COSTS[c][0]} ≤ {v:g}" for c, v in s.budgets().items()) or "none"
     st.caption(f"Objectives: {objectives} · budgets: {budgets} · sampler {s.sampler}, pruner {s.pruner}, "
                f"{s.epochs} epochs per trial, {s.workers} at once")
-    best = sweep.summary(name)["best"]
+    best = info["best"]
     if best:
         st.success(f"Best so far: trial {best['number']}, {s.metric} = {best['value']:.4g}", icon=":material/star:")
     parts.trial_table(rows, spec, key=f"sweep.table.{name}")
-    shown = parts.study_figures(name, None, spec, rows)
+    shown = parts.study_figures(study, spec, rows)
     tabs = st.tabs(list(shown))
     for tab, (title, fig) in zip(tabs, shown.items()):
         with tab:
@@ -124,12 +125,13 @@ def watch(name: str) -> None:
 watch(name)
 
 with st.expander("Train this config: a full run from any trial"):
-    _, spec = sweep.load(name)
-    numbers = [r["number"] for r in sweep.trials(name) if r["overrides"] and r["state"] != "waiting"]
+    study, spec = sweep.load(name)
+    rows = sweep.trials(name, study=study)
+    numbers = [r["number"] for r in rows if r["overrides"] and r["state"] != "waiting"]
     if not numbers:
         st.caption("No trial has a config yet.")
     else:
-        best = sweep.summary(name)["best"]
+        best = sweep.summary(name, rows=rows, spec=spec)["best"]
         c = st.columns([2, 1, 1])
         number = c[0].selectbox("Trial", numbers, index=numbers.index(best["number"]) if best else 0,
                                 key="sweep.train_trial")

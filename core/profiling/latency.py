@@ -52,9 +52,11 @@ def machine_flops_per_s(device: str = "cpu") -> float:
     return _MACHINE_FLOPS[key]
 
 
-def estimate_latency_ms(flops: int, device: str = "cpu", efficiency: float = EFFICIENCY) -> float:
-    """Forward time predicted from a FLOP count on this machine."""
-    return flops / (machine_flops_per_s(device) * efficiency) * 1e3
+def estimate_latency_ms(flops: int, device: str = "cpu", efficiency: float = EFFICIENCY,
+                        flops_per_s: float | None = None) -> float:
+    """Forward time predicted from a FLOP count on this machine (flops_per_s: a rate measured
+    before, e.g. the one a sweep's study keeps so that all its workers price alike)."""
+    return flops / ((flops_per_s or machine_flops_per_s(device)) * efficiency) * 1e3
 
 
 def measure_latency_ms(model: nn.Module, input_shape: tuple, batch_size: int = 32, device: str = "cpu",

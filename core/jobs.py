@@ -109,7 +109,7 @@ def run_job(store: Store, run_id: str, config: RunConfig, device: str | None = N
         status, message = "cancelled", "cancelled with Ctrl-C"
         writer.event(message, "warning")
         raise
-    except BaseException as error:
+    except BaseException as error:  # noqa: BLE001 - any failure ends this run, never the engine
         if is_out_of_memory(error):
             message = (f"out of memory on {device or config.train.device} with batch size "
                        f"{config.train.batch_size}: lower train.batch_size, turn on train.amp ('bf16' or 'fp16' "

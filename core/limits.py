@@ -1,0 +1,73 @@
+"""The limits on what one file, upload or request may make Sigscope do, declared once.
+
+Work is bounded before it is done: each reader checks these while it reads (bytes, line
+length, rows, channels, duration, windows, decompression ratio), and the profiler caps a
+shape and batch from its own memory estimate before allocating anything. Every refusal
+names the limit and how to change it.
+
+Each limit is a typed `Param`; a person changes one with an environment variable named
+`SIGSCOPE_` + the limit's name in capitals (`SIGSCOPE_MAX_ROWS=5000000`), which is checked
+like any other value (a bad one is a ConfigError naming the variable).
+
+    lim = limits()            # the limits in force now (defaults + environment)
+    lim.max_rows              # 2_000_000
+    how_to_raise("max_rows")  # "set SIGSCOPE_MAX_ROWS to raise it"
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, fields
+
+from core.config import param
+from core.errors import ConfigError
+
+ENV_PREFIX = "SIGSCOPE_"
+
+
+@dataclass(frozen=True)
+class Limits:
+    max_upload_mib: int = param(50, "int", "largest file a person may upload or classify", low=1, high=4096,
+                                unit="MiB")
+    max_line_bytes: int = param(1_000_000, "int", "longest line of a CSV (a file on one line is refused "
+                                "while it is read)", low=1_000, high=1_000_000_000, unit="bytes")
+    max_rows: int = param(2_000_000, "int", "most rows of a CSV read for classifying (about 11 h at 50 Hz)",
+                          low=1, high=1_000_000_000, unit="rows")
+    max_columns: int = param(1_000, "int", "most columns (channels) of a CSV", low=1, high=100_000)
+    max_audio_seconds: float = param(600.0, "float", "longest recording classified", low=0.1, high=86_400.0,
+                                     unit="s")
+    max_windows: int = param(20_000, "int", "most windows classified from one file", low=1, high=10_000_000)
+    max_gzip_ratio: float = param(100.0, "float", "largest decompressed/compressed size ratio of a .gz "
+                                  "(a gzip bomb is refused while it is decompressed)", low=1.0, high=100_000.0)
+    max_profile_memory_mib: int = param(8_192, "int", "most memory the profiler may allocate for one shape "
+                                        "and batch (checked from its own estimate before allocating)",
+                                        low=16, high=1_048_576, unit="MiB")
+
+    @property
+    def max_upload_bytes(self) -> int:
+        return self.max_upload_mib * 2**20
+
+
+def _parse(name: str, text: str):
+    from core.spec import _number, _Refused  # the spec's own number parsing and range check
+
+    p = next(f.metadata["param"] for f in fields(Limits) if f.name == name)
+    try:
+        value = _number(text.strip(), p.type)
+    except (_Refused, ValueError) as e:
+        raise ConfigError(f"{ENV_PREFIX}{name.upper()}={text!r}: {e}") from None
+    if (p.low is not None and value < p.low) or (p.high is not None and value > p.high):
+        raise ConfigError(f"{ENV_PREFIX}{name.upper()}={text!r}: must be within [{p.low:g}, {p.high:g}]"
+                          + (f" {p.unit}" if p.unit else ""))
+    return value
+
+
+def limits() -> Limits:
+    """The limits in force: defaults, overridden by `SIGSCOPE_<NAME>` environment variables."""
+    given = {f.name: os.environ[ENV_PREFIX + f.name.upper()] for f in fields(Limits)
+             if os.environ.get(ENV_PREFIX + f.name.upper(), "").strip()}
+    return Limits(**{name: _parse(name, text) for name, text in given.items()})
+
+
+def how_to_raise(name: str) -> str:
+    """The words every refusal ends with: how to change the limit it hit."""
+    return f"set {ENV_PREFIX}{name.upper()} to change the limit"

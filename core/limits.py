@@ -35,6 +35,11 @@ class Limits:
     max_columns: int = param(1_000, "int", "most columns (channels) of a CSV", low=1, high=100_000)
     max_audio_seconds: float = param(600.0, "float", "longest recording classified", low=0.1, high=86_400.0,
                                      unit="s")
+    max_audio_peak: float = param(100.0, "float", "largest |sample| of float audio, which is expected in [-1, 1] "
+                                  "(integer-scaled floats such as +-32768 are refused before their spectrogram "
+                                  "overflows)", low=1.0, high=1e6)
+    min_clip_fraction: float = param(0.125, "float", "shortest recording classified, as a fraction of the run's "
+                                     "clip (shorter but above it is zero-padded, with a note)", low=0.0, high=1.0)
     max_windows: int = param(20_000, "int", "most windows classified from one file", low=1, high=10_000_000)
     max_gzip_ratio: float = param(100.0, "float", "largest decompressed/compressed size ratio of a .gz "
                                   "(a gzip bomb is refused while it is decompressed)", low=1.0, high=100_000.0)

@@ -154,12 +154,13 @@ def batch_table(items: list[Item]) -> pd.DataFrame:
         p = it.prediction
         if p is None:
             rows.append({"file": it.name, "label": None, "confidence": None, "margin": None, "entropy": None,
-                         "windows": None, "seconds": None, "second": None, "error": it.error})
+                         "windows": None, "seconds": None, "second": None, "warning": None, "error": it.error})
             continue
         second = p.top_k[1][0] if len(p.top_k) > 1 else None
         rows.append({"file": it.name, "label": p.label, "confidence": round(p.confidence, 4),
                      "margin": round(p.margin, 4), "entropy": round(p.entropy, 4), "windows": len(p.starts),
-                     "seconds": round(p.duration, 2), "second": second, "error": None})
+                     "seconds": round(p.duration, 2), "second": second,
+                     "warning": "; ".join(p.warnings) or None, "error": None})
     return pd.DataFrame(rows)
 
 
@@ -193,6 +194,8 @@ def show_prediction(predictor: Predictor, item: Item, key: str) -> None:
                f"{pred.duration:.2f} s, combined by {'mean log-probability' if pred.aggregate == 'mean' else 'vote'}"
                + (f" · agrees with the file's label column on {100 * pred.window_accuracy:.1f}% of windows"
                   if pred.window_accuracy is not None else ""))
+    for warning in pred.warnings:
+        st.warning(warning, icon=":material/warning:")
     for note in pred.notes:
         st.info(note, icon=":material/info:")
     if pred.signal_kind == "audio":

@@ -15,8 +15,9 @@ classifies them: give ten or more recordings of the one new speaker or device. O
 speakers held out of training it took accuracy from 0.84 to 0.94 (docs/RESULTS.md).
 
 Prints one object per file: file, label, probabilities, top_k, confidence, entropy,
-margin, windows (start/end seconds, label, p[, true label from the CSV]), and attention
-(per layer: heads, shape, rollout over time) or saliency (Grad-CAM, input gradient) — or
+margin, windows (start/end seconds, label, p[, true label from the CSV]), notes, warnings
+(e.g. a constant signal that holds no information: also printed under the file's line in
+text), and attention (per layer: heads, shape, rollout over time) or saliency (Grad-CAM, input gradient) — or
 `error` with one line when that file cannot be read. One bad file does not stop the
 others; the exit code is 1 when any file failed.
 """
@@ -96,5 +97,7 @@ def run(args: argparse.Namespace) -> int:
         if "window_accuracy" in r:
             line += f"; agrees with the file's labels on {100 * r['window_accuracy']:.1f}% of windows"
         lines.append(line)
+        lines += [f"{r['file']}: warning: {w}" for w in r.get("warnings", [])]
+        lines += [f"{r['file']}: note: {n}" for n in r.get("notes", [])]
     emit(results, args.json, "\n".join(lines))
     return 1 if any("error" in r for r in results) else 0

@@ -5,19 +5,25 @@
 Content decides, not the extension: RIFF/WAVE headers are checked for a 0 Hz rate and for
 truncation (fewer data bytes than the header declares); soundfile decodes WAV/FLAC/OGG
 (and MP3 where libsndfile has it), librosa/audioread is the fallback for MP3.
-Mono and stereo are accepted (stereo is averaged); more channels are refused — a
-multichannel array recording is not one signal, and averaging 8 microphones silently
-would hide that. Files longer than `max_seconds` (default 600 s) are refused with that
-limit stated, before anything is decoded.
+Mono and stereo are accepted; more channels are refused — a multichannel array recording
+is not one signal, and averaging 8 microphones silently would hide that. Stereo is averaged
+unless the average would cancel (channels in opposite phase, e.g. one an inverted copy of
+the other): then the louder channel is used, and the choice is said in `notes`.
+Files longer than `max_seconds` (default 600 s) are refused with that limit stated, before
+anything is decoded. Decoded samples are checked before anything else sees them: a float
+WAV can hold NaN/inf (refused naming the sample and its second) or values far outside
+[-1, 1] (refused above the `max_audio_peak` limit, whose spectrogram would overflow).
 """
 from __future__ import annotations
 
 import struct
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from core.errors import DataError
+from core.limits import how_to_raise, limits
 
 AUDIO_EXTENSIONS = (".wav", ".flac", ".ogg", ".mp3")
 MAX_CHANNELS = 2
@@ -91,12 +97,14 @@ def probe_audio(path: str | Path) -> dict:
         return {"format": kind, "sample_rate": None, "channels": None, "seconds": None, "frames": None}
 
 
-def decode_audio(path: str | Path, sample_rate: float, max_seconds: float = DEFAULT_MAX_SECONDS) -> np.ndarray:
-    """(T,) float32 mono at `sample_rate`; DataError naming the file for anything unusable."""
+def decode_audio(path: str | Path, sample_rate: float, max_seconds: float = DEFAULT_MAX_SECONDS,
+                 notes: list[str] | None = None) -> np.ndarray:
+    """(T,) float32 mono at `sample_rate`; DataError naming the file for anything unusable.
+    `notes` (when given) gets a line saying how stereo was mixed down."""
     path = Path(path)
     meta = probe_audio(path)
     if meta["channels"] is not None and meta["channels"] > MAX_CHANNELS:
-        raise DataError(f"{path}: has {meta['channels']} channels; Sigscope takes mono or stereo (averaged to "
+        raise DataError(f"{path}: has {meta['channels']} channels; Sigscope takes mono or stereo (mixed down to "
                         "mono). Pick or mix down the channel you mean (e.g. `ffmpeg -i in.wav -ac 1 out.wav`)")
     if meta["seconds"] is not None and meta["seconds"] > max_seconds:
         raise DataError(f"{path}: is {meta['seconds'] / 60:.1f} min long; the limit is {max_seconds:g} s per file "
@@ -109,7 +117,6 @@ def decode_audio(path: str | Path, sample_rate: float, max_seconds: float = DEFA
             y, rate = sf.read(str(path), dtype="float32", always_2d=True)  # (T, channels)
         except (RuntimeError, sf.LibsndfileError) as e:
             raise DataError(f"{path}: cannot decode ({e})") from None
-        y = y.mean(axis=1)
     else:  # MP3 without libsndfile support: librosa/audioread
         try:
             import librosa
@@ -119,14 +126,66 @@ def decode_audio(path: str | Path, sample_rate: float, max_seconds: float = DEFA
         if y.ndim == 2:
             if y.shape[0] > MAX_CHANNELS:
                 raise DataError(f"{path}: has {y.shape[0]} channels; Sigscope takes mono or stereo")
-            y = y.mean(axis=0)
+        y = np.asarray(y, dtype=np.float32)
+        y = y.T if y.ndim == 2 else y[:, None]  # (T, channels), as soundfile gives
         if len(y) > max_seconds * rate:
             raise DataError(f"{path}: is longer than the {max_seconds:g} s limit per file (options.max_seconds)")
     if len(y) == 0:
         raise DataError(f"{path}: holds no audio samples (zero-length)")
-    if not np.all(np.isfinite(y)):
-        raise DataError(f"{path}: decoded audio contains NaN/Inf samples; the file is damaged")
-    return resample(np.asarray(y, dtype=np.float32), float(rate), float(sample_rate))
+    check_samples(path, y, float(rate))
+    mono = mix_to_mono(y)
+    if mono.note and notes is not None:
+        notes.append(mono.note)
+    return resample(np.asarray(mono.samples, dtype=np.float32), float(rate), float(sample_rate))
+
+
+def check_samples(path: Path, y: np.ndarray, rate: float) -> None:
+    """DataError for a NaN/inf sample or a float sample beyond the max_audio_peak limit,
+    naming the sample, its second (and channel, for stereo). y: (T, C)."""
+    finite = np.isfinite(y)
+    if not finite.all():
+        t, c = np.argwhere(~finite)[0]
+        what = "NaN" if np.isnan(y[t, c]) else (("+inf" if y[t, c] > 0 else "-inf") + " (or beyond 32-bit float range)")
+        where = f" of channel {c + 1}" if y.shape[1] > 1 else ""
+        raise DataError(f"{path}: sample {t}{where} ({t / rate:.3f} s) is {what}; a float WAV can store "
+                        "non-finite values but no recording makes them — the file is damaged or was written "
+                        "from a failed computation; export it again")
+    limit = limits().max_audio_peak
+    magnitude = np.abs(y)
+    t, c = np.unravel_index(int(np.argmax(magnitude)), y.shape)
+    if magnitude[t, c] > limit:
+        raise DataError(f"{path}: float samples reach {float(y[t, c]):.3g} (at {t / rate:.3f} s); audio is expected "
+                        f"in [-1, 1] and the limit is ±{limit:g} (integer-scaled float audio must be divided by "
+                        f"32768) — rescale the recording, or {how_to_raise('max_audio_peak')}")
+
+
+@dataclass(frozen=True)
+class Mono:
+    """One channel made from a recording's channels, and how (None for a mono file)."""
+
+    samples: np.ndarray  # (T,)
+    note: str | None = None
+
+
+def mix_to_mono(y: np.ndarray) -> Mono:
+    """(T, C) with C <= 2 -> mono. Stereo is averaged, unless averaging would cancel: when the
+    average keeps less than a quarter of the louder channel's energy (-6 dB, what averaging a
+    channel with silence gives) the channels are in opposite phase — an inverted copy, a
+    miswired microphone — and the average would throw the sound away, so the louder channel
+    is used instead. Channels that correlate positively always average (they cannot cancel)."""
+    if y.shape[1] == 1:
+        return Mono(y[:, 0])
+    left, right = y[:, 0].astype(np.float64), y[:, 1].astype(np.float64)
+    energy_l, energy_r, cross = float(left @ left), float(right @ right), float(left @ right)
+    mid_energy = max((energy_l + energy_r + 2 * cross) / 4, 0.0)
+    louder = max(energy_l, energy_r)
+    if mid_energy >= louder / 4:
+        return Mono(y.mean(axis=1), "stereo averaged to mono")
+    side, channel = ("left", y[:, 0]) if energy_l >= energy_r else ("right", y[:, 1])
+    correlation = cross / np.sqrt(energy_l * energy_r) if energy_l * energy_r > 0 else 0.0
+    lost = "to silence" if mid_energy <= louder * 1e-10 else f"to {10 * np.log10(mid_energy / louder):.0f} dB"
+    return Mono(np.ascontiguousarray(channel), f"stereo: the channels cancel when averaged (correlation "
+                f"{correlation:+.2f}, the average falls {lost}); used the {side} channel")
 
 
 def resample(y: np.ndarray, rate_in: float, rate_out: float) -> np.ndarray:

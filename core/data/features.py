@@ -16,6 +16,10 @@ energy, which follows loudness) is dropped and a zero row appended so F stays n_
 For features="mfcc", mfcc_c0=False gives coefficients 1..n_mfcc (still n_mfcc rows); the
 same holds for the three blocks of "mfcc_deltas". Deltas describe how the spectrum moves
 (formant transitions), which varies less between speakers than where it sits.
+
+Every transform's output is checked finite (NonFiniteFeatures names the transform, the clip
+and the frame): audio far beyond [-1, 1] overflows float32 power spectra, and a NaN would
+otherwise travel silently into a NaN probability.
 """
 from __future__ import annotations
 
@@ -33,6 +37,32 @@ FEATURE_HELP = {"raw": "the waveform itself (waveform models)",
                 "stack4": "log-mel, MFCC, Δ, ΔΔ planes (spectrogram models)"}
 FEATURES = tuple(FEATURE_HELP)
 INPUT_KIND = {"raw": "waveform", "logmel": "imu", "mfcc": "imu", "mfcc_deltas": "imu", "stack4": "spectrogram"}
+
+
+class NonFiniteFeatures(DataError):
+    """A transform gave NaN/inf; `clip` is the index in the batch (None for one clip), `seconds`
+    where in the clip the first bad frame sits."""
+
+    def __init__(self, message: str, transform: str, clip: int | None, seconds: float):
+        super().__init__(message)
+        self.transform, self.clip, self.seconds = transform, clip, seconds
+
+
+def check_finite(x: np.ndarray, transform: str, seconds_per_frame: float, batched: bool) -> np.ndarray:
+    """x as it is when every value is finite; else NonFiniteFeatures naming the transform, the
+    clip (of a batch) and the second of its first non-finite frame. x: (..., F, frames)."""
+    finite = np.isfinite(x)
+    if finite.all():
+        return x
+    index = np.argwhere(~finite)[0]
+    clip = int(index[0]) if batched else None
+    seconds = float(index[-1]) * seconds_per_frame
+    value = x[tuple(index)]
+    what = "NaN" if np.isnan(value) else "inf"
+    where = (f"clip {clip} of the batch, " if clip is not None else "") + f"{seconds:.3f} s into the clip"
+    raise NonFiniteFeatures(f"the {transform} features hold {what} ({where}): the audio is beyond what they can "
+                            "represent — audio is expected in [-1, 1]; check the recording's level and format",
+                            transform, clip, seconds)
 
 
 def check_feature_config(cfg: DataConfig) -> None:
@@ -97,21 +127,29 @@ def featurize_audio(waveform: np.ndarray, sr: float, cfg: DataConfig) -> np.ndar
     """Features of one clip (T,) or a batch (N, T), vectorized over the batch (see module doc)."""
     check_feature_config(cfg)
     y = np.asarray(waveform, dtype=np.float32)
+    batched = y.ndim > 1
+
+    def checked(x: np.ndarray, transform: str, seconds_per_frame: float | None = None) -> np.ndarray:
+        return check_finite(x, transform, seconds_per_frame or cfg.hop_length / sr, batched)
+
     if cfg.features == "raw":
-        return y[..., None, :]
-    logmel = _logmel(y, sr, cfg)
+        return checked(y[..., None, :], "waveform", 1 / sr)
+    with np.errstate(over="ignore", invalid="ignore"):  # an overflow is refused by name just below
+        logmel = checked(_logmel(y, sr, cfg), "log-mel")
     if cfg.features == "logmel":
         return logmel
     if cfg.features == "mfcc":
-        return _mfcc(logmel, cfg.n_mfcc, cfg.mfcc_c0).astype(np.float32)
+        return checked(_mfcc(logmel, cfg.n_mfcc, cfg.mfcc_c0).astype(np.float32), "MFCC")
     if cfg.features == "mfcc_deltas":
-        cepstra = _mfcc(logmel, cfg.n_mfcc, cfg.mfcc_c0).astype(np.float32)
-        delta = _delta(cepstra, 1)
-        return np.concatenate([cepstra, delta, _delta(delta, 1)], axis=-2)  # (..., 3 n_mfcc, frames)
-    cepstra = _mfcc(logmel, cfg.n_mels - (0 if cfg.mfcc_c0 else 1), cfg.mfcc_c0)
+        cepstra = checked(_mfcc(logmel, cfg.n_mfcc, cfg.mfcc_c0).astype(np.float32), "MFCC")
+        delta = checked(_delta(cepstra, 1), "delta")
+        delta2 = checked(_delta(delta, 1), "delta-delta")
+        return np.concatenate([cepstra, delta, delta2], axis=-2)  # (..., 3 n_mfcc, frames)
+    cepstra = checked(_mfcc(logmel, cfg.n_mels - (0 if cfg.mfcc_c0 else 1), cfg.mfcc_c0), "MFCC")
     if not cfg.mfcc_c0:  # keep n_mels rows: pad the dropped c0's place at the end
         cepstra = np.concatenate([cepstra, np.zeros_like(cepstra[..., :1, :])], axis=-2)
-    planes = [logmel, cepstra.astype(np.float32), _delta(cepstra, 1), _delta(cepstra, 2)]
+    planes = [logmel, cepstra.astype(np.float32), checked(_delta(cepstra, 1), "delta"),
+              checked(_delta(cepstra, 2), "delta-delta")]
     return np.stack(planes, axis=-3)  # (..., 4, n_mels, frames)
 
 

@@ -11,6 +11,12 @@ Window probabilities are aggregated into the clip's answer by the mean of log-pr
 is in nats, margin is top-1 minus top-2. An ensemble's window probabilities are the mean of
 its members'; the explanation (attention or saliency) is its primary member's, and each
 member's own answer is kept in `Prediction.members`.
+
+No answer carries a NaN probability: model inputs (after features and normalization),
+logits and probabilities are checked finite, and a window that fails is refused naming its
+seconds and, for logits, whether the weights or which layer made them non-finite. A signal
+that cannot carry information (constant over the whole file in every channel) is still
+answered, with a warning in `Prediction.warnings` that the page and the CLI show.
 """
 from __future__ import annotations
 
@@ -21,11 +27,13 @@ from typing import Iterable
 import numpy as np
 import torch
 
-from core.errors import ConfigError, SigscopeError
+from core.data.features import NonFiniteFeatures
+from core.errors import ConfigError, DataError, SigscopeError
 from core.explain import LayerAttention, attention_summary, grad_cam, input_saliency, stitch
 from core.infer.ensemble import Ensemble, as_ensemble
 from core.infer.loading import BATCH, Predictor, one_blas_thread, softmax
-from core.infer.reading import check_upload_size, display_name, error_line, private_copies, read_windows
+from core.infer.reading import (SILENCE_PEAK, check_upload_size, display_name, error_line, private_copies,
+                                read_windows)
 
 AGGREGATES = ("mean", "vote")
 EXPLAIN_MODES = ("auto", "attention", "saliency", "all", "none")
@@ -67,6 +75,7 @@ class Prediction:
     window_true: np.ndarray | None = None  # (N,) class index from the CSV's label column, -1 unknown
     streams: list[dict] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)  # why the answer may not be trusted (shown before it)
     layers: list[LayerAttention] = field(default_factory=list)
     attention: list[dict] = field(default_factory=list)
     saliency: list[dict] = field(default_factory=list)
@@ -119,7 +128,7 @@ class Prediction:
                "windows": self.windows()}
         if self.window_accuracy is not None:
             out["window_accuracy"] = round(self.window_accuracy, 4)
-        for key in ("streams", "attention", "saliency", "notes", "members"):
+        for key in ("streams", "attention", "saliency", "notes", "warnings", "members"):
             if getattr(self, key):
                 out[key] = getattr(self, key)
         return out
@@ -187,10 +196,11 @@ def classify_file(model: Predictor | Ensemble, path: str | Path, name: str | Non
     name = name or str(path)
     read = read_windows(ensemble, Path(path), name, hop)
     notes = list(read.notes) + ([ensemble.adapted] if ensemble.adapted else [])
+    warnings = flat_signal_warnings(read.signal, ensemble.signal, list(ensemble.channel_names))
     length = len(read.signal)
     with one_blas_thread():
-        explained = run_windows(ensemble.primary, read.signal, read.starts, length, explain)
-        each = [explained.probs] + [run_windows(m, read.signal, read.starts, length, "none").probs
+        explained = run_windows(ensemble.primary, read.signal, read.starts, length, explain, name)
+        each = [explained.probs] + [run_windows(m, read.signal, read.starts, length, "none", name).probs
                                     for m in ensemble.members[1:]]
     probs = np.mean(each, axis=0)
     members = []
@@ -200,6 +210,8 @@ def classify_file(model: Predictor | Ensemble, path: str | Path, name: str | Non
             members.append({"run_id": m.run_id, "model": m.config.model.name, "features": m.features,
                             "label": own.label, "confidence": round(own.confidence, 4)})
     clip = aggregate_probs(probs, aggregate)
+    if not np.isfinite(clip).all():  # the last line of defence: finite windows cannot give this
+        raise DataError(f"{name}: the combined probabilities are not finite; refused rather than shown")
     s = summarize(clip, ensemble.class_names, top_k)
     return Prediction(file=name, label=s.label, probabilities=dict(zip(ensemble.class_names, clip.tolist())),
                       top_k=s.top_k, confidence=s.confidence, entropy=s.entropy, margin=s.margin,
@@ -208,7 +220,7 @@ def classify_file(model: Predictor | Ensemble, path: str | Path, name: str | Non
                       hop_seconds=read.hop / ensemble.sample_rate, starts=read.starts, window_probs=probs,
                       class_names=list(ensemble.class_names), signal=read.signal,
                       channel_names=list(ensemble.channel_names), window_true=read.truth, streams=read.streams,
-                      notes=notes, layers=explained.layers, attention=explained.attention,
+                      notes=notes, warnings=warnings, layers=explained.layers, attention=explained.attention,
                       saliency=explained.saliency, run_id=ensemble.run_id, members=members)
 
 
@@ -243,9 +255,10 @@ def _curve(times: np.ndarray, values: np.ndarray) -> dict:
 
 
 def run_windows(predictor: Predictor, signal: np.ndarray, starts: np.ndarray, length: int,
-                explain: str) -> WindowOutputs:
+                explain: str, name: str = "") -> WindowOutputs:
     """One model over a file's windows, in batches: probabilities, and attention or Grad-CAM +
-    input saliency as `explain` asks, stitched into curves over the file."""
+    input saliency as `explain` asks, stitched into curves over the file. Inputs and logits
+    are checked finite (DataError naming `name`, the window's seconds and the cause)."""
     from core.models.attention import capture_attention
 
     use_attention = explain in ("attention", "all") or (explain == "auto" and predictor.has_attention)
@@ -254,7 +267,7 @@ def run_windows(predictor: Predictor, signal: np.ndarray, starts: np.ndarray, le
     model = predictor.model
     cams, sals, cam_layer = [], [], None
     for i in range(0, len(starts), BATCH):
-        x = torch.from_numpy(predictor.inputs(signal, starts[i:i + BATCH])).to(predictor.device)
+        x = torch.from_numpy(_finite_inputs(predictor, signal, starts, i, name)).to(predictor.device)
         with torch.no_grad():
             if use_attention:
                 with capture_attention(model) as maps:
@@ -262,7 +275,13 @@ def run_windows(predictor: Predictor, signal: np.ndarray, starts: np.ndarray, le
                 batches.append(attention_summary(maps))
             else:
                 logits = model(x)
-        p = softmax(logits.float().cpu().numpy())
+        scores = logits.float().cpu().numpy()
+        if not np.isfinite(scores).all():
+            raise DataError(_nonfinite_logits(predictor, x, scores, starts, i, name))
+        p = softmax(scores)
+        if not np.isfinite(p).all():
+            raise DataError(f"{_where(predictor, starts, i + int(np.argwhere(~np.isfinite(p))[0][0]), name)}: the "
+                            "probabilities are not finite although the logits are; refused rather than shown")
         probs.append(p)
         if use_saliency:
             targets = torch.from_numpy(p.argmax(axis=1)).to(predictor.device)
@@ -290,6 +309,94 @@ def run_windows(predictor: Predictor, signal: np.ndarray, starts: np.ndarray, le
         out.saliency.append({"method": "input_gradient", "layer": "input", "tokens": int(sal.shape[1]),
                              **_curve(*stitch(sal, predictor.spans(sal.shape[1]), start_s, duration))})
     return out
+
+
+def _where(predictor: Predictor, starts: np.ndarray, index: int, name: str) -> str:
+    """"<file>: window 3 (1.50-2.50 s)" — the window a message is about, in the file's seconds."""
+    t0 = float(starts[index]) / predictor.sample_rate
+    return f"{name + ': ' if name else ''}window {index} ({t0:.2f}-{t0 + predictor.window_seconds:.2f} s)"
+
+
+def _finite_inputs(predictor: Predictor, signal: np.ndarray, starts: np.ndarray, i: int, name: str) -> np.ndarray:
+    """The model inputs of windows starts[i:i + BATCH], refused naming the window when a
+    feature transform or the run's normalization gives NaN/inf."""
+    try:
+        x = predictor.inputs(signal, starts[i:i + BATCH])
+    except NonFiniteFeatures as e:
+        index = i + (e.clip or 0)
+        raise DataError(f"{_where(predictor, starts, index, name)}: {e}") from None
+    finite = np.isfinite(x)
+    if not finite.all():
+        index = i + int(np.argwhere(~finite)[0][0])
+        raise DataError(f"{_where(predictor, starts, index, name)}: the model input is not finite after the run's "
+                        f"normalization ({predictor.normalization.get('kind', 'none')}): the values are beyond what "
+                        "the run's statistics can scale — check the file's units and range")
+    return x
+
+
+def _nonfinite_logits(predictor: Predictor, x: torch.Tensor, scores: np.ndarray, starts: np.ndarray, i: int,
+                      name: str) -> str:
+    """Why a batch's logits are NaN/inf, found cheaply: damaged weights (named), else the first
+    layer whose output stops being finite on the first bad window (its inputs were finite)."""
+    row = int(np.argwhere(~np.isfinite(scores))[0][0])
+    where = _where(predictor, starts, i + row, name)
+    bad_weights = [n for n, t in list(predictor.model.named_parameters()) + list(predictor.model.named_buffers())
+                   if t.is_floating_point() and not torch.isfinite(t).all()]
+    if bad_weights:
+        more = f" and {len(bad_weights) - 1} more" if len(bad_weights) > 1 else ""
+        return (f"{where}: the model gave non-finite logits; its weights hold NaN/inf ({bad_weights[0]}{more}) — "
+                "the checkpoint is damaged: retrain the run or pick another checkpoint")
+    layer = _first_nonfinite_layer(predictor.model, x[row:row + 1])
+    peak = float(x[row].abs().max())
+    return (f"{where}: the model gave non-finite logits from finite inputs (largest |input| {peak:.3g} after "
+            f"normalization){f', first in layer {layer}' if layer else ''}; the file's values are likely far "
+            "outside what the run was trained on — check its units and range")
+
+
+def _first_nonfinite_layer(model: torch.nn.Module, x: torch.Tensor) -> str | None:
+    """The name of the first module (in call order) whose output holds NaN/inf for input x."""
+    found: list[str] = []
+
+    def hook(name):
+        def check(_module, _inputs, output):
+            if not found and isinstance(output, torch.Tensor) and output.is_floating_point() \
+                    and not torch.isfinite(output).all():
+                found.append(name)
+        return check
+
+    handles = [m.register_forward_hook(hook(n)) for n, m in model.named_modules()
+               if n and not any(True for _ in m.children())]
+    try:
+        with torch.no_grad():
+            model(x)
+    finally:
+        for h in handles:
+            h.remove()
+    return found[0] if found else None
+
+
+def flat_signal_warnings(signal: np.ndarray, kind: str, channel_names: list[str]) -> list[str]:
+    """Warnings for a signal that holds no information: every channel constant over the whole
+    file (DC audio, a sensor lying still on a table or not recording), or — for IMU — some
+    channels constant (their share of the answer rests on nothing). "Constant" is a std under
+    the silence floor for audio (-80 dBFS, what is already refused as silent), and under 1e-6
+    of the channel's magnitude for IMU (float rounding; any real sensor's noise is above it)."""
+    x = np.asarray(signal, dtype=np.float64).reshape(len(signal), -1)
+    std = x.std(axis=0)
+    floor = (np.full(x.shape[1], SILENCE_PEAK) if kind == "audio"
+             else 1e-6 * np.maximum(1.0, np.abs(x).max(axis=0)))
+    flat = std < floor
+    if flat.all():
+        what = ("the audio is a constant (DC) level with no sound on it" if kind == "audio" else
+                "every channel holds one value over the whole file")
+        device = "microphone" if kind == "audio" else "sensor"
+        return [f"{what}: the signal holds no information, so this answer only reflects the model's bias — "
+                f"check the {device} and the recording"]
+    if flat.any():
+        names = [channel_names[c] if c < len(channel_names) else str(c) for c in np.flatnonzero(flat)]
+        return [f"channel(s) {', '.join(names)} hold one value over the whole file (a dead or unrecorded "
+                "sensor?): they carry no information, and the answer rests on the other channels"]
+    return []
 
 
 def _concat_layers(batches: list[list[LayerAttention]]) -> list[LayerAttention]:

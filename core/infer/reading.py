@@ -106,17 +106,34 @@ def read_windows(model, path: Path, name: str, hop: float | None) -> Windows:
 
 
 def _read_audio(model, path: Path, notes: list[str]) -> np.ndarray:
+    """The recording as mono at the run's rate (samples checked finite and in range at decode,
+    stereo mixed down so it cannot cancel), refused when silent or too short to classify.
+
+    Shorter than the run's clip but at least `min_clip_fraction` of it (default an eighth):
+    zero-padded at the end, as training pads its short clips, with a note. Shorter still is
+    refused: the model would see almost only padding, so its answer would be about the zeros
+    (a 1-sample file was classified "7, p=0.82"). An eighth, not a quarter: the FSDD digits
+    the audio runs train on are 0.14-1.3 s in 1 s clips, 6 % of them under 0.25 s, and a
+    minimum must not refuse clips like the ones the run learned from."""
+    from core.limits import how_to_raise, limits
+
+    lim = limits()
     meta = probe_audio(path)
-    y = decode_audio(path, model.sample_rate, MAX_AUDIO_SECONDS)
+    y = decode_audio(path, model.sample_rate, lim.max_audio_seconds, notes)
     if meta.get("sample_rate") and abs(meta["sample_rate"] - model.sample_rate) > 0.5:
         notes.append(f"resampled from {meta['sample_rate']:g} Hz to the run's {model.sample_rate:g} Hz")
-    if meta.get("channels") == 2:
-        notes.append("stereo averaged to mono")
     peak = float(np.max(np.abs(y))) if len(y) else 0.0
     if peak < SILENCE_PEAK:
         level = "digital silence" if peak == 0 else f"peak {20 * math.log10(peak):.0f} dBFS"
         raise DataError(f"{path}: is silent ({level}); there is nothing to classify — check the microphone "
                         "or the recording level")
+    shortest = max(1, math.ceil(lim.min_clip_fraction * model.window))
+    if len(y) < shortest:
+        raise DataError(f"{path}: is {1000 * len(y) / model.sample_rate:.1f} ms long ({len(y)} "
+                        f"sample{'s' if len(y) != 1 else ''} at {model.sample_rate:g} Hz); the shortest recording "
+                        f"classified is {lim.min_clip_fraction:.1%} of the run's {model.window_seconds:g} s clip "
+                        f"({shortest / model.sample_rate:.3f} s), as the rest would be padding — record a longer "
+                        f"stretch, or {how_to_raise('min_clip_fraction')}")
     if len(y) < model.window:
         notes.append(f"{len(y) / model.sample_rate:.2f} s is shorter than the run's "
                      f"{model.window_seconds:g} s clip: zero-padded at the end, as in training")

@@ -46,6 +46,9 @@ class Limits:
     max_profile_memory_mib: int = param(8_192, "int", "most memory the profiler may allocate for one shape "
                                         "and batch (checked from its own estimate before allocating)",
                                         low=16, high=1_048_576, unit="MiB")
+    max_input_values: int = param(20_000_000, "int", "most values in one model input (channels x samples, or "
+                                  "planes x bands x frames) a run's classes.json may declare", low=1,
+                                  high=10_000_000_000, unit="values")
 
     @property
     def max_upload_bytes(self) -> int:

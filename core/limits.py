@@ -33,6 +33,9 @@ class Limits:
     max_rows: int = param(2_000_000, "int", "most rows of a CSV read for classifying (about 11 h at 50 Hz)",
                           low=1, high=1_000_000_000, unit="rows")
     max_columns: int = param(1_000, "int", "most columns (channels) of a CSV", low=1, high=100_000)
+    max_abs_value: float = param(1e9, "float", "largest |value| of a CSV's signal columns (any IMU unit, even raw "
+                                 "24-bit sensor counts, stays far below; beyond it float32 statistics overflow)",
+                                 low=1.0, high=1e18)
     max_audio_seconds: float = param(600.0, "float", "longest recording classified", low=0.1, high=86_400.0,
                                      unit="s")
     max_audio_peak: float = param(100.0, "float", "largest |sample| of float audio, which is expected in [-1, 1] "

@@ -46,7 +46,7 @@ import torch
 
 from core.config import RunConfig
 from core.errors import ConfigError, SigscopeError
-from core.store import Store
+from core.store import Store, process_identity
 
 
 @dataclass
@@ -92,14 +92,18 @@ def run_job(store: Store, run_id: str, config: RunConfig, device: str | None = N
     store.claim_owner(run_id)
     store.update_run(run_id, status="running", started_at=time.time(), finished_at=None, error=None,
                      device=device or config.train.device)
-    if resume_from is not None:
-        from core.train import read_checkpoint
-        # steps after the checkpoint (a partial epoch) are replayed, so their old points go
-        store.truncate_run(run_id, int(read_checkpoint(resume_from)["global_step"]))
     writer = store.writer(run_id)
     status, message, summary = "failed", "", {}
     trainer = None
     try:
+        if resume_from is not None:  # inside the try: a bad checkpoint ends the run `failed`, never `running`
+            from core.train import read_checkpoint
+            step = read_checkpoint(resume_from).get("global_step")
+            if isinstance(step, bool) or not isinstance(step, int) or step < 0:
+                raise ConfigError(f"checkpoint {resume_from} has no valid global_step to resume from: train the "
+                                  "run again")
+            # steps after the checkpoint (a partial epoch) are replayed, so their old points go
+            store.truncate_run(run_id, step)
         trainer = Trainer(config, recorder=writer, run_dir=run_dir, device=device,
                           callbacks=[CancelOnEvent(cancel), StoreWriter(writer), *callbacks])
         result = trainer.fit(resume_from=resume_from)
@@ -145,7 +149,7 @@ def requeue_for_resume(store: Store, run_id: str, overrides: dict | None = None)
     refused with the reason), mark it queued again and return (its config, the checkpoint to
     continue from). ConfigError says why it cannot, before the run is touched."""
     from core import spec
-    from core.train import read_checkpoint
+    from core.train.checkpoints import check_resume_checkpoint
 
     run = store.get_run(run_id)
     if run is None:
@@ -157,22 +161,30 @@ def requeue_for_resume(store: Store, run_id: str, overrides: dict | None = None)
         raise ConfigError(f"run {run_id} has no checkpoint to resume from (it stopped before its first "
                           f"epoch ended); submit its config again instead")
     config = RunConfig.from_dict(run["config"])
+    # a damaged or foreign last.pt is refused here, before the run is queued or marked running
+    state = check_resume_checkpoint(last, Path(run["run_dir"]), config)
     if overrides:
         spec.check_resume_overrides(overrides, config)
         config = config.with_overrides(overrides)
-        done = int(read_checkpoint(last).get("epoch", 0))
+        done = int(state["epoch"])
         if config.train.epochs <= done:
             raise ConfigError(f"train.epochs={config.train.epochs}: run {run_id} has already completed {done} "
                               f"epoch(s); give more than {done} to train on")
     else:
         config = config.validated()
-    store.update_run(run_id, status="queued", error=None, finished_at=None, config=config.to_dict())
+    # owned by this process from the moment it is queued again: a watcher (an engine, `runs list`)
+    # must not take the dead process that owned it before for the owner of the resumed run
+    pid, host, started = process_identity()
+    store.update_run(run_id, status="queued", error=None, finished_at=None, config=config.to_dict(),
+                     owner_pid=pid, owner_host=host, owner_started=started)
     return config, last
 
 
 MODES = ("process", "thread")
 HOLD_RECHECK_SECONDS = 2.0
-WATCH_SECONDS = 5.0
+# how often a manager re-checks the runs it does not train itself (pid + start time: a few
+# /proc reads and one small query), so a killed CLI run shows `interrupted` within seconds
+WATCH_SECONDS = 2.0
 
 
 class JobManager:

@@ -25,7 +25,8 @@ import socket
 import sqlite3
 import threading
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -181,13 +182,20 @@ def process_identity(pid: int | None = None) -> tuple[int, str, str]:
     return pid, socket.gethostname(), _process_start(pid) or ""
 
 
-def _process_start(pid: int) -> str | None:
+def _process_stat(pid: int) -> tuple[str, str] | None:
+    """(state, start token) of a process from /proc/PID/stat; None where /proc cannot tell."""
     try:
         stat = Path(f"/proc/{pid}/stat").read_text()
     except OSError:
         return None
-    # field 22 (starttime) counts from after the ")" that closes the command name
-    return stat[stat.rindex(")") + 2:].split()[19]
+    # fields 3 (state) and 22 (starttime) count from after the ")" that closes the command name
+    fields = stat[stat.rindex(")") + 2:].split()
+    return fields[0], fields[19]
+
+
+def _process_start(pid: int) -> str | None:
+    stat = _process_stat(pid)
+    return stat[1] if stat else None
 
 
 def process_alive(pid: int | None, host: str | None, started: str | None) -> bool:
@@ -205,8 +213,13 @@ def process_alive(pid: int | None, host: str | None, started: str | None) -> boo
         return False
     except PermissionError:
         return True
-    now = _process_start(int(pid))
-    return not (started and now is not None and now != started)
+    stat = _process_stat(int(pid))
+    if stat is None:
+        return True
+    state, now = stat
+    # a zombie (Z) has exited and only waits for its parent to collect the exit status: a run
+    # killed under a parent that has not waited yet is dead, though kill(pid, 0) still succeeds
+    return state not in ("Z", "X") and not (started and now != started)
 
 
 def _json_value(value: Any) -> str:
@@ -574,6 +587,7 @@ class RunWriter:
                                               "artifacts": [], "reports": []}
         self._run_fields: dict[str, Any] = {}
         self._last_flush = time.monotonic()
+        self._held = 0
 
     def __enter__(self) -> RunWriter:
         return self
@@ -623,8 +637,19 @@ class RunWriter:
         self.maybe_flush()
 
     def maybe_flush(self) -> None:
-        if time.monotonic() - self._last_flush >= self.flush_seconds:
+        if self._held == 0 and time.monotonic() - self._last_flush >= self.flush_seconds:
             self.flush()
+
+    @contextmanager
+    def held(self) -> Iterator[None]:
+        """No time-based flush inside this block; `flush()` still writes. The trainer holds an
+        epoch's metrics here until that epoch's checkpoint is on disk, so an epoch the store
+        reports always has its checkpoint, whenever the process is killed."""
+        self._held += 1
+        try:
+            yield
+        finally:
+            self._held -= 1
 
     def flush(self) -> None:
         """Write everything buffered in one transaction."""

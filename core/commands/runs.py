@@ -39,10 +39,19 @@ def _row(run: dict, final: dict) -> dict:
             "error": run["error"]}
 
 
-def run_list(args: argparse.Namespace) -> int:
+def _checked_store():
+    """The run store, runs whose process on this machine has died marked `interrupted` first
+    (the check an engine makes every few seconds: pid and start time), so a killed run is never
+    printed as running. Runs owned by another machine are left as they are."""
     from core.store import Store
 
     store = Store()
+    store.mark_interrupted()
+    return store
+
+
+def run_list(args: argparse.Namespace) -> int:
+    store = _checked_store()
     rows = [_row(r, store.final_metrics(r["id"])) for r in store.list_runs(args.status)]
     lines = [f"{r['id']}  {r['status']:<11} {r['model'] or '?':<22} {r['dataset'] or '?':<14} "
              f"epoch {r['epoch']}/{r['total_epochs'] or '?'}"
@@ -52,9 +61,7 @@ def run_list(args: argparse.Namespace) -> int:
 
 
 def run_show(args: argparse.Namespace) -> int:
-    from core.store import Store
-
-    store = Store()
+    store = _checked_store()
     run = store.get_run(args.run_id)
     if run is None:
         raise ConfigError(f"no run {args.run_id!r}; see `python -m core runs list`")

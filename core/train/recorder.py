@@ -3,6 +3,8 @@
 Both offer the same methods, so the Trainer and probes do not care which they have."""
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -49,6 +51,11 @@ class MemoryRecorder:
         self.run_fields.update(fields)
 
     def flush(self) -> None: ...
+
+    @contextmanager
+    def held(self) -> Iterator[None]:
+        """Rows wait for an explicit flush inside this block (nothing to wait for here)."""
+        yield
 
     def close(self) -> None: ...
 

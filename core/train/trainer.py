@@ -16,6 +16,7 @@ Metrics written to the recorder:
   weights when there is one): classification metrics; val/test loss is plain
   cross-entropy (label smoothing only shapes the training loss)
 - reports: confusion_matrix and per_class for each split and epoch
+An epoch's metrics are held back (`recorder.held()`) until its checkpoint is on disk.
 
 Under torchrun (core.distributed) the same loop runs on every rank: each trains on its shard
 with train.batch_size / world examples per step (so the global batch is the configured one),
@@ -25,6 +26,7 @@ shared by every rank.
 """
 from __future__ import annotations
 
+import contextlib
 import random
 import time
 from dataclasses import dataclass, field
@@ -384,6 +386,14 @@ class Trainer:
         return {f"{split}_{k}": v for k, v in m.scalars.items()}
 
     def _end_epoch(self, epoch: int, train: dict[str, Any]) -> dict[str, float]:
+        # the epoch's metrics reach the store only once the Checkpointer (a built-in callback,
+        # before the caller's: the store writer flushes after it) has saved the epoch: a kill
+        # between the two never leaves a reported epoch without its checkpoint
+        held = getattr(self.recorder, "held", None)
+        with held() if held is not None else contextlib.nullcontext():
+            return self._end_epoch_held(epoch, train)
+
+    def _end_epoch_held(self, epoch: int, train: dict[str, Any]) -> dict[str, float]:
         metrics: dict[str, float] = {}
         if self.rank == 0:  # every rank's training answers, and the whole validation split
             if train["logits"]:

@@ -60,7 +60,7 @@ def check_finite(x: np.ndarray, transform: str, seconds_per_frame: float, batche
     value = x[tuple(index)]
     what = "NaN" if np.isnan(value) else "inf"
     where = (f"clip {clip} of the batch, " if clip is not None else "") + f"{seconds:.3f} s into the clip"
-    raise NonFiniteFeatures(f"the {transform} features hold {what} ({where}): the audio is beyond what they can "
+    raise NonFiniteFeatures(f"the {transform} features are not finite ({what} at {where}): the audio is beyond what they can "
                             "represent — audio is expected in [-1, 1]; check the recording's level and format",
                             transform, clip, seconds)
 

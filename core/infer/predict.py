@@ -321,7 +321,8 @@ def _finite_inputs(predictor: Predictor, signal: np.ndarray, starts: np.ndarray,
     """The model inputs of windows starts[i:i + BATCH], refused naming the window when a
     feature transform or the run's normalization gives NaN/inf."""
     try:
-        x = predictor.inputs(signal, starts[i:i + BATCH])
+        with np.errstate(over="ignore", invalid="ignore"):  # an overflow is refused by name just below
+            x = predictor.inputs(signal, starts[i:i + BATCH])
     except NonFiniteFeatures as e:
         index = i + (e.clip or 0)
         raise DataError(f"{_where(predictor, starts, index, name)}: {e}") from None

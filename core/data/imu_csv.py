@@ -17,15 +17,21 @@ longer ones are refused with their line numbers.
 """
 from __future__ import annotations
 
-import gzip
+import codecs
+import csv
+import io
+import re
+import zlib
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator
+from typing import Callable, Iterator
 
 import numpy as np
 import pandas as pd
 
 from core.config import DataConfig
 from core.errors import DataError
+from core.limits import Limits, how_to_raise, limits
 from core.data.examples import Examples
 from core.data.paths import resolve_path
 from core.data.sources import SourceSpec, register_source, source_options
@@ -77,35 +83,314 @@ OPTIONS = (
 DEFAULT_OPTIONS = {p.name: p.default for p in OPTIONS}
 
 
-def _open_text(path: Path):
-    return gzip.open(path, "rt", newline="") if path.suffix == ".gz" else open(path, "r", newline="")
+READ_BLOCK = 1 << 16  # bytes read from the file (and decompressed from a .gz) at a time
+UTF8_BOM = b"\xef\xbb\xbf"
+UTF16_BOMS = (b"\xff\xfe", b"\xfe\xff")
+_DECIMAL_COMMA = re.compile(r"^\s*[-+]?\d*,\d+(?:[eE][-+]?\d+)?\s*$")
+_DECIMAL_POINT = re.compile(r"\d\.\d|^\s*[-+]?\.\d")
+
+
+class CsvBytes(io.RawIOBase):
+    """A CSV file's text as UTF-8 bytes, with the input limits checked while it is read.
+
+    gzip is recognized by its content and decompressed as a stream, READ_BLOCK at a time: a
+    ratio of decompressed to compressed bytes over limits().max_gzip_ratio (counted from the
+    first block on) is refused on the way, and a truncated .gz is a DataError. A UTF-8 BOM is
+    dropped, UTF-16 (with its BOM) re-encoded as UTF-8. A line longer than max_line_bytes,
+    or more than `max_lines` lines, is refused as soon as it is read: nothing holds more
+    than the limit plus one block."""
+
+    def __init__(self, path: Path, lim: Limits, max_lines: int | None = None) -> None:
+        super().__init__()
+        self.path, self.lim, self.max_lines = path, lim, max_lines
+        self._file = open(path, "rb")
+        self.gzip = self._file.read(2) == b"\x1f\x8b"
+        self._file.seek(0)
+        self._inflate = zlib.decompressobj(wbits=31) if self.gzip else None
+        self.compressed = 0  # bytes of the file read so far
+        self.inflated = 0  # bytes decompressed so far
+        self.lines = 0  # newlines seen so far
+        self._line = 0  # bytes since the last newline
+        self._pending = b""
+        self._decoder = None
+        self._first = True
+        self._ended = False
+        self.encoding = "utf-8"
+
+    def readable(self) -> bool:
+        return True
+
+    def close(self) -> None:
+        self._file.close()
+        super().close()
+
+    def readinto(self, buffer) -> int:
+        if not self._pending:
+            self._pending = self._next_text()
+        n = min(len(buffer), len(self._pending))
+        buffer[:n] = self._pending[:n]
+        self._pending = self._pending[n:]
+        return n
+
+    def unread(self, data: bytes) -> None:
+        """Hand `data` (text already read) out again before the rest of the file."""
+        self._pending = data + self._pending
+
+    def _next_text(self) -> bytes:
+        while True:
+            data = self._next_raw()
+            if self._first and data:
+                self._first = False
+                if data.startswith(UTF8_BOM):
+                    data, self.encoding = data[3:], "utf-8-sig"
+                elif data[:2] in UTF16_BOMS:
+                    self.encoding = "utf-16-le" if data[:2] == b"\xff\xfe" else "utf-16-be"
+                    self._decoder = codecs.getincrementaldecoder("utf-16")()
+            if self._decoder is not None:
+                try:
+                    data = self._decoder.decode(data, final=not data).encode("utf-8")
+                except UnicodeDecodeError:
+                    raise DataError(f"{self.path}: starts like UTF-16 text but does not decode as UTF-16; save "
+                                    "it again as UTF-8 (or UTF-16) CSV") from None
+            self._count_lines(data)
+            if data or self._ended:
+                return data
+
+    def _next_raw(self) -> bytes:
+        if not self.gzip:
+            data = self._file.read(READ_BLOCK)
+            self.compressed += len(data)
+            self._ended = not data
+            return data
+        while True:
+            inflate = self._inflate
+            if inflate.unconsumed_tail:
+                source = inflate.unconsumed_tail
+            elif inflate.eof:  # one gzip member ended: another may follow
+                source = inflate.unused_data or self._read_compressed()
+                if not source.strip(b"\x00"):  # the end (zero padding after the last member is allowed)
+                    self._ended = True
+                    return b""
+                inflate = self._inflate = zlib.decompressobj(wbits=31)
+            else:
+                source = self._read_compressed()
+                if not source:
+                    raise DataError(f"{self.path}: the gzip file is truncated (it ends before its end-of-stream "
+                                    "marker); copy or download it again")
+            try:
+                out = inflate.decompress(source, READ_BLOCK)
+            except zlib.error:
+                raise DataError(f"{self.path}: is not a valid gzip file (its compressed data is corrupt); copy or "
+                                "download it again, or give the plain CSV") from None
+            self.inflated += len(out)
+            ratio = self.lim.max_gzip_ratio
+            if self.inflated > ratio * max(self.compressed, READ_BLOCK):
+                raise DataError(f"{self.path}: decompresses to more than {ratio:g} times its compressed size "
+                                f"(refused after {self.inflated / 2**20:.1f} MiB; the limit is max_gzip_ratio="
+                                f"{ratio:g}, a guard against gzip bombs); {how_to_raise('max_gzip_ratio')}")
+            if out:
+                return out
+
+    def _read_compressed(self) -> bytes:
+        data = self._file.read(READ_BLOCK)
+        self.compressed += len(data)
+        return data
+
+    def _count_lines(self, text: bytes) -> None:
+        """Refuse a line over max_line_bytes or more than max_lines lines as soon as they are read."""
+        limit = self.lim.max_line_bytes
+        newlines = text.count(b"\n")
+        if newlines == 0:
+            self._line += len(text)
+            longest, where = self._line, 0
+        else:
+            first, last = text.find(b"\n"), text.rfind(b"\n")
+            longest, where = self._line + first, 0  # `where`: newlines before the longest line
+            if last - first > limit:  # a long line between the first and last newline of this block
+                gaps = np.diff(np.flatnonzero(np.frombuffer(text, dtype=np.uint8) == 10)) - 1
+                if gaps.max() > longest:
+                    longest, where = int(gaps.max()), int(gaps.argmax()) + 1
+            self._line = len(text) - last - 1
+            if self._line > longest:
+                longest, where = self._line, newlines
+        if longest > limit:
+            raise DataError(f"{self.path}: line {self.lines + where + 1} is longer than {limit} bytes (the limit is "
+                            f"max_line_bytes={limit}): a CSV of signals has one short row per line — is the file "
+                            f"on one line, or not a CSV? {how_to_raise('max_line_bytes')}")
+        self.lines += newlines
+        if self.max_lines is not None and self.lines > self.max_lines:
+            raise DataError(f"{self.path}: has more than {self.max_lines} lines (the limit is max_rows="
+                            f"{self.lim.max_rows} rows per file); cut the recording into shorter files, or "
+                            f"{how_to_raise('max_rows')}")
+
+
+@dataclass(frozen=True)
+class CsvHeader:
+    """How a CSV is written, read from its header and first row."""
+
+    columns: list[str]
+    delimiter: str
+    decimal: str  # "." or "," (decimal commas, with a ; or tab delimiter)
+    header_lines: int  # lines up to and including the header (blank lines before it, a quoted newline in it)
+
+
+def _record_end(text: bytes, start: int) -> int:
+    """Index of the newline that ends the CSV record starting at `start` (a newline inside
+    quotes does not end it); -1 when the record does not end in `text`."""
+    quotes, pos = 0, start
+    while True:
+        newline = text.find(b"\n", pos)
+        if newline < 0:
+            return -1
+        quotes += text.count(b'"', pos, newline)
+        if quotes % 2 == 0:
+            return newline
+        pos = newline + 1
+
+
+def _fields(record: str, delimiter: str) -> list[str]:
+    try:
+        return next(csv.reader([record.rstrip("\r\n")], delimiter=delimiter, skipinitialspace=True), [])
+    except csv.Error:
+        return []
+
+
+def _is_number(text: str) -> bool:
+    try:
+        float(text.replace(",", "."))
+        return True
+    except ValueError:
+        return False
+
+
+def show_columns(columns: list[str], most: int = 12) -> str:
+    """Column names for a message: at most `most`, each cut to 40 characters."""
+    names = [c if len(c) <= 40 else c[:39] + "…" for c in columns[:most]]
+    return repr(names) + (f" and {len(columns) - most} more" if len(columns) > most else "")
+
+
+def _sniff(path: Path, stream: CsvBytes, delimiter: str | None) -> CsvHeader:
+    """Read the header record and the first row (quotes as the csv module reads them), pick
+    the delimiter and decimal mark, and hand the data rows back to `stream`."""
+    lim = stream.lim
+    text = b""
+    start = header_end = row_end = -1
+    while True:
+        block = stream.read(READ_BLOCK)
+        text += block
+        if start < 0:
+            stripped = len(text) - len(text.lstrip(b" \t\r\n"))
+            start = stripped if stripped < len(text) else -1
+            start = text.rfind(b"\n", 0, start) + 1 if start >= 0 else -1
+        if start >= 0 and header_end < 0:
+            header_end = _record_end(text, start)
+        if header_end >= 0:
+            row_start = header_end + 1
+            while row_start < len(text) and text[row_start:row_start + 1] in (b"\r", b"\n"):
+                row_start += 1
+            row_end = _record_end(text, row_start)
+            if row_end >= 0:
+                break
+        if not block:
+            break
+        if len(text) > 2 * lim.max_line_bytes + READ_BLOCK:
+            raise DataError(f"{path}: its first record does not end within {2 * lim.max_line_bytes} bytes (an "
+                            "unclosed quote?); not a readable CSV")
+    if start < 0:
+        raise DataError(f"{path}: the file has no header row, only blank lines; it is empty")
+    if b"\x00" in text:
+        raise DataError(f"{path}: looks binary, not a text CSV")
+    header_end = len(text) if header_end < 0 else header_end
+    try:
+        header = text[start:header_end].decode("utf-8")
+        row = text[header_end + 1:row_end].decode("utf-8").strip() if row_end >= 0 else \
+            text[header_end + 1:].decode("utf-8", errors="ignore").strip()
+    except UnicodeDecodeError:
+        raise DataError(f"{path}: is not a UTF-8 or UTF-16 text CSV (its header does not decode); save it as "
+                        "CSV UTF-8") from None
+    given = delimiter
+    if delimiter is None:
+        counted = sorted(DELIMITERS, key=lambda d: -len(_fields(header, d)))  # most fields first (stable)
+        fits = [d for d in counted if len(_fields(header, d)) >= 2 and (not row or len(_fields(row, d)) ==
+                                                                        len(_fields(header, d)))]
+        delimiter = fits[0] if fits else counted[0]
+    names = [c.strip() for c in _fields(header, delimiter)]
+    if len(names) < 2 and given:
+        raise DataError(f"{path}: its header splits into one column with options.delimiter={given!r}; the file "
+                        "uses another delimiter — set options.delimiter (e.g. ',' ';' or '\\t')")
+    if len(names) < 2:
+        raise DataError(f"{path}: is not a CSV of signals: its first line has no {' '.join(map(repr, DELIMITERS))} "
+                        "separator (one column). Give a CSV with a header row of column names")
+    if len(names) > lim.max_columns:
+        raise DataError(f"{path}: has {len(names)} columns; the limit is max_columns={lim.max_columns}. Keep the "
+                        f"signal columns only, or {how_to_raise('max_columns')}")
+    cells = _fields(row, delimiter) if row else []
+    if cells and len(cells) != len(names):
+        raise DataError(f"{path}: is not a table: its header has {len(names)} fields separated by {delimiter!r} "
+                        f"but the next row has {len(cells)}; give a CSV with one header row of column names")
+    if all(_is_number(n) for n in names):
+        raise DataError(f"{path}: has no header row (its first row holds numbers, not column names); add a "
+                        "header row naming the columns, e.g. acc_x,acc_y,acc_z")
+    decimal = "."
+    if delimiter != "," and any(_DECIMAL_COMMA.match(c) for c in cells) and \
+            not any(_DECIMAL_POINT.search(c) for c in cells):
+        decimal = ","
+    columns, seen = [], {}
+    for i, name in enumerate(names):  # as pandas names them: empty -> "unnamed: i", repeats -> "x.1"
+        name = name or f"unnamed: {i}"
+        count = seen.get(name, 0)
+        seen[name] = count + 1
+        columns.append(name if count == 0 else f"{name}.{count}")
+    stream.unread(text[header_end + 1:])
+    return CsvHeader(columns, delimiter, decimal, text[:header_end + 1].count(b"\n") or 1)
+
+
+def open_csv(path: Path, delimiter: str | None = None, max_rows: int | None = None) -> tuple[CsvBytes, CsvHeader]:
+    """The CSV's data rows as a checked stream (see CsvBytes) and its header; max_rows: refuse
+    more data rows than this while reading (None: no limit)."""
+    if path.stat().st_size == 0:
+        raise DataError(f"{path}: the file is empty (0 bytes); export the recording again")
+    lim = limits()
+    stream = CsvBytes(path, lim)
+    try:
+        header = _sniff(path, stream, delimiter)
+    except BaseException:
+        stream.close()
+        raise
+    if max_rows is not None:
+        stream.max_lines = max_rows + header.header_lines
+    return stream, header
 
 
 def read_header(path: Path, delimiter: str | None) -> tuple[list[str], str]:
-    """(column names, delimiter) of a CSV, refusing empty, binary and one-column files."""
-    if path.stat().st_size == 0:
-        raise DataError(f"{path}: the file is empty (0 bytes); export the recording again")
+    """(column names, delimiter) of a CSV, refusing empty, binary, one-column and header-less
+    files, and files that are not a table."""
+    stream, header = open_csv(path, delimiter)
+    stream.close()
+    return header.columns, header.delimiter
+
+
+def looks_like_csv(head: bytes) -> bool:
+    """Whether the first bytes of a file (not gzip) read as a text table: a header record
+    (UTF-8, with or without BOM, or UTF-16 with BOM) holding a delimiter."""
+    if head[:2] in UTF16_BOMS:
+        head = head[:len(head) // 2 * 2].decode("utf-16", errors="ignore").encode("utf-8")
+    elif head.startswith(UTF8_BOM):
+        head = head[3:]
+    head = head.lstrip(b" \t\r\n")
+    if not head or b"\x00" in head:
+        return False
+    end = _record_end(head, 0)
+    record = head if end < 0 else head[:end]
     try:
-        with _open_text(path) as f:
-            first = ""
-            for line in f:
-                if line.strip():
-                    first = line.rstrip("\r\n")
-                    break
-    except (UnicodeDecodeError, OSError, EOFError) as e:
-        raise DataError(f"{path}: is not a readable text CSV ({e.__class__.__name__}: {e})") from None
-    if not first:
-        raise DataError(f"{path}: the file has no header row, only blank lines; it is empty")
-    if "\x00" in first:
-        raise DataError(f"{path}: looks binary, not a text CSV")
-    if delimiter is None:
-        delimiter = max(DELIMITERS, key=first.count)
-    columns = [c.strip().strip('"') for c in first.split(delimiter)]
-    if len(columns) < 2:
-        raise DataError(f"{path}: the header {first[:80]!r} splits into one column with delimiter "
-                        f"{delimiter!r}; the file uses another delimiter — set options.delimiter "
-                        "(e.g. ',' ';' or '\\t')")
-    return columns, delimiter
+        text = record.decode("utf-8")
+    except UnicodeDecodeError as e:
+        if end >= 0 or e.start < len(record) - 3:  # a character cut at the end of `head` is fine
+            return False
+        text = record[:e.start].decode("utf-8")
+    if not text.replace("\t", " ").replace("\r", "").replace("\n", " ").isprintable():
+        return False  # control characters: binary, not a header of column names
+    return any(len(_fields(text, d)) >= 2 for d in DELIMITERS)
 
 
 def detect_roles(path: Path, columns: list[str], opts: dict, need_label: bool = True) -> dict:
@@ -116,7 +401,7 @@ def detect_roles(path: Path, columns: list[str], opts: dict, need_label: bool = 
         chosen = opts.get(role)
         if chosen is not None:
             if chosen not in columns:
-                raise DataError(f"{path}: options.{role}={chosen!r} is not a column; columns are {columns}")
+                raise DataError(f"{path}: options.{role}={chosen!r} is not a column; columns are {show_columns(columns)}")
             roles[role] = chosen
         else:
             roles[role] = next((lower[n] for n in names if n in lower), None)
@@ -127,12 +412,13 @@ def detect_roles(path: Path, columns: list[str], opts: dict, need_label: bool = 
     if opts.get("channels"):
         missing = [c for c in opts["channels"] if c not in columns]
         if missing:
-            raise DataError(f"{path}: options.channels {missing} are not columns; columns are {columns}")
+            raise DataError(f"{path}: options.channels {missing} are not columns; columns are {show_columns(columns)}")
         channels = list(opts["channels"])
     else:
-        channels = [c for c in columns if c not in used and c.lower() not in IGNORED]
+        channels = [c for c in columns if c not in used and c.lower() not in IGNORED
+                    and not c.lower().startswith("unnamed: ")]
     if not channels:
-        raise DataError(f"{path}: no channel columns left after label/subject/session/time; columns are {columns}")
+        raise DataError(f"{path}: no channel columns left after label/subject/session/time; columns are {show_columns(columns)}")
     roles["channels"] = channels
     return roles
 
@@ -237,30 +523,93 @@ def fill_nan_runs(path: Path, values: np.ndarray, lines: np.ndarray, channels: l
     return values
 
 
-def _numeric(path: Path, chunk: pd.DataFrame, channels: list[str], first_line: int) -> np.ndarray:
-    """(rows, C) float32 of the channel columns; a non-numeric cell is refused with its line."""
-    out = np.empty((len(chunk), len(channels)), dtype=np.float32)
+def _cell(value) -> str:
+    text = str(value)
+    return repr(text if len(text) <= 20 else text[:19] + "…")
+
+
+def _numeric(path: Path, chunk: pd.DataFrame, channels: list[str], first_line: int,
+             dtype=np.float32, bound: float | None = None) -> np.ndarray:
+    """(rows, C) numbers of the channel columns; a non-numeric cell, a value that is infinite
+    or overflows `dtype`, or one beyond `bound` in magnitude is refused with its line and column.
+    Empty cells and NaN stay NaN (fill_nan_runs interpolates short runs)."""
+    out = np.empty((len(chunk), len(channels)), dtype=dtype)
     for c, name in enumerate(channels):
         column = chunk[name]
-        numbers = pd.to_numeric(column, errors="coerce")
-        bad = numbers.isna().to_numpy() & column.notna().to_numpy()
-        if bad.any():
-            i = int(np.flatnonzero(bad)[0])
-            raise DataError(f"{path}: non-numeric value {str(column.iloc[i])!r} in column {name!r} at line "
-                            f"{first_line + i} ({int(bad.sum())} such cells in this part); fix or remove those rows")
-        out[:, c] = numbers.to_numpy(dtype=np.float64, na_value=np.nan)
+        numbers = column if column.dtype.kind == "f" else pd.to_numeric(column, errors="coerce")
+        if column.dtype.kind not in "fiu":
+            bad = numbers.isna().to_numpy() & column.notna().to_numpy()
+            if bad.any():
+                i = int(np.flatnonzero(bad)[0])
+                raise DataError(f"{path}: non-numeric value {_cell(column.iloc[i])} in column {name!r} at line "
+                                f"{first_line + i} ({int(bad.sum())} such cells in this part); fix or remove those "
+                                "rows")
+        with np.errstate(over="ignore"):  # float32 overflow is refused just below, with its line
+            out[:, c] = numbers.to_numpy(dtype=np.float64, na_value=np.nan)
+        over = np.isinf(out[:, c]) if bound is None else np.abs(out[:, c]) > bound  # NaN is neither
+        if over.any():
+            i = int(np.flatnonzero(over)[0])
+            given = float(numbers.iloc[i])
+            what = ("an infinite value" if np.isinf(given) else
+                    f"{given:.3g}, which overflows {np.dtype(dtype).name}" if np.isinf(out[i, c]) else
+                    f"{given:.3g}, beyond the limit |x| <= {bound:g} (max_abs_value; {how_to_raise('max_abs_value')})")
+            raise DataError(f"{path}: {what} in column {name!r} at line {first_line + i} ({int(over.sum())} such "
+                            "values in this part); signals must be finite numbers in their physical unit — fix or "
+                            "remove those rows")
     return out
 
 
-def read_streams(path: Path, opts: dict, label_default: str | None = None,
-                 session_default: str = "0") -> Iterator[tuple]:
-    """Yield (values (T, C), labels (T,) str, lines (T,), channels, subject, session, rate_hint)
-    per stream of one CSV, reading opts["chunk_rows"] rows at a time."""
-    columns, delimiter = read_header(path, opts.get("delimiter"))
+def check_time(path: Path, times: np.ndarray, lines: np.ndarray, column: str) -> None:
+    """Refuse a time column that runs backwards or does not advance within one stream.
+
+    Refused rather than noted: the time column sets the sampling rate and the order of the
+    samples; rows out of order, or a column that is not time, would make windows of samples
+    that were never next to each other, and the answer would look like any other."""
+    if len(times) < 2:
+        return
+    steps = np.diff(times)
+    back = np.flatnonzero(steps < 0)
+    if len(back):
+        i = int(back[0])
+        raise DataError(f"{path}: the time column {column!r} runs backwards at line {lines[i + 1]} ({times[i + 1]:.6g} "
+                        f"after {times[i]:.6g} on line {lines[i]}); sort the rows by time, or give each recording "
+                        "its own session column so its time can restart")
+    known = steps[np.isfinite(steps)]
+    if len(known) and not (known > 0).any():
+        raise DataError(f"{path}: the time column {column!r} is constant ({times[0]:.6g} from line {lines[0]} to "
+                        f"{lines[-1]}); it cannot give the sampling rate — fix it, or rename it and set options."
+                        "sample_rate")
+    if len(known) and np.median(known) <= 0:
+        i = int(np.flatnonzero(steps == 0)[0])
+        raise DataError(f"{path}: the time column {column!r} does not advance on most rows (first repeated at line "
+                        f"{lines[i + 1]}); it cannot give the sampling rate — fix it, or rename it and set options."
+                        "sample_rate")
+
+
+def read_streams(path: Path, opts: dict, label_default: str | None = None, session_default: str = "0",
+                 max_rows: int | None = None, on_rows: Callable[[int], None] | None = None) -> Iterator[tuple]:
+    """Yield (values (T, C), labels (T,) str, lines (T,), channels, subject, session, times)
+    per stream of one CSV, reading opts["chunk_rows"] rows at a time from a checked stream
+    (see CsvBytes: line length, gzip ratio and, with `max_rows`, the row count are refused
+    while reading). on_rows(n): called as the current stream grows to n rows, so a caller
+    can refuse (raise) before the rest is read. Values are float32, finite and within
+    limits().max_abs_value; times float64, checked to run forwards (check_time)."""
+    stream, header = open_csv(path, opts.get("delimiter"), max_rows)
+    try:
+        yield from _read_streams(path, opts, stream, header, label_default, session_default, on_rows)
+    finally:
+        stream.close()
+
+
+def _read_streams(path, opts, stream, header, label_default, session_default, on_rows):
+    columns, delimiter = header.columns, header.delimiter
     roles = detect_roles(path, columns, opts, need_label=label_default is None)
     channels = roles["channels"]
     keys = [k for k in (roles["subject"], roles["session"]) if k is not None]
-    text_cols = {c: str for c in keys + ([roles["label"]] if roles["label"] else [])}
+    text = keys + ([roles["label"]] if roles["label"] else [])
+    used = list(dict.fromkeys(channels + text + ([roles["time"]] if roles["time"] else [])))
+    position = {name: i for i, name in enumerate(columns)}
+    bound = limits().max_abs_value
     buffer: list[tuple] = []
     current: tuple | None = None
     buffered_rows = 0
@@ -271,18 +620,22 @@ def read_streams(path: Path, opts: dict, label_default: str | None = None,
         labels = np.concatenate([b[1] for b in buffer])
         lines = np.concatenate([b[2] for b in buffer])
         times = np.concatenate([b[3] for b in buffer]) if roles["time"] else None
+        if times is not None:
+            check_time(path, times, lines, roles["time"])
         subject = current[0] if roles["subject"] else path.stem
         session = current[-1] if roles["session"] else session_default
         return values, labels, lines, channels, str(subject), str(session), times
 
     try:
-        reader = pd.read_csv(path, sep=delimiter, chunksize=int(opts["chunk_rows"]), dtype=text_cols,
+        reader = pd.read_csv(stream, sep=delimiter, header=None, names=list(range(len(columns))),
+                             usecols=[position[c] for c in used], index_col=False, decimal=header.decimal,
+                             chunksize=int(opts["chunk_rows"]), dtype={position[c]: str for c in text},
                              skipinitialspace=True, skip_blank_lines=True, engine="c")
-        line = 2
+        line = header.header_lines + 1
         for chunk in reader:
-            chunk.columns = [str(c).strip().strip('"') for c in chunk.columns]
-            values = _numeric(path, chunk, channels, line)
-            times = _numeric(path, chunk, [roles["time"]], line)[:, 0] if roles["time"] else None
+            chunk.columns = [columns[i] for i in chunk.columns]
+            values = _numeric(path, chunk, channels, line, np.float32, bound)
+            times = _numeric(path, chunk, [roles["time"]], line, np.float64)[:, 0] if roles["time"] else None
             if roles["label"]:
                 labels = chunk[roles["label"]].fillna("").to_numpy(dtype=str)
             else:
@@ -305,12 +658,16 @@ def read_streams(path: Path, opts: dict, label_default: str | None = None,
                 if buffered_rows > limit:
                     raise DataError(f"{path}: one stream (subject/session {current}) has more than {limit} rows "
                                     "(options.max_stream_rows); split the recording or raise the limit")
+                if on_rows is not None:
+                    on_rows(buffered_rows)
     except pd.errors.ParserError as e:
-        raise DataError(f"{path}: cannot parse as CSV with delimiter {delimiter!r}: {e}") from None
+        raise DataError(f"{path}: cannot parse as CSV with delimiter {delimiter!r}: "
+                        f"{str(e).strip().splitlines()[-1][:200]}") from None
     except pd.errors.EmptyDataError:
         raise DataError(f"{path}: the file has a header but no rows") from None
-    except UnicodeDecodeError as e:
-        raise DataError(f"{path}: is not a text CSV ({e})") from None
+    except UnicodeDecodeError:
+        raise DataError(f"{path}: is not a UTF-8 or UTF-16 text CSV (a byte sequence does not decode); save it "
+                        "as CSV UTF-8") from None
     if buffer:
         yield flush()
 

@@ -20,10 +20,21 @@ import numpy as np
 from core.data.audio import AUDIO_EXTENSIONS, decode_audio, probe_audio, sniff_format
 from core.data.windowing import window_labels, window_starts
 from core.errors import ConfigError, DataError, SigscopeError
+from core.limits import Limits, how_to_raise, limits
 
-MAX_UPLOAD_BYTES = 50 * 1024 * 1024  # 50 MiB per uploaded file
-MAX_AUDIO_SECONDS = 600.0  # 10 minutes of audio per file
-MAX_WINDOWS = 20_000  # windows classified per file
+
+def _limits_at_import() -> Limits:
+    try:
+        return limits()
+    except ConfigError:  # a bad SIGSCOPE_* value is refused, with its name, where the limit is checked
+        return Limits()
+
+
+# The limits in force when this module was imported, for pages and messages that state them;
+# every check reads limits() when it runs (core/limits.py declares them).
+MAX_UPLOAD_BYTES = _limits_at_import().max_upload_bytes  # per uploaded file
+MAX_AUDIO_SECONDS = _limits_at_import().max_audio_seconds  # of audio per file
+MAX_WINDOWS = _limits_at_import().max_windows  # windows classified per file
 SILENCE_PEAK = 1e-4  # -80 dBFS: nothing to classify below this
 RATE_TOLERANCE = 0.05  # an IMU CSV's rate may differ this much from the run's
 
@@ -51,18 +62,28 @@ def detect_kind(path: Path) -> str:
         raise DataError(f"{path}: the file is empty (0 bytes)")
     with open(path, "rb") as f:
         head = f.read(4096)
+    if _utf16_csv(head):
+        return "csv"
     if sniff_format(head) is not None:
         return "audio"
     if head[:2] == b"\x1f\x8b":
-        return "csv"  # gzip: the CSV reader opens .csv.gz
-    try:
-        text = head.decode("utf-8")
-    except UnicodeDecodeError:
-        text = None
-    if text is not None and "\x00" not in text and any(d in text.split("\n", 1)[0] for d in ",;\t|"):
+        return "csv"  # gzip: the CSV reader decompresses it (checked while it does)
+    from core.data.imu_csv import looks_like_csv
+
+    if looks_like_csv(head):  # UTF-8 (BOM or not) or UTF-16 text whose header holds a delimiter
         return "csv"
-    raise DataError(f"{path}: is neither audio (WAV/FLAC/OGG/MP3) nor a text CSV (content starts {head[:12]!r}); "
-                    "give a recording or an IMU CSV")
+    raise DataError(f"{path}: is neither audio (WAV/FLAC/OGG/MP3) nor a text CSV (its content is not audio, and has "
+                    "no header row of column names separated by , ; tab or |); give a recording or an IMU CSV")
+
+
+def _utf16_csv(head: bytes) -> bool:
+    """A UTF-16 CSV with its BOM: checked before the audio sniffers, since FF FE also reads as
+    an MPEG frame sync."""
+    if head[:2] not in (b"\xff\xfe", b"\xfe\xff"):
+        return False
+    from core.data.imu_csv import looks_like_csv
+
+    return looks_like_csv(head)
 
 
 def sliding_starts(length: int, window: int, hop: int) -> np.ndarray:
@@ -99,10 +120,16 @@ def read_windows(model, path: Path, name: str, hop: float | None) -> Windows:
         read = Windows(signal, sliding_starts(len(signal), model.window, hop_samples), hop_samples, notes=notes)
     else:
         read = _read_imu(model, path, hop_samples)
-    if len(read.starts) > MAX_WINDOWS:
-        raise DataError(f"{path}: would make {len(read.starts)} windows at a {hop_samples / model.sample_rate:g} s "
-                        f"hop; the limit is {MAX_WINDOWS} per file — use a larger hop or a shorter recording")
+    if len(read.starts) > limits().max_windows:
+        raise _too_many_windows(path, len(read.starts), hop_samples, model)
     return read
+
+
+def _too_many_windows(path: Path, count: int | str, hop: int, model) -> DataError:
+    most = limits().max_windows
+    return DataError(f"{path}: would make {count} windows at a {hop / model.sample_rate:g} s hop; the limit is "
+                     f"max_windows={most} per file — use a larger hop or a shorter recording, or "
+                     f"{how_to_raise('max_windows')}")
 
 
 def _read_audio(model, path: Path, notes: list[str]) -> np.ndarray:
@@ -141,19 +168,35 @@ def _read_audio(model, path: Path, notes: list[str]) -> np.ndarray:
 
 
 def _read_imu(model, path: Path, hop: int) -> Windows:
-    """An IMU CSV's streams end to end, with their window starts and the label column's answers."""
-    from core.data.imu_csv import DEFAULT_OPTIONS, estimate_rate, fill_nan_runs, read_header, read_streams
+    """An IMU CSV's streams end to end, with their window starts and the label column's answers.
 
+    Bounded while it reads (see core.data.imu_csv.CsvBytes): line length, gzip ratio, columns
+    and rows (limits().max_rows) are refused as they are read, and the windows the rows read
+    so far would make are counted as they stream, so a file over limits().max_windows is
+    refused at the chunk that crosses it, not after it is parsed whole."""
+    from core.data.imu_csv import (DEFAULT_OPTIONS, estimate_rate, fill_nan_runs, read_header, read_streams,
+                                   show_columns)
+
+    lim = limits()
     columns, _ = read_header(path, None)
     missing = [c for c in model.channel_names if c not in columns]
     if missing:
         raise DataError(f"{path}: has no column(s) {missing}; run {model.run_id} was trained on channels "
-                        f"{model.channel_names} (the CSV has {columns}). Rename the columns to match")
-    opts = {**DEFAULT_OPTIONS, "channels": list(model.channel_names)}
+                        f"{model.channel_names} (the CSV has {show_columns(columns)}). Rename the columns to match")
+    # a chunk never holds many more rows than the windows allowed need
+    chunk_rows = min(int(DEFAULT_OPTIONS["chunk_rows"]), max(1000, (lim.max_windows + 1) * hop + model.window))
+    opts = {**DEFAULT_OPTIONS, "channels": list(model.channel_names), "chunk_rows": chunk_rows}
     index = {name: i for i, name in enumerate(model.class_names)}
     pieces, all_starts, truths, streams, notes = [], [], [], [], []
     offset = 0
-    for values, labels, lines, channels, subject, session, times in read_streams(path, opts, label_default=""):
+    done = [0]  # windows of the streams read so far
+
+    def count_windows(rows: int) -> None:  # the current stream has `rows` rows so far
+        if done[0] + (rows - model.window) // hop + 1 > lim.max_windows:
+            raise _too_many_windows(path, f"more than {lim.max_windows}", hop, model)
+
+    for values, labels, lines, channels, subject, session, times in read_streams(
+            path, opts, label_default="", max_rows=lim.max_rows, on_rows=count_windows):
         rate = estimate_rate(times, opts.get("time") or "time")
         if rate is not None and abs(rate - model.sample_rate) > RATE_TOLERANCE * model.sample_rate:
             raise DataError(f"{path}: the time column says {rate:.1f} Hz; run {model.run_id} was trained at "
@@ -163,8 +206,10 @@ def _read_imu(model, path: Path, hop: int) -> Windows:
         if len(values) < model.window:
             notes.append(f"stream {name} has {len(values)} rows, fewer than one {model.window}-sample window: skipped")
             continue
-        ids = np.array([index.get(str(v).strip(), -1) for v in labels], dtype=np.int64)
+        names, inverse = np.unique(labels, return_inverse=True)
+        ids = np.array([index.get(str(v).strip(), -1) for v in names], dtype=np.int64)[inverse.reshape(-1)]
         starts, true, keep = window_labels(ids, model.window, hop, "majority")
+        done[0] += len(starts)
         pieces.append(values)
         all_starts.append(starts + offset)
         truths.append(np.where(keep, true, -1))
@@ -192,7 +237,7 @@ _SUFFIX = {"wav": ".wav", "flac": ".flac", "ogg": ".ogg", "mp3": ".mp3"}
 
 def upload_suffix(data: bytes) -> str:
     """A safe suffix chosen from the content: .wav/.flac/.ogg/.mp3, .csv.gz or .csv."""
-    kind = sniff_format(data[:4096])
+    kind = None if _utf16_csv(data[:4096]) else sniff_format(data[:4096])
     if kind is not None:
         return _SUFFIX[kind]
     return ".csv.gz" if data[:2] == b"\x1f\x8b" else ".csv"
@@ -220,6 +265,8 @@ def display_name(name: str, limit: int = 120) -> str:
 
 
 def check_upload_size(data: bytes, label: str) -> None:
-    if len(data) > MAX_UPLOAD_BYTES:
-        raise DataError(f"{label}: {len(data) / 2**20:.1f} MiB is over the {MAX_UPLOAD_BYTES // 2**20} MiB upload "
-                        "limit; cut the recording into shorter files")
+    """Refuse an upload over limits().max_upload_mib before anything is written or read."""
+    most = limits().max_upload_bytes
+    if len(data) > most:
+        raise DataError(f"{label}: {len(data) / 2**20:.1f} MiB is over the {most // 2**20} MiB upload limit "
+                        f"(max_upload_mib); cut the recording into shorter files, or {how_to_raise('max_upload_mib')}")

@@ -34,8 +34,11 @@ system-deps:
 	  else echo "system-deps: no root/apt-get to install$$missing; their tests will skip"; fi; \
 	fi
 
+# .streamlit/config.toml holds the same address, statistics and upload settings for a plain
+# `streamlit run`; here the upload limit follows SIGSCOPE_MAX_UPLOAD_MIB when it is set
 run: install
-	$(BIN)/streamlit run Home.py --server.address 127.0.0.1 --server.port $(PORT) --server.headless true --browser.gatherUsageStats false
+	$(BIN)/streamlit run Home.py --server.address 127.0.0.1 --server.port $(PORT) --server.headless true --browser.gatherUsageStats false \
+	  --server.maxUploadSize $$($(BIN)/python -c 'from core.limits import limits; print(limits().max_upload_mib)')
 
 test: install system-deps
 	$(BIN)/python -m pytest

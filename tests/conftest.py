@@ -16,6 +16,9 @@ os.environ.setdefault("SIGSCOPE_RUNS_DIR", str(_session_tmp / "runs"))
 os.environ.setdefault("SIGSCOPE_CACHE_DIR", str(_session_tmp / "cache"))
 os.environ.setdefault("NUMBA_CACHE_DIR", str(ROOT / ".cache" / "numba"))
 os.environ.setdefault("MPLCONFIGDIR", str(ROOT / ".cache" / "mpl"))
+# tests read data they write to temp folders and tests/fixtures: data roots besides the product's
+os.environ["SIGSCOPE_DATA_ROOTS"] = os.pathsep.join(
+    filter(None, [os.environ.get("SIGSCOPE_DATA_ROOTS"), tempfile.gettempdir(), str(ROOT / "tests" / "fixtures")]))
 
 
 def shared_data(*parts: str) -> Path:

@@ -106,7 +106,7 @@ def test_a_cancelled_queued_job_never_starts(jobs, store):
 
 
 def test_a_failing_job_is_recorded_and_the_next_one_still_runs(jobs, store):
-    bad = jobs.submit(tiny(**{"train.epochs": 1, "data.source": "imu_csv", "data.path": str(ROOT / "no-such.csv")}))
+    bad = jobs.submit(tiny(**{"train.epochs": 1, "data.source": "imu_csv", "data.path": str(ROOT / "data" / "no-such.csv")}))
     good = jobs.submit(tiny(**{"train.epochs": 1}))
     assert jobs.wait(bad, timeout=60) == "failed"
     assert "no-such.csv does not exist" in store.get_run(bad)["error"]  # found only when the data is read

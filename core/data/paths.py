@@ -7,23 +7,54 @@
 
 Tests and `make run` are therefore reproducible on any machine (the bundled sample),
 and the full data is one option away.
+
+A given path is read only under the allowed roots (`allowed_roots()`): the bundled `data/`,
+the shared data folder, the runs folder, and each folder of `$SIGSCOPE_DATA_ROOTS`
+(separated by `os.pathsep`). The Train page takes a typed server path, so without this a
+visitor could make the server read any file it can (`/etc/passwd`); symlinks and `..` are
+resolved before the check, and a path outside is refused before its existence is told.
 """
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
+from core import paths as run_paths
 from core.config import DataConfig
 from core.errors import DataError
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 BUNDLED_DIR = REPO_ROOT / "data"
 SHARED_DIR = REPO_ROOT / ".." / "shared" / "data"
+ROOTS_ENV = "SIGSCOPE_DATA_ROOTS"
+
+
+def allowed_roots() -> list[Path]:
+    """The folders a data path may point into (resolved): the bundled data, the shared data
+    folder, the runs folder and each folder of $SIGSCOPE_DATA_ROOTS."""
+    extra = [Path(p.strip()).expanduser() for p in os.environ.get(ROOTS_ENV, "").split(os.pathsep) if p.strip()]
+    roots = [BUNDLED_DIR, SHARED_DIR, run_paths.runs_dir(create=False), *extra]
+    return list(dict.fromkeys(root.resolve() for root in roots))
+
+
+def checked_path(cfg: DataConfig) -> Path:
+    """`cfg.path` resolved (symlinks, `..`, `~`) when it lies under an allowed root; DataError
+    naming the roots and the variable otherwise (nothing of the file is read or told)."""
+    given = str(cfg.path)
+    path = Path(given).expanduser().resolve()
+    roots = allowed_roots()
+    if not any(path.is_relative_to(root) for root in roots):
+        where = "" if str(path) == given else f" (resolved: {path})"
+        raise DataError(f"{cfg.source}: path {given}{where} is outside the folders data is read from "
+                        f"({', '.join(str(r) for r in roots)}); move the data under one of them or add its "
+                        f"folder to {ROOTS_ENV} (several separated by '{os.pathsep}')")
+    return path
 
 
 def resolve_path(cfg: DataConfig, bundled: str | None, shared: str | None) -> Path:
     """The file/folder to read for `cfg` (see the module docstring for the order)."""
     if cfg.path:
-        path = Path(cfg.path).expanduser()
+        path = checked_path(cfg)
         if not path.exists():
             raise DataError(f"{cfg.source}: {path} does not exist; give an existing file or folder as path")
         return path

@@ -17,6 +17,7 @@ import numpy as np
 from core.config import DataConfig
 from core.errors import DataError
 from core.data.examples import Examples
+from core.data.paths import checked_path
 from core.data.sources import SourceSpec, register_source, source_options
 from core.spec import Param
 
@@ -56,7 +57,7 @@ def _ts_pair(path: Path) -> tuple[Path, Path | None]:
 def load_uea(cfg: DataConfig) -> Examples:
     opts = source_options(cfg)
     if cfg.path:
-        train_path, test_path = _ts_pair(Path(cfg.path).expanduser())
+        train_path, test_path = _ts_pair(checked_path(cfg))
         x_tr, y_tr = _read_ts(train_path)
         x_te, y_te = _read_ts(test_path) if test_path else ([], np.array([]))
         origin = str(train_path)
@@ -87,7 +88,7 @@ def load_uea(cfg: DataConfig) -> Examples:
 
 def _files(cfg: DataConfig) -> list[Path]:
     if cfg.path:
-        train, test = _ts_pair(Path(cfg.path).expanduser())
+        train, test = _ts_pair(checked_path(cfg))
         return [train] + ([test] if test else [])
     import aeon.datasets
     folder = Path(aeon.datasets.__file__).parent / "data" / str(cfg.options.get("name", "BasicMotions"))

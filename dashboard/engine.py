@@ -3,7 +3,10 @@
 Every browser session (tab, reload) of one `streamlit run` shares it through
 `st.cache_resource`; each run trains in a child process the JobManager launches, never in a script
 run. Worker threads never call `st.*`: pages poll the store by run id, so a run started
-from the CLI or another process shows up exactly like one started here.
+from the CLI or another process shows up exactly like one started here. The JobManager
+re-checks every couple of seconds (core.jobs.WATCH_SECONDS) the runs other processes of this
+machine own, by pid and start time: one killed under a running dashboard (SIGKILL, the
+kernel's out-of-memory killer) shows `interrupted` within seconds, not at the next start.
 
 The cache is keyed on the runs folder, so pointing `SIGSCOPE_RUNS_DIR` elsewhere (tests do)
 gets a fresh engine over that folder.

@@ -17,7 +17,7 @@ from core.data.audio import fit_clip
 from core.data.features import featurize_audio
 from core.data.normalize import apply_normalization
 from core.data.windowing import seconds_or_samples
-from core.errors import ConfigError
+from core.errors import ConfigError, SigscopeError
 from core.explain import token_spans
 
 BATCH = 128  # windows per forward pass
@@ -130,10 +130,20 @@ def predictor_from_loaded(loaded, run_id: str | None = None, run_name: str = "")
 
 def load_run_dir(folder: str | Path, which: str = "best", device: str = "cpu", run_id: str | None = None,
                  run_name: str = "") -> Predictor:
-    """A Predictor from a run folder (config.json + classes.json + normalization.json + checkpoints/)."""
+    """A Predictor from a run folder (config.json + classes.json + normalization.json + checkpoints/).
+
+    Every failure is a SigscopeError of one line naming the file, what is wrong and what to do
+    (a damaged or foreign checkpoint, a malformed classes.json, NaN weights: core.train.checkpoints)."""
     from core.train import load_checkpoint
 
-    return predictor_from_loaded(load_checkpoint(folder, which, device), run_id or Path(folder).name, run_name)
+    loaded = load_checkpoint(folder, which, device)
+    try:
+        return predictor_from_loaded(loaded, run_id or Path(folder).name, run_name)
+    except SigscopeError as e:
+        raise ConfigError(f"run folder {folder}: {' '.join(str(e).split())}") from None
+    except Exception as e:  # noqa: BLE001 - a hand-edited run folder can fail anywhere in its pipeline
+        raise ConfigError(f"run folder {folder} cannot be used to classify ({type(e).__name__}: its config.json "
+                          "does not describe a pipeline Sigscope can rebuild); train the run again") from None
 
 
 def load_run(run_id: str, store=None, which: str = "best", device: str = "cpu") -> Predictor:

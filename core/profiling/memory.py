@@ -65,8 +65,9 @@ class StorageTimeline(TorchDispatchMode):
     `live_bytes()` is what is allocated now; `peak_bytes` the most at any point.
     """
 
-    def __init__(self, exclude: Iterable[torch.Tensor] = ()) -> None:
+    def __init__(self, exclude: Iterable[torch.Tensor] = (), meta: bool = False) -> None:
         super().__init__()
+        self.meta = meta  # count meta-device tensors (an estimate made without allocating anything)
         self.exclude = {storage_key(t) for t in exclude if isinstance(t, torch.Tensor)}
         self.allocs: list[_Alloc] = []
         self._live: dict[int, _Alloc] = {}
@@ -106,7 +107,7 @@ class StorageTimeline(TorchDispatchMode):
         self.clock += 1
         out = func(*args, **(kwargs or {}))
         storages = [t.untyped_storage() for t in tree_flatten(out)[0]
-                    if isinstance(t, torch.Tensor) and t.device.type != "meta"]
+                    if isinstance(t, torch.Tensor) and (self.meta or t.device.type != "meta")]
         new = [s for s in storages if self._is_new(s)]
         if new:
             # Frees only matter where memory grows: collect them (all happened before
@@ -221,7 +222,7 @@ def run_forward_backward(model: nn.Module, example: torch.Tensor, amp: str, devi
     for p in params:
         p.grad = None
     exclude = params + list(model.buffers()) + [example]
-    timeline = StorageTimeline(exclude)
+    timeline = StorageTimeline(exclude, meta=example.is_meta)
     with timeline:
         with autocast_context(amp, device):
             out = model(example)

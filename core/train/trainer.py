@@ -45,7 +45,7 @@ from core import distributed
 from core.config import RunConfig
 from core.errors import ConfigError
 from core.train.callbacks import Callback, EarlyStopping, NanGuard
-from core.train.checkpoints import Checkpointer, read_checkpoint, set_rng_state
+from core.train.checkpoints import Checkpointer, check_model_state, read_checkpoint, set_rng_state
 from core.train.mixup import dominant_labels, mix_batch, mixed_loss
 from core.train.metrics import classification_metrics, weight_l2_norm
 from core.train.probes import build_probes
@@ -234,20 +234,25 @@ class Trainer:
         """Restore model, optimizer, scheduler, scaler, callbacks and RNG from a checkpoint
         (under torchrun rank 0 reads it and every rank loads rank 0's copy)."""
         state = distributed.broadcast(read_checkpoint(path, "cpu") if self.rank == 0 else None)
-        self.model.load_state_dict(state["model"])
-        self.optimizer.load_state_dict(state["optimizer"])
-        if self.scheduler is not None and state.get("scheduler") is not None:
-            self.scheduler.load_state_dict(state["scheduler"])
-            if isinstance(self.scheduler, OneCycleLR):  # a resume with more epochs stretches the cycle
-                self.scheduler.total_steps = self.total_steps
-        if self.scaler is not None and state.get("scaler"):
-            self.scaler.load_state_dict(state["scaler"])
-        for cb in self.callbacks:
-            if cb.key in state.get("callbacks", {}):
-                cb.load_state_dict(state["callbacks"][cb.key])
-        self.start_epoch = int(state["epoch"])
-        self.global_step = int(state["global_step"])
-        set_rng_state(state["rng"])
+        check_model_state(self.model, state["model"], path, self.config.model.name, state.get("model_name"))
+        try:  # a damaged or foreign last.pt is one line (ConfigError), not a traceback
+            self.model.load_state_dict(state["model"])
+            self.optimizer.load_state_dict(state["optimizer"])
+            if self.scheduler is not None and state.get("scheduler") is not None:
+                self.scheduler.load_state_dict(state["scheduler"])
+                if isinstance(self.scheduler, OneCycleLR):  # a resume with more epochs stretches the cycle
+                    self.scheduler.total_steps = self.total_steps
+            if self.scaler is not None and state.get("scaler"):
+                self.scaler.load_state_dict(state["scaler"])
+            for cb in self.callbacks:
+                if cb.key in state.get("callbacks", {}):
+                    cb.load_state_dict(state["callbacks"][cb.key])
+            self.start_epoch = int(state["epoch"])
+            self.global_step = int(state["global_step"])
+            set_rng_state(state["rng"])
+        except (KeyError, IndexError, TypeError, ValueError, RuntimeError, AttributeError) as error:
+            raise ConfigError(f"checkpoint {path} cannot be resumed from: its training state does not fit this "
+                              f"run ({type(error).__name__}); train the run again") from None
         self.recorder.event(f"resumed from {Path(path).name if path else 'the checkpoint'} after epoch "
                             f"{self.start_epoch} (step {self.global_step})")
 

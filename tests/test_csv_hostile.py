@@ -272,6 +272,15 @@ def test_short_nan_runs_are_still_interpolated(imu, tmp_path):
     assert np.isfinite(pred.signal).all() and np.isfinite(list(pred.probabilities.values())).all()
 
 
+def test_a_row_with_more_fields_than_the_header_is_refused_with_its_line(imu, tmp_path):
+    text = table(VALUES).splitlines()
+    text[300] += ",0.5"  # line 301
+    path = tmp_path / "ragged.csv"
+    path.write_text("\n".join(text) + "\n")
+    with pytest.raises(DataError, match=r"ragged.csv: line 301 has 7 fields, the header 6"):
+        classify_file(imu, path, explain="none")
+
+
 # ---- no file content in an error ----------------------------------------------------------
 SECRET = "root:x:0:0:root:/root:/bin/bash\ndaemon:x:1:1:daemon:/usr/sbin:/usr/sbin/nologin\n"
 NOT_TABLES = {

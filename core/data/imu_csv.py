@@ -84,6 +84,7 @@ DEFAULT_OPTIONS = {p.name: p.default for p in OPTIONS}
 
 
 READ_BLOCK = 1 << 16  # bytes read from the file (and decompressed from a .gz) at a time
+CHUNK_CELLS = 1 << 23  # most cells parsed at a time (a chunk of a wide file has fewer rows)
 UTF8_BOM = b"\xef\xbb\xbf"
 UTF16_BOMS = (b"\xff\xfe", b"\xfe\xff")
 _DECIMAL_COMMA = re.compile(r"^\s*[-+]?\d*,\d+(?:[eE][-+]?\d+)?\s*$")
@@ -124,13 +125,21 @@ class CsvBytes(io.RawIOBase):
         self._file.close()
         super().close()
 
-    def readinto(self, buffer) -> int:
+    def read(self, size: int | None = -1) -> bytes:
+        if size is None or size < 0:
+            return b"".join(iter(lambda: self.read(READ_BLOCK), b""))
         if not self._pending:
             self._pending = self._next_text()
-        n = min(len(buffer), len(self._pending))
-        buffer[:n] = self._pending[:n]
-        self._pending = self._pending[n:]
-        return n
+        if size >= len(self._pending):  # the parser asks for more than a block: hand the block over whole
+            out, self._pending = self._pending, b""
+        else:
+            out, self._pending = self._pending[:size], self._pending[size:]
+        return out
+
+    def readinto(self, buffer) -> int:
+        data = self.read(len(buffer))
+        buffer[:len(data)] = data
+        return len(data)
 
     def unread(self, data: bytes) -> None:
         """Hand `data` (text already read) out again before the rest of the file."""
@@ -199,7 +208,7 @@ class CsvBytes(io.RawIOBase):
     def _count_lines(self, text: bytes) -> None:
         """Refuse a line over max_line_bytes or more than max_lines lines as soon as they are read."""
         limit = self.lim.max_line_bytes
-        newlines = text.count(b"\n")
+        newlines = int(np.count_nonzero(np.frombuffer(text, dtype=np.uint8) == 10))  # 6x bytes.count
         if newlines == 0:
             self._line += len(text)
             longest, where = self._line, 0
@@ -607,7 +616,6 @@ def _read_streams(path, opts, stream, header, label_default, session_default, on
     channels = roles["channels"]
     keys = [k for k in (roles["subject"], roles["session"]) if k is not None]
     text = keys + ([roles["label"]] if roles["label"] else [])
-    used = list(dict.fromkeys(channels + text + ([roles["time"]] if roles["time"] else [])))
     position = {name: i for i, name in enumerate(columns)}
     bound = limits().max_abs_value
     buffer: list[tuple] = []
@@ -627,9 +635,11 @@ def _read_streams(path, opts, stream, header, label_default, session_default, on
         return values, labels, lines, channels, str(subject), str(session), times
 
     try:
-        reader = pd.read_csv(stream, sep=delimiter, header=None, names=list(range(len(columns))),
-                             usecols=[position[c] for c in used], index_col=False, decimal=header.decimal,
-                             chunksize=int(opts["chunk_rows"]), dtype={position[c]: str for c in text},
+        # every column is parsed (usecols would let a row with an extra field through unnoticed);
+        # a wide file gets fewer rows per chunk, so a chunk holds at most CHUNK_CELLS cells
+        rows = max(1, min(int(opts["chunk_rows"]), CHUNK_CELLS // len(columns)))
+        reader = pd.read_csv(stream, sep=delimiter, header=None, names=list(range(len(columns))), index_col=False,
+                             decimal=header.decimal, chunksize=rows, dtype={position[c]: str for c in text},
                              skipinitialspace=True, skip_blank_lines=True, engine="c")
         line = header.header_lines + 1
         for chunk in reader:
@@ -661,6 +671,11 @@ def _read_streams(path, opts, stream, header, label_default, session_default, on
                 if on_rows is not None:
                     on_rows(buffered_rows)
     except pd.errors.ParserError as e:
+        fields = re.search(r"Expected (\d+) fields in line (\d+), saw (\d+)", str(e))
+        if fields:  # pandas counts lines from the first data row
+            expected, at, saw = map(int, fields.groups())
+            raise DataError(f"{path}: line {at + header.header_lines} has {saw} fields, the header {expected} "
+                            f"(delimiter {delimiter!r}); fix that row or remove it") from None
         raise DataError(f"{path}: cannot parse as CSV with delimiter {delimiter!r}: "
                         f"{str(e).strip().splitlines()[-1][:200]}") from None
     except pd.errors.EmptyDataError:

@@ -634,6 +634,7 @@ def _read_streams(path, opts, stream, header, label_default, session_default, on
         session = current[-1] if roles["session"] else session_default
         return values, labels, lines, channels, str(subject), str(session), times
 
+    line = header.header_lines + 1
     try:
         # every column is parsed (usecols would let a row with an extra field through unnoticed);
         # a wide file gets fewer rows per chunk, so a chunk holds at most CHUNK_CELLS cells
@@ -641,7 +642,6 @@ def _read_streams(path, opts, stream, header, label_default, session_default, on
         reader = pd.read_csv(stream, sep=delimiter, header=None, names=list(range(len(columns))), index_col=False,
                              decimal=header.decimal, chunksize=rows, dtype={position[c]: str for c in text},
                              skipinitialspace=True, skip_blank_lines=True, engine="c")
-        line = header.header_lines + 1
         for chunk in reader:
             chunk.columns = [columns[i] for i in chunk.columns]
             values = _numeric(path, chunk, channels, line, np.float32, bound)
@@ -679,10 +679,12 @@ def _read_streams(path, opts, stream, header, label_default, session_default, on
         raise DataError(f"{path}: cannot parse as CSV with delimiter {delimiter!r}: "
                         f"{str(e).strip().splitlines()[-1][:200]}") from None
     except pd.errors.EmptyDataError:
-        raise DataError(f"{path}: the file has a header but no rows") from None
+        pass  # no rows: refused just below
     except UnicodeDecodeError:
         raise DataError(f"{path}: is not a UTF-8 or UTF-16 text CSV (a byte sequence does not decode); save it "
                         "as CSV UTF-8") from None
+    if line == header.header_lines + 1:
+        raise DataError(f"{path}: the file has a header but no rows")
     if buffer:
         yield flush()
 

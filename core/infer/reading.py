@@ -32,9 +32,10 @@ def _limits_at_import() -> Limits:
 
 # The limits in force when this module was imported, for pages and messages that state them;
 # every check reads limits() when it runs (core/limits.py declares them).
-MAX_UPLOAD_BYTES = _limits_at_import().max_upload_bytes  # per uploaded file
-MAX_AUDIO_SECONDS = _limits_at_import().max_audio_seconds  # of audio per file
-MAX_WINDOWS = _limits_at_import().max_windows  # windows classified per file
+_AT_IMPORT = _limits_at_import()
+MAX_UPLOAD_BYTES = _AT_IMPORT.max_upload_bytes  # per uploaded file
+MAX_AUDIO_SECONDS = _AT_IMPORT.max_audio_seconds  # of audio per file
+MAX_WINDOWS = _AT_IMPORT.max_windows  # windows classified per file
 SILENCE_PEAK = 1e-4  # -80 dBFS: nothing to classify below this
 RATE_TOLERANCE = 0.05  # an IMU CSV's rate may differ this much from the run's
 
@@ -146,7 +147,7 @@ def _read_audio(model, path: Path, notes: list[str]) -> np.ndarray:
 
     lim = limits()
     meta = probe_audio(path)
-    y = decode_audio(path, model.sample_rate, lim.max_audio_seconds, notes)
+    y = decode_audio(path, model.sample_rate, lim.max_audio_seconds, notes, "SIGSCOPE_MAX_AUDIO_SECONDS")
     if meta.get("sample_rate") and abs(meta["sample_rate"] - model.sample_rate) > 0.5:
         notes.append(f"resampled from {meta['sample_rate']:g} Hz to the run's {model.sample_rate:g} Hz")
     peak = float(np.max(np.abs(y))) if len(y) else 0.0

@@ -38,6 +38,9 @@ def section(cls: type) -> Any:
     return field(default_factory=cls, metadata={"section": cls})
 
 
+MAX_CONFIG_CHARS = 1_000_000  # a run config is a few kB; a file this large is the wrong file
+
+
 class _Config:
     """to_dict / from_dict for nested dataclasses; unknown keys are refused by name."""
 
@@ -379,10 +382,17 @@ class RunConfig(_Config):
 
     @classmethod
     def from_json(cls, text: str) -> "RunConfig":
+        if len(text) > MAX_CONFIG_CHARS:
+            raise ConfigError(f"run config is {len(text):,} characters; a run config is a few kB (the limit is "
+                              f"{MAX_CONFIG_CHARS:,}): is this the right file?")
         try:
             data = json.loads(text)
         except json.JSONDecodeError as e:
             raise ConfigError(f"run config is not valid JSON: {e}") from None
+        except RecursionError:
+            raise ConfigError("run config is not a run config: its JSON is nested thousands of levels deep") from None
+        except ValueError as e:  # a number with thousands of digits, ...
+            raise ConfigError(f"run config holds a value JSON cannot read here: {str(e).split(';')[0]}") from None
         return cls.from_dict(data)
 
     @classmethod

@@ -75,7 +75,11 @@ def build_config(args: argparse.Namespace) -> RunConfig:
         path = Path(args.config)
         if not path.is_file():
             raise ConfigError(f"--config {path}: no such file")
-        cfg = RunConfig.from_json(path.read_text())
+        try:
+            text = path.read_text(encoding="utf-8-sig")
+        except UnicodeDecodeError:
+            raise ConfigError(f"--config {path}: is not a text (UTF-8) JSON file") from None
+        cfg = RunConfig.from_json(text)
     else:
         cfg = RunConfig()
     overrides = _overrides(args)

@@ -98,17 +98,19 @@ def probe_audio(path: str | Path) -> dict:
 
 
 def decode_audio(path: str | Path, sample_rate: float, max_seconds: float = DEFAULT_MAX_SECONDS,
-                 notes: list[str] | None = None) -> np.ndarray:
+                 notes: list[str] | None = None, limit_name: str = "options.max_seconds") -> np.ndarray:
     """(T,) float32 mono at `sample_rate`; DataError naming the file for anything unusable.
-    `notes` (when given) gets a line saying how stereo was mixed down."""
+    `notes` (when given) gets a line saying how stereo was mixed down; `limit_name` is how a
+    refusal names the duration limit (a source option, or the classify limit's variable)."""
     path = Path(path)
     meta = probe_audio(path)
     if meta["channels"] is not None and meta["channels"] > MAX_CHANNELS:
         raise DataError(f"{path}: has {meta['channels']} channels; Sigscope takes mono or stereo (mixed down to "
                         "mono). Pick or mix down the channel you mean (e.g. `ffmpeg -i in.wav -ac 1 out.wav`)")
     if meta["seconds"] is not None and meta["seconds"] > max_seconds:
-        raise DataError(f"{path}: is {meta['seconds'] / 60:.1f} min long; the limit is {max_seconds:g} s per file "
-                        "(options.max_seconds). Cut it into shorter files or raise the limit")
+        long = f"{meta['seconds'] / 60:.1f} min" if meta["seconds"] >= 60 else f"{meta['seconds']:.1f} s"
+        raise DataError(f"{path}: is {long} long; the limit is {max_seconds:g} s per file "
+                        f"({limit_name}). Cut it into shorter files or raise the limit")
     if meta["frames"] == 0:
         raise DataError(f"{path}: holds no audio samples (zero-length)")
     if meta["sample_rate"] is not None:
@@ -129,7 +131,7 @@ def decode_audio(path: str | Path, sample_rate: float, max_seconds: float = DEFA
         y = np.asarray(y, dtype=np.float32)
         y = y.T if y.ndim == 2 else y[:, None]  # (T, channels), as soundfile gives
         if len(y) > max_seconds * rate:
-            raise DataError(f"{path}: is longer than the {max_seconds:g} s limit per file (options.max_seconds)")
+            raise DataError(f"{path}: is longer than the {max_seconds:g} s limit per file ({limit_name})")
     if len(y) == 0:
         raise DataError(f"{path}: holds no audio samples (zero-length)")
     check_samples(path, y, float(rate))

@@ -18,10 +18,10 @@ How each figure is made:
   extrapolated storage by storage to the batch).
 - latency: see core.profiling.latency.
 
-Work is bounded before it starts: `check_profile_memory` estimates what the profiler itself
-will allocate (its training step at the probe batch, and the timed forwards at the batch)
-on the meta device, where nothing is allocated, and refuses a shape or batch over
-`limits().max_profile_memory_mib` with the estimate, the limit and how to change it.
+Work is bounded before it starts: `check_profile_memory` makes the memory estimate on a
+meta-device copy of the model, where nothing is allocated, and refuses a shape or batch
+whose training step would need more than `limits().max_profile_memory_mib` (everything the
+profiler runs fits within that step) with the estimate, the limit and how to change it.
 """
 from __future__ import annotations
 
@@ -38,10 +38,10 @@ from torch import nn
 from core.errors import ConfigError
 from core.profiling.flops import FLOPS_CONVENTION, by_category, count_flops, counting_conditions, fvcore_count
 from core.profiling.latency import EFFICIENCY, estimate_latency_ms, machine_flops_per_s, measure_latency_ms
-from core.profiling.memory import StorageTimeline, elem_dtype, estimate_training_memory, preserved_state
+from core.profiling.memory import MemoryEstimate, estimate_training_memory, preserved_state
 
 __all__ = ["ProfileReport", "profile_model", "profile_module", "measure_latency_ms", "FLOPS_CONVENTION",
-           "check_profile_memory", "Footprint"]
+           "check_profile_memory"]
 
 PROBE_BATCH = 4  # the largest batch of the profiler's own training passes (memory probes at 2 and 4)
 
@@ -97,64 +97,43 @@ def _check_settings(batch_size: int, optimizer: str, amp: str) -> None:
     spec.lookup("train.amp").coerce(amp, "amp")
 
 
-@dataclass
-class Footprint:
-    """The memory profiling one shape and batch allocates, estimated before anything is."""
-
-    probe: int  # bytes of one training step at the probe batch (weights, grads, optimizer state included)
-    forward: int  # bytes of the timed forwards at the batch (weights included); 0 when latency is not measured
-
-    @property
-    def bytes(self) -> int:
-        return max(self.probe, self.forward)
-
-
 def profile_footprint(model: nn.Module, input_shape: tuple, batch_size: int, optimizer: str = "adamw",
-                      grad_checkpointing: bool = False, measure_latency: bool = True) -> Footprint | None:
-    """What profiling `model` (real or on the meta device) at this shape and batch will allocate:
-    one training step at the probe batch and, when latency is measured, a forward at the batch;
-    both traced on a meta-device twin, so nothing is allocated. None when the model cannot run
-    on the meta device (an op without a meta kernel)."""
+                      grad_checkpointing: bool = False) -> MemoryEstimate | None:
+    """The profiler's own training-memory estimate for `model` (real or on the meta device) at
+    this shape and max(batch, probe batch), traced on a meta-device twin: nothing is allocated.
+    Everything the profiler runs (probes at batches 2 and 4, a forward at the batch to time it,
+    a measured step at the batch when the probes cannot be extrapolated) fits within it. None
+    when the model cannot run on the meta device (an op without a meta kernel)."""
     shape = tuple(int(v) for v in input_shape)
     try:
-        twin = _meta_twin(model)
-        probe = estimate_training_memory(twin, shape, PROBE_BATCH, optimizer=optimizer, amp="off",
-                                         grad_checkpointing=grad_checkpointing, device="meta")
-        forward = probe.weights + _forward_peak_bytes(twin, shape, batch_size) if measure_latency else 0
+        return estimate_training_memory(_meta_twin(model), shape, max(int(batch_size), PROBE_BATCH),
+                                        optimizer=optimizer, amp="off", grad_checkpointing=grad_checkpointing,
+                                        device="meta")
     except (ConfigError, NotImplementedError, RuntimeError, TypeError, ValueError):
         return None
-    return Footprint(probe=probe.total, forward=forward)
 
 
 def check_profile_memory(model: nn.Module | None, input_shape: tuple, batch_size: int, optimizer: str = "adamw",
-                         grad_checkpointing: bool = False, measure_latency: bool = True,
-                         name: str | None = None) -> Footprint | None:
-    """ConfigError, before anything is allocated, when profiling this shape and batch would
-    allocate more than `limits().max_profile_memory_mib`: the input batches alone first (no
-    model needed), then the footprint of `model` (None: the input check only)."""
+                         grad_checkpointing: bool = False, name: str | None = None) -> MemoryEstimate | None:
+    """ConfigError, before anything is allocated, when training this shape and batch needs more
+    than `limits().max_profile_memory_mib` by the profiler's own estimate: the input batch alone
+    first (no model needed), then `profile_footprint` of `model` (None: the input check only).
+    Returns that estimate (None when there was no model or it cannot run on the meta device)."""
     from core.limits import how_to_raise, limits
 
     shape = tuple(int(v) for v in input_shape)
     cap = limits().max_profile_memory_mib
+    batch = max(int(batch_size), PROBE_BATCH)
     what = f"profiling {name or type(model).__name__} on input {_shape_text(shape)} at batch {batch_size}"
-    tail = f"over the limit of {cap:,} MiB"
-    raise_it = how_to_raise("max_profile_memory_mib")
-    example = math.prod(shape) * 4  # float32 bytes of one input
-    probe, forward = example * PROBE_BATCH, example * batch_size if measure_latency else 0
-    need = profile_footprint(model, shape, batch_size, optimizer, grad_checkpointing, measure_latency) \
-        if model is not None and max(probe, forward) <= cap * 2**20 else None
-    if need is not None:
-        probe, forward = need.probe, need.forward
-    alone = "" if need is not None else " for its input alone"
-    if probe > cap * 2**20:
-        raise ConfigError(f"{what} would allocate {'about' if need else 'more than'} {_mib(probe)}{alone} in one "
-                          f"training step at its probe batch of {PROBE_BATCH} (the profiler's own estimate), {tail}: "
-                          f"give a shorter input; {raise_it}")
-    if forward > cap * 2**20:
-        raise ConfigError(f"{what} would allocate {'about' if need else 'more than'} {_mib(forward)}{alone} in the "
-                          f"timed forward passes at that batch (the profiler's own estimate), {tail}: give a smaller "
-                          f"batch or a shorter input, or profile without measuring latency; {raise_it}")
-    return need
+    tail = (f"(the profiler's own estimate of one training step at batch {batch}), over the limit of {cap:,} MiB: "
+            f"give a shorter input or a smaller batch; {how_to_raise('max_profile_memory_mib')}")
+    input_bytes = math.prod(shape) * 4 * batch  # float32 inputs
+    if input_bytes > cap * 2**20:
+        raise ConfigError(f"{what} needs more than {_mib(input_bytes)} for the input batch alone {tail}")
+    estimate = profile_footprint(model, shape, batch, optimizer, grad_checkpointing) if model is not None else None
+    if estimate is not None and estimate.total > cap * 2**20:
+        raise ConfigError(f"{what} needs about {_mib(estimate.total)} {tail}")
+    return estimate
 
 
 def _mib(n: int | float) -> str:
@@ -179,18 +158,6 @@ def _meta_twin(model: nn.Module) -> nn.Module:
     return copy.deepcopy(model, memo)
 
 
-def _forward_peak_bytes(twin: nn.Module, shape: tuple, batch_size: int) -> int:
-    """Peak bytes of one inference forward of the meta-device `twin` at the batch, input included."""
-    x = torch.empty(batch_size, *shape, device="meta", dtype=elem_dtype(list(twin.parameters())))
-    with preserved_state(twin):
-        twin.eval()
-        timeline = StorageTimeline([*twin.parameters(), *twin.buffers(), x], meta=True)
-        with torch.no_grad(), timeline:
-            twin(x)
-        timeline.finish()
-    return timeline.peak_bytes + x.numel() * x.element_size()
-
-
 def profile_model(name: str, hparams: dict | None = None, input_shape: tuple | None = None, num_classes: int = 6,
                   batch_size: int = 32, optimizer: str = "adamw", amp: str = "off", grad_checkpointing: bool = False,
                   measure_latency: bool = True, device: str = "cpu", cross_check: bool = True) -> ProfileReport:
@@ -209,10 +176,10 @@ def profile_model(name: str, hparams: dict | None = None, input_shape: tuple | N
     if grad_checkpointing and not s.supports_checkpointing:
         raise ConfigError(f"model {name!r} does not support gradient checkpointing; profile it without --checkpointing")
     # bounded before anything is allocated: the input alone, then the model's own footprint on the meta device
-    check_profile_memory(None, shape, batch_size, optimizer, grad_checkpointing, measure_latency, name)
+    check_profile_memory(None, shape, batch_size, optimizer, grad_checkpointing, name)
     with torch.device("meta"):
         skeleton = create(name, shape, num_classes, **hp)
-    check_profile_memory(skeleton, shape, batch_size, optimizer, grad_checkpointing, measure_latency, name)
+    check_profile_memory(skeleton, shape, batch_size, optimizer, grad_checkpointing, name)
     torch.manual_seed(0)
     model = create(name, shape, num_classes, **hp).to(device)
     report = _profile(model, shape, batch_size, optimizer=optimizer, amp=amp,
@@ -233,7 +200,7 @@ def profile_module(model: nn.Module, input_shape: tuple, batch_size: int = 32, o
     would allocate more than `limits().max_profile_memory_mib` is refused first (ConfigError).
     """
     _check_settings(batch_size, optimizer, amp)
-    check_profile_memory(model, input_shape, batch_size, optimizer, grad_checkpointing, measure_latency, name)
+    check_profile_memory(model, input_shape, batch_size, optimizer, grad_checkpointing, name)
     return _profile(model, input_shape, batch_size, optimizer=optimizer, amp=amp,
                     grad_checkpointing=grad_checkpointing, measure_latency=measure_latency, device=device,
                     cross_check=cross_check, name=name)

@@ -274,10 +274,12 @@ def read_run_meta(folder: Path) -> dict:
 
 
 def read_normalization(folder: Path) -> dict:
-    """normalization.json ({} when absent), its statistics checked to be finite numbers."""
+    """normalization.json, its statistics checked to be finite numbers. A missing one is refused:
+    the model would see inputs without the normalization it was trained with (a silent wrong answer)."""
     path = folder / "normalization.json"
     if not path.is_file():
-        return {}
+        raise ConfigError(f"{folder} has no normalization.json: the model would see inputs without the "
+                          f"normalization it was trained with; {REPLACE_HINT}")
     norm = read_json_file(path, "normalization statistics")
     if not isinstance(norm, dict) or not isinstance(norm.get("kind", "none"), str):
         raise ConfigError(f"{path} must be a JSON object with the normalization's kind: {REPLACE_HINT}")
@@ -314,6 +316,14 @@ def build_run_model(config: RunConfig, meta: dict, device: str | torch.device = 
     from core.models import create
 
     folder_hint = "the run's config.json and classes.json"
+    kind = meta.get("input_kind")
+    if kind is not None:
+        from core.models import registry
+        want = registry.spec(config.model.name).input_kind if _is_zoo_model(config.model.name) else kind
+        if kind != want:
+            raise ConfigError(f"{folder_hint} disagree: classes.json says the input is "
+                              f"{_quoted(kind, 30) if isinstance(kind, str) else 'a ' + _json_type(kind)}, the model "
+                              f"{config.model.name} takes {want}: {REPLACE_HINT}")
     try:
         with torch.device(device):
             return create(config.model.name, tuple(meta["input_shape"]), len(meta["class_names"]),

@@ -87,7 +87,10 @@ def run(args: argparse.Namespace) -> int:
     lines = []
     for r in results:
         if "error" in r:
-            lines.append(f"{r['file']}: error: {r['error']}")
+            message = r["error"]  # most messages start with the file's name already: say it once
+            if message.startswith(f"{r['file']}:"):
+                message = message[len(r["file"]) + 1:].strip()
+            lines.append(f"{r['file']}: error: {message}")
             continue
         top = ", ".join(f"{t['label']} {t['p']:.3f}" for t in r["top_k"])
         line = f"{r['file']}: {r['label']} (p={r['confidence']:.3f}, margin {r['margin']:.3f}; {top}; "

@@ -222,6 +222,16 @@ def test_a_time_column_that_is_constant_or_runs_backwards_is_refused_with_its_li
         classify_file(imu, path, explain="none")
 
 
+def test_a_time_column_in_epoch_milliseconds_gives_the_rate(imu, tmp_path):
+    path = tmp_path / "epoch.csv"
+    epoch_ms = 1_733_480_000_000 + np.arange(400) * 1000 / RATE  # float32 would round these to 131 s steps
+    path.write_text(table(VALUES, time_column=epoch_ms).replace("time,", "time_ms,", 1))
+    assert classify_file(imu, path, explain="none").label in imu.class_names
+    path.write_text(table(VALUES, time_column=epoch_ms / 2).replace("time,", "time_ms,", 1))  # 100 Hz
+    with pytest.raises(DataError, match="the time column says 100.0 Hz"):
+        classify_file(imu, path, explain="none")
+
+
 def test_a_time_column_restarting_per_session_is_fine(tmp_path):
     rows = [f"{s},{i / RATE:.3f},{v:.3f},{-v:.3f},{'walk' if i < 50 else 'sit'}"
             for s in (1, 2) for i, v in enumerate(np.random.default_rng(s).normal(size=100))]

@@ -689,6 +689,12 @@ def _read_streams(path, opts, stream, header, label_default, session_default, on
         yield flush()
 
 
+def time_column(path: Path, opts: dict) -> str | None:
+    """The file's time column (chosen in options or detected by name), whose name gives the unit."""
+    columns, _ = read_header(path, opts.get("delimiter"))
+    return detect_roles(path, columns, opts, need_label=False)["time"]
+
+
 def estimate_rate(times: np.ndarray | None, time_column: str | None) -> float | None:
     """Sampling rate from a time column (seconds; ms/us/ns by the column's name)."""
     if times is None or len(times) < 3:
@@ -711,6 +717,7 @@ def load_imu_files(cfg: DataConfig, path: Path, opts: dict, source_name: str, in
     for file in files:
         label_default = file.parent.name if opts["label_from"] == "folder" else None
         session_default = str(file.relative_to(path)) if path.is_dir() else "0"
+        unit_from = time_column(file, opts) if rate is None else None  # "time_ms" is in milliseconds
         for values, labels, lines, chans, subject, session, times in read_streams(file, opts, label_default, session_default):
             if channels is None:
                 channels = chans
@@ -718,7 +725,7 @@ def load_imu_files(cfg: DataConfig, path: Path, opts: dict, source_name: str, in
                 raise DataError(f"{file}: channels {chans} differ from the first file's {channels}; "
                                 "every recording needs the same columns (or set options.channels)")
             if rate is None:
-                rate = estimate_rate(times, opts.get("time") or "time")
+                rate = estimate_rate(times, unit_from)
                 rate_from = "time column" if rate else None
             collector.add(file, values, collector.label_ids(labels), lines, chans, subject, session)
     warnings = []

@@ -175,8 +175,8 @@ def _read_imu(model, path: Path, hop: int) -> Windows:
     and rows (limits().max_rows) are refused as they are read, and the windows the rows read
     so far would make are counted as they stream, so a file over limits().max_windows is
     refused at the chunk that crosses it, not after it is parsed whole."""
-    from core.data.imu_csv import (DEFAULT_OPTIONS, estimate_rate, fill_nan_runs, read_header, read_streams,
-                                   show_columns)
+    from core.data.imu_csv import (DEFAULT_OPTIONS, detect_roles, estimate_rate, fill_nan_runs, read_header,
+                                   read_streams, show_columns)
 
     lim = limits()
     columns, _ = read_header(path, None)
@@ -187,6 +187,7 @@ def _read_imu(model, path: Path, hop: int) -> Windows:
     # a chunk never holds many more rows than the windows allowed need
     chunk_rows = min(int(DEFAULT_OPTIONS["chunk_rows"]), max(1000, (lim.max_windows + 1) * hop + model.window))
     opts = {**DEFAULT_OPTIONS, "channels": list(model.channel_names), "chunk_rows": chunk_rows}
+    time_name = detect_roles(path, columns, opts, need_label=False)["time"]  # its name gives the unit (time_ms)
     index = {name: i for i, name in enumerate(model.class_names)}
     pieces, all_starts, truths, streams, notes = [], [], [], [], []
     offset = 0
@@ -198,7 +199,7 @@ def _read_imu(model, path: Path, hop: int) -> Windows:
 
     for values, labels, lines, channels, subject, session, times in read_streams(
             path, opts, label_default="", max_rows=lim.max_rows, on_rows=count_windows):
-        rate = estimate_rate(times, opts.get("time") or "time")
+        rate = estimate_rate(times, time_name)
         if rate is not None and abs(rate - model.sample_rate) > RATE_TOLERANCE * model.sample_rate:
             raise DataError(f"{path}: the time column says {rate:.1f} Hz; run {model.run_id} was trained at "
                             f"{model.sample_rate:g} Hz. Resample the recording to {model.sample_rate:g} Hz")

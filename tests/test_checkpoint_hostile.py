@@ -334,3 +334,43 @@ def test_the_meta_estimate_is_close_to_the_real_one():
     assert abs(estimate.total - report.memory["total"]) <= 0.15 * report.memory["total"]
     with pytest.raises(ConfigError, match="for the input batch alone"):  # the input alone decides: nothing is built
         check_profile_memory(None, (6, 10**8), 32)
+
+
+# ---- the pages ---------------------------------------------------------------------------------
+@pytest.fixture
+def page_runs(tmp_path, monkeypatch):
+    """A runs folder of its own for a page test; the engine made over it is shut down after."""
+    from dashboard.engine import shutdown_engines
+
+    monkeypatch.setenv("SIGSCOPE_RUNS_DIR", str(tmp_path / "runs"))
+    yield tmp_path / "runs"
+    shutdown_engines()
+
+
+def open_page(path: str):
+    from streamlit.testing.v1 import AppTest
+
+    at = AppTest.from_file(str(ROOT / "Home.py"), default_timeout=90)
+    at.run()
+    at.switch_page(path).run()
+    assert not at.exception, [e.message for e in at.exception]
+    return at
+
+
+def test_classify_page_shows_one_message_for_a_spoiled_checkpoint(trained, page_runs):
+    run_id, folder = copy_run(trained, "page")  # Store() now opens the page's runs folder
+    nan_weights(folder)
+    at = open_page("pages/classify.py")
+    errors = [e.value for e in at.error]
+    assert len(errors) == 1 and "\n" not in errors[0], errors
+    assert f"Run {run_id} cannot be loaded" in errors[0] and "non-finite" in errors[0] and "best.pt" in errors[0]
+
+
+def test_build_page_refuses_a_huge_custom_shape_with_the_limit(page_runs):
+    at = open_page("pages/build.py")
+    at.selectbox(key="build.model").set_value("resnet1d").run()
+    at.selectbox(key="build.setup.resnet1d").set_value("Custom input shape").run()
+    at.text_input(key="build.shape.resnet1d").set_value("6,100000000").run()
+    assert not at.exception, [e.message for e in at.exception]
+    assert any("cannot be built" in e.value and "over the limit of 8,192 MiB" in e.value
+               and "SIGSCOPE_MAX_PROFILE_MEMORY_MIB" in e.value for e in at.error), [e.value for e in at.error]

@@ -32,7 +32,8 @@ def trained() -> dict:
     from core.jobs import run_job
 
     cfg = RunConfig(name="hostile-base", data=DataConfig(source="synthetic_imu", options={"per_class": 10}),
-                    model=ModelConfig(name="resnet1d", hparams={"base_channels": 8, "num_stages": 2, "blocks_per_stage": 1}),
+                    model=ModelConfig(name="resnet1d",
+                                      hparams={"base_channels": 8, "num_stages": 2, "blocks_per_stage": 1}),
                     train=TrainConfig(epochs=1, batch_size=16, device="cpu", probes=ProbeConfig(enabled=False)))
     store = Store()
     run_id = store.create_run(cfg.to_dict(), name=cfg.name)
@@ -294,8 +295,8 @@ sys.exit(code)
 
 
 @pytest.mark.parametrize("args,message", [
-    (["--shape", "6,100000000"], r"on input 6x100000000 at batch 32 needs more than [\d,]+ MiB for the input batch alone"),
-    (["--batch", "100000000", "--no-measure"], r"at batch 100000000 needs more than [\d,]+ MiB for the input batch alone"),
+    (["--shape", "6,100000000"], r"on input 6x100000000 at batch 32 needs more than [\d,]+ MiB for the input batch"),
+    (["--batch", "100000000", "--no-measure"], r"at batch 100000000 needs more than [\d,]+ MiB for the input batch"),
     (["--shape", "6,3000000"], r"on input 6x3000000 at batch 32 needs about [\d,]+ MiB \(the profiler's own estimate"),
 ])
 def test_profile_refuses_a_huge_shape_or_batch_before_allocating(args, message):

@@ -161,7 +161,8 @@ def check_model_state(model: nn.Module, given: Any, path: Path | str, model_name
     for name, want in expected.items():
         got = given[name]
         if not isinstance(got, torch.Tensor):
-            raise ConfigError(f"checkpoint {path}: layer {name} is a {type(got).__name__}, not a tensor: {REPLACE_HINT}")
+            raise ConfigError(f"checkpoint {path}: layer {name} is a {type(got).__name__}, not a tensor: "
+                              f"{REPLACE_HINT}")
         if tuple(got.shape) != tuple(want.shape):
             raise ConfigError(f"checkpoint {path}: layer {name} has shape {_shape(got.shape)}, the run's model needs "
                               f"{_shape(want.shape)}; the checkpoint and the run's config.json/classes.json disagree: "
@@ -245,8 +246,9 @@ def read_run_meta(folder: Path) -> dict:
                           f"{'empty list' if names == [] else _json_type(names)}: {REPLACE_HINT}")
     for i, n in enumerate(names):
         if not isinstance(n, str) or not n.strip():
-            raise ConfigError(f"{path}: class_names[{i}] is {'an empty name' if isinstance(n, str) else 'a ' + _json_type(n)}"
-                              f"; every class name must be a non-empty string: {REPLACE_HINT}")
+            what = "an empty name" if isinstance(n, str) else "a " + _json_type(n)
+            raise ConfigError(f"{path}: class_names[{i}] is {what}; every class name must be a non-empty string: "
+                              f"{REPLACE_HINT}")
     seen: dict[str, int] = {}
     for i, n in enumerate(names):
         if n in seen:
@@ -266,6 +268,14 @@ def read_run_meta(folder: Path) -> dict:
     channels = meta.get("channel_names", [])
     if channels is not None and (not isinstance(channels, list) or not all(isinstance(c, str) for c in channels)):
         raise ConfigError(f"{path}: channel_names must be a list of strings: {REPLACE_HINT}")
+    kind = meta.get("input_kind")
+    if kind is not None:
+        from core.data.features import FEATURES
+        from core.models.registry import INPUT_KINDS
+        # feature names are taken too: hand-made run folders (the tests') use them
+        if not isinstance(kind, str) or kind not in INPUT_KINDS + FEATURES:
+            what = _quoted(kind, 30) if isinstance(kind, str) else "a " + _json_type(kind)
+            raise ConfigError(f"{path}: input_kind must be one of {', '.join(INPUT_KINDS)}, not {what}: {REPLACE_HINT}")
     rate = meta.get("sample_rate")
     if rate is not None and (isinstance(rate, bool) or not isinstance(rate, (int, float))
                              or not math.isfinite(rate) or rate <= 0):
@@ -289,9 +299,10 @@ def read_normalization(folder: Path) -> dict:
                 values = np.asarray(norm[key], dtype=np.float64)
             except (TypeError, ValueError):
                 raise ConfigError(f"{path}: {key} must be a table of numbers: {REPLACE_HINT}") from None
-            if not np.isfinite(values).all() or (key == "scale" and (values <= 0).any()):
-                raise ConfigError(f"{path}: {key} holds {'non-finite' if not np.isfinite(values).all() else 'zero or negative'} "
-                                  f"values; the normalization statistics are damaged: {REPLACE_HINT}")
+            finite = bool(np.isfinite(values).all())
+            if not finite or (key == "scale" and (values <= 0).any()):
+                raise ConfigError(f"{path}: {key} holds {'non-finite' if not finite else 'zero or negative'} values; "
+                                  f"the normalization statistics are damaged: {REPLACE_HINT}")
     return norm
 
 
@@ -316,14 +327,6 @@ def build_run_model(config: RunConfig, meta: dict, device: str | torch.device = 
     from core.models import create
 
     folder_hint = "the run's config.json and classes.json"
-    kind = meta.get("input_kind")
-    if kind is not None:
-        from core.models import registry
-        want = registry.spec(config.model.name).input_kind if _is_zoo_model(config.model.name) else kind
-        if kind != want:
-            raise ConfigError(f"{folder_hint} disagree: classes.json says the input is "
-                              f"{_quoted(kind, 30) if isinstance(kind, str) else 'a ' + _json_type(kind)}, the model "
-                              f"{config.model.name} takes {want}: {REPLACE_HINT}")
     try:
         with torch.device(device):
             return create(config.model.name, tuple(meta["input_shape"]), len(meta["class_names"]),

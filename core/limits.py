@@ -44,6 +44,9 @@ class Limits:
     min_clip_fraction: float = param(0.125, "float", "shortest recording classified, as a fraction of the run's "
                                      "clip (shorter but above it is zero-padded, with a note)", low=0.0, high=1.0)
     max_windows: int = param(20_000, "int", "most windows classified from one file", low=1, high=10_000_000)
+    max_explained_windows: int = param(600, "int", "most windows explained (Grad-CAM + saliency, about 8x the "
+                                       "cost of classifying a window); a longer file is classified without them, "
+                                       "with a note", low=0, high=10_000_000)
     max_gzip_ratio: float = param(100.0, "float", "largest decompressed/compressed size ratio of a .gz "
                                   "(a gzip bomb is refused while it is decompressed)", low=1.0, high=100_000.0)
     max_profile_memory_mib: int = param(8_192, "int", "most memory the profiler may allocate for one shape "

@@ -235,3 +235,17 @@ def test_cli_predict_prints_one_object_per_file_and_exit_code_1_on_errors(audio_
     assert "3_george_0.wav:" in capsys.readouterr().out
     assert cli(["predict", "--run", "no-such-run", str(GOOD_WAV)]) == 2
     assert "no run with that id or name" in capsys.readouterr().err
+
+
+def test_explanations_are_bounded_by_the_window_limit_and_the_file_still_classified(imu, monkeypatch):
+    """Grad-CAM + saliency cost about 8x classifying a window: a file over the limit is
+    classified without them, and says so."""
+    t = np.arange(1300) / 50.0
+    table = pd.DataFrame(np.sin(t[:, None] + np.arange(6)), columns=CHANNELS).to_csv(index=False).encode()
+    explained = classify_bytes(imu, table, "walk.csv")
+    assert explained.saliency and len(explained.starts) > 10
+    monkeypatch.setenv("SIGSCOPE_MAX_EXPLAINED_WINDOWS", "10")
+    bounded = classify_bytes(imu, table, "walk.csv")
+    assert not bounded.saliency and np.isfinite(bounded.window_probs).all()
+    assert bounded.label == explained.label
+    assert any("over the 10 explained per file" in n and "SIGSCOPE_MAX_EXPLAINED_WINDOWS" in n for n in bounded.notes)

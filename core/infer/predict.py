@@ -198,6 +198,7 @@ def classify_file(model: Predictor | Ensemble, path: str | Path, name: str | Non
     notes = list(read.notes) + ([ensemble.adapted] if ensemble.adapted else [])
     warnings = flat_signal_warnings(read.signal, ensemble.signal, list(ensemble.channel_names))
     length = len(read.signal)
+    explain = _bounded_explain(ensemble.primary, explain, len(read.starts), notes)
     with one_blas_thread():
         explained = run_windows(ensemble.primary, read.signal, read.starts, length, explain, name)
         each = [explained.probs] + [run_windows(m, read.signal, read.starts, length, "none", name).probs
@@ -222,6 +223,20 @@ def classify_file(model: Predictor | Ensemble, path: str | Path, name: str | Non
                       channel_names=list(ensemble.channel_names), window_true=read.truth, streams=read.streams,
                       notes=notes, warnings=warnings, layers=explained.layers, attention=explained.attention,
                       saliency=explained.saliency, run_id=ensemble.run_id, members=members)
+
+
+def _bounded_explain(predictor: Predictor, explain: str, windows: int, notes: list[str]) -> str:
+    """`explain`, or a cheaper mode when Grad-CAM + saliency over `windows` windows would cost
+    more than classifying (a backward pass per window): attention (a forward pass) stays."""
+    from core.limits import how_to_raise, limits
+
+    cap = limits().max_explained_windows
+    gradients = explain in ("saliency", "all") or (explain == "auto" and not predictor.has_attention)
+    if not gradients or windows <= cap:
+        return explain
+    notes.append(f"{windows} windows is over the {cap} explained per file: classified without Grad-CAM and "
+                 f"saliency ({how_to_raise('max_explained_windows')}, or classify a shorter stretch)")
+    return "attention" if explain == "all" or predictor.has_attention else "none"
 
 
 def classify_files(model: Predictor | Ensemble, paths: Iterable[str | Path], **kwargs) -> list[dict]:

@@ -283,6 +283,18 @@ def test_a_checkpoint_spoiled_after_queueing_ends_the_run_failed_not_running(tra
     assert run["status"] == "failed" and "last.pt" in run["error"] and "\n" not in run["error"]
 
 
+def test_resume_is_not_blocked_by_a_damaged_classes_json_it_writes_again(trained):
+    from core.jobs import requeue_for_resume, run_job
+
+    run_id, folder = copy_run(trained, "resume-classes")
+    store = Store()
+    store.update_run(run_id, status="interrupted")
+    classes_not_json(folder)
+    config, last = requeue_for_resume(store, run_id, {"train.epochs": 2})
+    assert run_job(store, run_id, config, device="cpu", resume_from=last) == "completed", store.get_run(run_id)["error"]
+    assert json.loads((folder / "classes.json").read_text())["class_names"] == [f"class_{i}" for i in range(CLASSES)]
+
+
 # ---- the profiler's bounds ---------------------------------------------------------------------
 PEAK_RSS = """
 import resource, sys

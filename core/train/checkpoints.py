@@ -341,21 +341,27 @@ def build_run_model(config: RunConfig, meta: dict, device: str | torch.device = 
 def check_resume_checkpoint(path: Path, folder: Path, config: RunConfig) -> dict:
     """The training state in `path` (last.pt) if a run can continue from it, else ConfigError:
     readable, with the model's weights (fitting the run's model, finite), optimizer state,
-    epoch, step and RNG state."""
+    epoch, step and RNG state. The model's shapes come from classes.json; when that file is
+    damaged (a resume writes it again) the weights and optimizer are checked by the Trainer
+    instead, inside the job, where a misfit ends the run `failed` with one line."""
     state = read_checkpoint(path)
     for key, kind in (("optimizer", dict), ("rng", dict), ("epoch", int), ("global_step", int)):
         value = state.get(key)
         if not isinstance(value, kind) or isinstance(value, bool) or (kind is int and value < 0):
             raise ConfigError(f"checkpoint {path} has no valid {key} to resume from; it is not a last.pt Sigscope "
                               "wrote: train the run again (or start a new run from its config)")
-    skeleton = build_run_model(config, read_run_meta(folder))
-    check_model_state(skeleton, state["model"], path, config.model.name, state.get("model_name"))
+    try:
+        skeleton = build_run_model(config, read_run_meta(folder))
+    except ConfigError:
+        skeleton = None
     from core.train.optimizers import build_optimizer
 
     part = "optimizer"
     try:  # into the meta-device model's optimizer and fresh generators: nothing allocated, no global state touched
-        build_optimizer([p for p in skeleton.parameters() if p.requires_grad], config.optim).load_state_dict(
-            state["optimizer"])
+        if skeleton is not None:
+            check_model_state(skeleton, state["model"], path, config.model.name, state.get("model_name"))
+            build_optimizer([p for p in skeleton.parameters() if p.requires_grad], config.optim).load_state_dict(
+                state["optimizer"])
         part = "random-number generator"
         rng = state["rng"]
         torch.Generator().set_state(rng["torch"])

@@ -8,10 +8,20 @@ from pathlib import Path
 
 import pytest
 
+pytest_plugins = ["tests.hostile.fixtures"]  # the hostile-input worker and its two runs
+
 ROOT = Path(__file__).resolve().parents[1]
 SHARED_DATA = (ROOT / ".." / "shared" / "data").resolve()
 
 _session_tmp = Path(tempfile.mkdtemp(prefix="sigscope-tests-"))
+# Each pytest-xdist worker process gets runs and caches of its own: the workers inherit the
+# controller's environment, so folders the controller chose here are replaced, not shared
+# (folders a person set before running pytest are kept).
+if os.environ.get("PYTEST_XDIST_WORKER") and os.environ.get("SIGSCOPE_TEST_FOLDERS") == "conftest":
+    for var in ("SIGSCOPE_RUNS_DIR", "SIGSCOPE_CACHE_DIR"):
+        os.environ.pop(var, None)
+if "SIGSCOPE_RUNS_DIR" not in os.environ:
+    os.environ["SIGSCOPE_TEST_FOLDERS"] = "conftest"
 os.environ.setdefault("SIGSCOPE_RUNS_DIR", str(_session_tmp / "runs"))
 os.environ.setdefault("SIGSCOPE_CACHE_DIR", str(_session_tmp / "cache"))
 os.environ.setdefault("NUMBA_CACHE_DIR", str(ROOT / ".cache" / "numba"))

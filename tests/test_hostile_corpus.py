@@ -15,7 +15,6 @@ from pathlib import Path
 import pytest
 
 from tests.hostile.cases import CASES
-from tests.hostile.fixtures import context, worker  # noqa: F401 (fixtures)
 
 TALLY: Counter = Counter()
 

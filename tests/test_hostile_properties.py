@@ -19,7 +19,6 @@ from hypothesis import strategies as st
 from core.config import RunConfig
 from core.spec import sweep_params
 from tests.hostile.cases import CHANNELS
-from tests.hostile.fixtures import context, worker  # noqa: F401 (fixtures)
 
 SETTINGS = settings(max_examples=25, deadline=None, derandomize=True, database=None,
                     suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])

@@ -50,7 +50,29 @@ def markdown(rows: list[dict]) -> str:
             text = row["help"] + (f" ({row['unit']})" if row["unit"] and row["type"] != "int" else "")
             cells = [f"`{row['key']}`", row["allowed"], f"`{_default(row)}`", when, text]
             lines.append("| " + " | ".join(c.replace("|", "\\|").replace("\n", " ") for c in cells) + " |")
-    return "\n".join(lines) + "\n"
+    return "\n".join(lines + limits_markdown()) + "\n"
+
+
+def limits_markdown() -> list[str]:
+    """The input limits (core/limits.py): not run-config keys but environment variables."""
+    from dataclasses import fields
+
+    from core.limits import ENV_PREFIX, Limits
+
+    lines = ["", "## Input limits", "",
+             "What one file, upload or request may make Sigscope do; each refusal names its limit. Not run-config "
+             "keys: set the environment variable before starting the dashboard or the CLI.", "",
+             "| variable | allowed | default | help |", "|---|---|---|---|"]
+    for f in fields(Limits):
+        p = f.metadata["param"]
+        unit = f" {p.unit}" if p.unit else ""
+        lines.append(f"| `{ENV_PREFIX}{f.name.upper()}` | {p.type} in [{_num(p.low)}, {_num(p.high)}]{unit} | "
+                     f"`{_num(p.default)}` | {p.help.replace('|', '/')} |")
+    return lines
+
+
+def _num(value: float) -> str:
+    return f"{int(value):,}" if float(value).is_integer() and abs(value) < 1e12 else f"{value:g}"
 
 
 def run(args: argparse.Namespace) -> int:

@@ -357,7 +357,10 @@ class Trainer:
             self.recorder.metric(step, epoch, "step", "lr", lr)
             self._call("on_step_end", step)
             if distributed.any_rank(self.stop_status is not None) and self.stop_status is None:
-                self.request_stop("cancelled", f"stopped at step {step} with the other processes of this run")
+                # the same words as the rank the stop reached first: which rank hears a group's
+                # SIGTERM first is a race, and the run's message is rank 0's
+                self.request_stop("cancelled", f"cancelled at step {step} (epoch {self.epoch + 1}), with the other "
+                                  "processes of this run")
             if self.stop_status is not None:
                 break
         seconds = time.perf_counter() - started

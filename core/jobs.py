@@ -84,7 +84,7 @@ def run_job(store: Store, run_id: str, config: RunConfig, device: str | None = N
     """Run one stored run to its end in this thread and record how it ended; returns the status.
 
     The CLI calls this in the foreground; JobManager workers call it in their thread."""
-    from core.train import CancelOnEvent, StoreWriter, Trainer
+    from core.train import CancelOnEvent, CancelOnRequest, StoreWriter, Trainer
 
     cancel = cancel or threading.Event()
     run = store.get_run(run_id)
@@ -105,7 +105,8 @@ def run_job(store: Store, run_id: str, config: RunConfig, device: str | None = N
             # steps after the checkpoint (a partial epoch) are replayed, so their old points go
             store.truncate_run(run_id, step)
         trainer = Trainer(config, recorder=writer, run_dir=run_dir, device=device,
-                          callbacks=[CancelOnEvent(cancel), StoreWriter(writer), *callbacks])
+                          callbacks=[CancelOnRequest(store, run_id, cancel), CancelOnEvent(cancel), StoreWriter(writer),
+                                     *callbacks])
         result = trainer.fit(resume_from=resume_from)
         status, message = result.status, result.message
         summary = result.to_dict()
@@ -220,8 +221,8 @@ class JobManager:
                          for i, device in enumerate(self._worker_devices)]
         for worker in self._workers:
             worker.start()
-        if mode == "process" and recover:
-            threading.Thread(target=self._watch, name="sigscope-watch", daemon=True).start()
+        self._watch_dead = mode == "process" and recover  # thread-mode runs live and die with this process
+        threading.Thread(target=self._watch, name="sigscope-watch", daemon=True).start()
 
     # ---- public API ------------------------------------------------------------------------
     def submit(self, config: RunConfig, name: str = "", callbacks: Sequence[Any] = (), priority: int = 0,
@@ -397,14 +398,19 @@ class JobManager:
 
     def _watch(self) -> None:
         """Every few seconds: runs whose process died unseen (adopted from a restarted server,
-        killed CLI runs) become `interrupted`."""
+        killed CLI runs) become `interrupted`, and this manager's runs with a cancel asked for
+        through the store (`python -m core runs cancel`, another machine) are cancelled."""
         while True:
             time.sleep(WATCH_SECONDS)
             with self._lock:
                 if self._closed:
                     return
                 mine = set(self._running)
+                open_jobs = [run_id for run_id, job in self._jobs.items() if not job.done.is_set()]
             try:
-                self.store.mark_interrupted(skip=mine)
+                if self._watch_dead:
+                    self.store.mark_interrupted(skip=mine)
+                for run_id in self.store.cancel_requested(open_jobs):
+                    self.cancel(run_id)
             except Exception:  # noqa: BLE001 - a busy database is tried again next time
                 pass

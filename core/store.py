@@ -160,13 +160,20 @@ def _v3(db: sqlite3.Connection) -> None:
         )""")
 
 
+def _v4(db: sqlite3.Connection) -> None:
+    """A cancel asked for through the store (`runs cancel`, another machine): when it was asked;
+    the engine that runs the run acts on it."""
+    db.execute("ALTER TABLE runs ADD COLUMN cancel_requested REAL")
+
+
 # Migrations as code: (version, function). Append new ones; never edit a released one.
-MIGRATIONS: list[tuple[int, Callable[[sqlite3.Connection], None]]] = [(1, _v1), (2, _v2), (3, _v3)]
+MIGRATIONS: list[tuple[int, Callable[[sqlite3.Connection], None]]] = [(1, _v1), (2, _v2), (3, _v3), (4, _v4)]
 SCHEMA_VERSION = MIGRATIONS[-1][0]
 
 _RUN_FIELDS = ("name", "status", "config", "started_at", "finished_at", "error", "epoch", "total_epochs",
                "step", "total_steps", "device", "owner_pid", "owner_host", "owner_started", "run_dir", "summary",
-               "threads", "processes", "log_path", "priority", "held", "study", "trial", "sweep")
+               "threads", "processes", "log_path", "priority", "held", "study", "trial", "sweep",
+               "cancel_requested")
 _SWEEP_FIELDS = ("status", "owner_pid", "owner_host", "owner_started", "workers", "log_path", "message")
 SWEEP_STATUSES = ("running", "stopping", "stopped", "finished", "failed")
 
@@ -334,6 +341,23 @@ class Store:
         """Record this process as the run's owner (the one that will run it)."""
         pid, host, started = process_identity()
         self.update_run(run_id, owner_pid=pid, owner_host=host, owner_started=started)
+
+    def request_cancel(self, run_id: str) -> bool:
+        """Ask, through the store, that a queued or running run stop (the engine that runs it
+        acts within seconds); False when the run does not exist or has ended."""
+        cur = self.connect().execute(
+            f"UPDATE runs SET cancel_requested = ? WHERE id = ? AND status IN ({','.join('?' * len(ACTIVE_STATUSES))})",
+            (time.time(), run_id, *ACTIVE_STATUSES))
+        return cur.rowcount > 0
+
+    def cancel_requested(self, run_ids: Iterable[str]) -> list[str]:
+        """Which of `run_ids` have a cancel asked for through the store."""
+        ids = list(run_ids)
+        if not ids:
+            return []
+        rows = self.connect().execute(f"SELECT id FROM runs WHERE cancel_requested IS NOT NULL AND id IN "
+                                      f"({','.join('?' * len(ids))})", ids).fetchall()
+        return [r["id"] for r in rows]
 
     def get_run(self, run_id: str) -> dict | None:
         row = self.connect().execute("SELECT * FROM runs WHERE id = ?", (run_id,)).fetchone()

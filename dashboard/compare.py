@@ -9,9 +9,10 @@ from pathlib import Path
 import pandas as pd
 import streamlit as st
 
+from core.compare import config_diff
 from core.store import Store
 from dashboard import figures
-from dashboard.series import config_diff, downsample, ema, human_seconds
+from dashboard.series import downsample, ema, human_seconds
 
 SUMMARY_METRICS = ("val_accuracy", "test_accuracy", "test_macro_f1", "val_loss")
 TABLE_COLUMNS = {

@@ -1,11 +1,11 @@
 """Pure data shaping between the store's rows and the figures: downsampling, smoothing,
-layer x step grids, histograms over time, config diffs, ETA. No Streamlit here, so
+layer x step grids, histograms over time, ETA (config diffs: core.compare). No Streamlit here, so
 each function is easy to test and cheap to call every poll."""
 from __future__ import annotations
 
 import math
 import time
-from typing import Any, Iterable
+from typing import Iterable
 
 import numpy as np
 
@@ -108,34 +108,6 @@ def histograms_over_time(hists: list[dict], bins: int = 40, max_steps: int = 60)
         cdf = np.concatenate([[0.0], np.cumsum(counts)]) / total
         z[:, j] = np.diff(np.interp(grid, edges, cdf))
     return [h["step"] for h in hists], centres, z.tolist()
-
-
-def flatten(config: dict, prefix: str = "") -> dict[str, Any]:
-    """Nested dict -> {"a.b.c": value} (lists kept as values)."""
-    out: dict[str, Any] = {}
-    for key, value in config.items():
-        name = f"{prefix}{key}"
-        if isinstance(value, dict) and value:
-            out.update(flatten(value, name + "."))
-        else:
-            out[name] = value
-    return out
-
-
-def config_diff(configs: dict[str, dict]) -> list[dict]:
-    """Rows {"setting": key, run_label: value, ...} for settings whose values differ."""
-    flat = {label: flatten(cfg) for label, cfg in configs.items()}
-    keys = sorted(set().union(*[set(f) for f in flat.values()])) if flat else []
-    rows = []
-    for key in keys:
-        values = [f.get(key, "—") for f in flat.values()]
-        if len({repr(v) for v in values}) > 1:
-            rows.append({"setting": key, **{label: _cell(f.get(key, "—")) for label, f in flat.items()}})
-    return rows
-
-
-def _cell(value: Any) -> str:
-    return value if isinstance(value, str) else repr(value)
 
 
 def progress(run: dict, now: float | None = None) -> dict:

@@ -4,8 +4,9 @@ import math
 import numpy as np
 import pytest
 
+from core.compare import config_diff
 from dashboard import figures
-from dashboard.series import (config_diff, downsample, ema, histograms_over_time, layer_grid, progress)
+from dashboard.series import downsample, ema, histograms_over_time, layer_grid, progress
 
 
 def test_downsample_caps_points_and_keeps_the_latest():
@@ -43,10 +44,21 @@ def test_histograms_over_time_keep_each_histograms_mass():
 
 
 def test_config_diff_lists_only_differing_settings():
-    a = {"model": {"name": "resnet1d", "hparams": {"depth": 2}}, "train": {"epochs": 3}}
-    b = {"model": {"name": "resnet1d", "hparams": {"depth": 4}}, "train": {"epochs": 3}}
+    a = {"model": {"name": "resnet1d", "hparams": {"num_stages": 2}}, "train": {"epochs": 3}}
+    b = {"model": {"name": "resnet1d", "hparams": {"num_stages": 4}}, "train": {"epochs": 3}}
     rows = config_diff({"a": a, "b": b})
-    assert rows == [{"setting": "model.hparams.depth", "a": "2", "b": "4"}]
+    assert rows == [{"setting": "model.hparams.num_stages", "a": "2", "b": "4"}]
+
+
+def test_config_diff_compares_resolved_configs_so_defaults_are_not_differences():
+    """A quick-start run stores no hyperparameter at its default: `kernel_size: — vs 3` was shown."""
+    stored_defaults = {"model": {"name": "resnet1d", "hparams": {}}}
+    spelled_out = {"model": {"name": "resnet1d", "hparams": {"kernel_size": 3, "base_channels": 32}}}
+    assert config_diff({"a": stored_defaults, "b": spelled_out}) == []
+    other_model = {"model": {"name": "tcn_dilated", "hparams": {}}}
+    rows = {r["setting"]: r for r in config_diff({"a": stored_defaults, "b": other_model})}
+    assert rows["model.name"] == {"setting": "model.name", "a": "resnet1d", "b": "tcn_dilated"}
+    assert rows["model.hparams.num_stages"]["b"] == "—"  # resnet1d's knob does not apply to the TCN
 
 
 def test_progress_gives_an_eta_only_while_running():

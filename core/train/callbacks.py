@@ -126,6 +126,28 @@ class CancelOnEvent(Callback):
             trainer.request_stop("cancelled", f"cancelled at step {step} (epoch {trainer.epoch + 1})")
 
 
+class CancelOnRequest(Callback):
+    """Sets `event` (so CancelOnEvent stops the run) once a cancel was asked for through the
+    store (`python -m core runs cancel`, another process); looks at most every `every` seconds."""
+
+    name = "cancel_request"
+
+    def __init__(self, store, run_id: str, event: threading.Event, every: float = 1.0) -> None:
+        self.store, self.run_id, self.event, self.every = store, run_id, event, every
+        self._next = 0.0
+
+    def on_step_end(self, trainer: "Trainer", step: int) -> None:
+        now = time.monotonic()
+        if now < self._next or self.event.is_set():
+            return
+        self._next = now + self.every
+        try:
+            if self.store.cancel_requested([self.run_id]):
+                self.event.set()
+        except Exception:  # noqa: BLE001 - a busy database is asked again next time
+            pass
+
+
 class StoreWriter(Callback):
     """Keeps the run row's progress fields current and flushes the batched writer at
     every epoch end and at the end of the fit (the writer also flushes every 0.5 s)."""

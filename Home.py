@@ -3,9 +3,9 @@ from pathlib import Path
 
 import streamlit as st
 
-st.set_page_config(page_title="Sigscope", page_icon=":material/graphic_eq:", layout="wide")
-
 ROOT = Path(__file__).resolve().parent
+# a bundled favicon: a :material/...: page icon makes the browser fetch it from an outside host
+st.set_page_config(page_title="Sigscope", page_icon=str(ROOT / "dashboard" / "assets" / "favicon.png"), layout="wide")
 analyze = [st.Page("pages/runs.py", title="Runs", icon=":material/table_view:")]
 if (ROOT / "pages" / "classify.py").exists():
     analyze.append(st.Page("pages/classify.py", title="Classify", icon=":material/search:"))

@@ -20,6 +20,10 @@ by_id = {r["id"]: r for r in runs}
 asked = st.query_params.get("run")
 if asked in by_id:
     st.session_state["selected_run"] = asked
+elif asked:  # a stale or mistyped link: say so instead of silently showing another run
+    latest = ", ".join(run_label(r) for r in runs[:3])
+    st.warning(f"No run {asked!r} in this store (deleted, or from another runs folder). The latest: {latest}.",
+               icon=":material/search_off:")
 chosen = st.session_state.get("selected_run")
 if chosen not in by_id:
     running = [r["id"] for r in runs if r["status"] == "running"]
@@ -32,6 +36,7 @@ c1, c2, c3 = st.columns([4, 2, 1])
 run_id = c1.selectbox("Run", ids, index=ids.index(chosen), key="monitor.run",
                       format_func=lambda i: run_label(by_id[i]))
 st.session_state["selected_run"] = run_id
+st.query_params["run"] = run_id  # like the tab: a reload or a shared link shows this run
 smoothing = c2.slider("Smoothing", 0.0, 0.99, 0.6, 0.01, key="monitor.smoothing",
                       help="exponential moving average of per-step curves (0 = raw)")
 refresh = c3.selectbox("Refresh", [0.5, 1.0, 2.0, 5.0], index=1, key="monitor.refresh",

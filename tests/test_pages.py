@@ -207,13 +207,20 @@ def test_monitor_keeps_the_chosen_tab_and_reads_it_from_the_link(populated):
     assert "Global gradient norm" in str([c.proto.spec for c in at.get("plotly_chart")]), shown
 
 
-def test_monitor_switches_runs_with_the_picker(populated):
+def test_monitor_switches_runs_with_the_picker_and_keeps_the_choice_in_the_link(populated):
     at = open_page("pages/monitor.py", query={"run": populated["ids"]["completed"]})
     at.selectbox(key="monitor.run").set_value(populated["ids"]["diverged"]).run()
     assert not at.exception
     assert "Diverged" in texts(at)
+    assert at.query_params["run"] == populated["ids"]["diverged"]  # a reload or a shared link shows it
     at.slider(key="monitor.smoothing").set_value(0.9).run()
     assert not at.exception
+
+
+def test_monitor_says_when_the_linked_run_does_not_exist(populated):
+    at = open_page("pages/monitor.py", query={"run": "does-not-exist"})
+    warnings = [w.value for w in at.warning]
+    assert any("No run 'does-not-exist'" in w and "The latest:" in w for w in warnings), warnings
 
 
 def test_runs_lists_compares_and_details_every_run(populated):

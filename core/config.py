@@ -321,11 +321,15 @@ PROBING = When("train.probes.enabled", "==", True)
 class ProbeConfig(_Config):
     enabled: bool = param(True, "bool", "record live health statistics while training", resume=True,
                           label="Probes")
-    every_n_steps: int = param(10, "int", "optimizer steps between probe samples", low=1, high=10**6,
-                               unit="steps", resume=True, when=(PROBING,), label="Probe every N steps")
-    histogram_every_n_steps: int = param(50, "int", "optimizer steps between histograms (0 = none)", low=0,
-                                         high=10**6, unit="steps", resume=True, when=(PROBING,),
-                                         label="Histograms every N steps")
+    # empty = scaled to the run's length, so a 30-step run and a 6,000-step run both get curves
+    # and heat maps with enough columns (a fixed 50 gave a 30-step run one histogram)
+    every_n_steps: int | None = param(None, "int", "optimizer steps between probe samples", low=1, high=10**6,
+                                      unit="steps", resume=True, when=(PROBING,), label="Probe every N steps",
+                                      nullable=True, null_means="auto: about 50 samples over the run")
+    histogram_every_n_steps: int | None = param(None, "int", "optimizer steps between histograms (0 = none)", low=0,
+                                                high=10**6, unit="steps", resume=True, when=(PROBING,),
+                                                label="Histograms every N steps", nullable=True,
+                                                null_means="auto: about 20 histograms over the run")
     probes: list = param(["grad_norm", "dead_relu", "activations", "weights", "histograms"], "list",
                          "which probes run", item=Param("probe", "choice", "grad_norm", "a probe",
                                                         choices=lambda: tuple(_probes()), choice_help=_probes),

@@ -146,3 +146,26 @@ def test_probes_off_write_no_probe_rows(bundle):
     trainer.fit()
     assert trainer.recorder.probe_rows == [] and trainer.recorder.histogram_rows == []
     assert trainer.recorder.series("loss", "step")
+
+
+def test_default_probe_cadence_scales_with_the_run_length(bundle):
+    """A 30-step run got one histogram at the old fixed cadence (every 50 steps): left empty, the
+    cadence aims at about 50 probe samples and 20 histograms over any run's length."""
+    from core.config import ProbeConfig
+    from core.train.probes import cadence_steps
+
+    auto = ProbeConfig()
+    assert auto.every_n_steps is None and auto.histogram_every_n_steps is None
+    assert cadence_steps(auto, "every_n_steps", 30) == 1 and cadence_steps(auto, "histogram_every_n_steps", 30) == 2
+    assert cadence_steps(auto, "every_n_steps", 6000) == 120
+    assert cadence_steps(auto, "histogram_every_n_steps", 6000) == 300
+    assert cadence_steps(ProbeConfig(every_n_steps=7), "every_n_steps", 6000) == 7  # a set value is kept
+    cfg = RunConfig().with_overrides({"train.epochs": 6, "train.batch_size": 32}, explicit=False)  # defaults
+    trainer = Trainer(cfg, bundle, model=TinyConvNet(bundle.input_shape[0], bundle.num_classes))
+    trainer.fit()
+    steps = trainer.total_steps
+    assert 20 <= steps <= 60, steps
+    histogram_steps = {h["step"] for h in trainer.recorder.histogram_rows}
+    probe_steps = {r["step"] for r in trainer.recorder.probe_rows if r["key"] == "grad_norm"}
+    assert len(histogram_steps) >= 10, (steps, sorted(histogram_steps))  # heat maps with columns to read
+    assert len(probe_steps) >= steps // 2, (steps, len(probe_steps))

@@ -416,8 +416,21 @@ def register_probe(cls: type[Probe]) -> type[Probe]:
     return cls
 
 
-def build_probes(cfg: ProbeConfig) -> list[Probe]:
-    """The probe callbacks a config asks for, each at its cadence (none when probes are disabled)."""
+AUTO_SAMPLES = {"every_n_steps": 50, "histogram_every_n_steps": 20}  # per run, when the cadence is left empty
+
+
+def cadence_steps(cfg: ProbeConfig, field: str, total_steps: int | None) -> int:
+    """Steps between samples of a cadence field: as set, or (empty) the run's length over
+    AUTO_SAMPLES[field], at least every step."""
+    value = getattr(cfg, field)
+    if value is not None:
+        return int(value)
+    return max(1, round((total_steps or AUTO_SAMPLES[field]) / AUTO_SAMPLES[field]))
+
+
+def build_probes(cfg: ProbeConfig, total_steps: int | None = None) -> list[Probe]:
+    """The probe callbacks a config asks for, each at its cadence (none when probes are disabled);
+    an empty cadence is scaled to `total_steps` (cadence_steps)."""
     if not cfg.enabled:
         return []
     unknown = [p for p in cfg.probes if p not in PROBES]
@@ -425,7 +438,7 @@ def build_probes(cfg: ProbeConfig) -> list[Probe]:
         raise ConfigError(f"train.probes.probes: unknown probe(s) {unknown}; choose from {', '.join(PROBES)}")
     probes = []
     for name in dict.fromkeys(cfg.probes):
-        every = int(getattr(cfg, PROBES[name].cadence))
+        every = cadence_steps(cfg, PROBES[name].cadence, total_steps)
         if every > 0:
             probes.append(PROBES[name](every))
     return probes

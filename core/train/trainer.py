@@ -201,7 +201,7 @@ class Trainer:
 
     def _builtin_callbacks(self) -> list[Callback]:
         tc = self.config.train
-        out: list[Callback] = [NanGuard(), *(build_probes(tc.probes) if self.rank == 0 else [])]
+        out: list[Callback] = [NanGuard(), *(build_probes(tc.probes, self.total_steps) if self.rank == 0 else [])]
         es = tc.early_stopping
         if es.enabled:
             out.append(EarlyStopping(es.metric, es.mode, es.patience))

@@ -9,10 +9,15 @@ where the config leaves it out (core.spec.params). Equal settings never show as 
 
 Runs are comparable when they share a data source and class set; others are compared on
 their metrics only, and `note` says so (their losses are on different scales).
+
+    run_quality(store, run)                    # dataset, held-out accuracy and macro-F1, chance level
+    run_quality(store, run).warning()          # words when the model is near chance, else ""
 """
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from core.errors import ConfigError
@@ -88,3 +93,53 @@ def compare_runs(store, run_ids: list[str]) -> dict:
     return {"runs": [{"id": r["id"], "name": r["name"], "status": r["status"], "dataset": dataset_key(r),
                       "model": r["config"].get("model", {}).get("name")} for r in runs],
             "metrics": metrics, "config_diff": config_diff({r["id"]: r["config"] for r in runs}), "note": note}
+
+
+NEAR_CHANCE = 0.1  # within this share of the way from chance to perfect, a model is guessing
+CONFIDENCE_FLOOR = 0.5  # a prediction below it is called unsure in words
+
+
+@dataclass
+class RunQuality:
+    """How good a finished run is on its own held-out data, in a line a person can read."""
+
+    dataset: str
+    classes: int | None
+    accuracy: float | None  # test accuracy (validation where no test split was scored)
+    macro_f1: float | None
+    split: str  # "test" | "val" | ""
+    chance: float | None
+
+    @property
+    def near_chance(self) -> bool:
+        if self.accuracy is None or not self.chance:
+            return False
+        return self.accuracy < self.chance + NEAR_CHANCE * (1 - self.chance)
+
+    def label(self) -> str:
+        """'hapt · test acc 0.953 · F1 0.951' for pickers."""
+        if self.accuracy is None:
+            return f"{self.dataset} · not scored"
+        return (f"{self.dataset} · {self.split} acc {self.accuracy:.3f}"
+                + (f" · F1 {self.macro_f1:.3f}" if self.macro_f1 is not None else ""))
+
+    def warning(self) -> str:
+        """The words when the model is guessing, else ''."""
+        if not self.near_chance:
+            return ""
+        return (f"This model scores {self.accuracy:.2f} on its {self.split} split, about chance ({self.chance:.2f} for "
+                f"{self.classes} classes): its answers are close to guesses. Train it longer, or pick another run.")
+
+
+def run_quality(store, run: dict) -> RunQuality:
+    """Dataset, held-out accuracy and macro-F1 of a run, and its chance level (1 / classes)."""
+    final = store.final_metrics(run["id"])
+    split = "test" if final.get("test_accuracy") is not None else "val" if final.get("val_accuracy") is not None else ""
+    classes = None
+    try:
+        meta = json.loads((Path(run["run_dir"]) / "classes.json").read_text())
+        classes = len(meta.get("class_names") or []) or None
+    except (OSError, ValueError, TypeError, AttributeError):
+        pass
+    return RunQuality(dataset_key(run), classes, final.get(f"{split}_accuracy") if split else None,
+                      final.get(f"{split}_macro_f1") if split else None, split, 1 / classes if classes else None)

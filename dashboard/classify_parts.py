@@ -12,6 +12,7 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
+from core.compare import CONFIDENCE_FLOOR
 from core.demo import DEMO_NAMES, demo_configs, demo_run
 from core.errors import SigscopeError
 from core.infer import (MAX_UPLOAD_BYTES, Prediction, Predictor, adapt_to_uploads, classify_bytes, display_name,
@@ -36,9 +37,9 @@ def classifiable_runs(store) -> list[dict]:
 
 @st.cache_resource(show_spinner="Loading the model…", max_entries=4)
 def _predictor(run_id: str, runs_dir: str, stamp: float) -> Predictor:
+    from core import paths
     from core.infer import load_run
     from core.store import Store
-    from core import paths
 
     return load_run(run_id, Store(paths.store_path(Path(runs_dir))))
 
@@ -194,6 +195,9 @@ def show_prediction(predictor: Predictor, item: Item, key: str) -> None:
                f"{pred.duration:.2f} s, combined by {'mean log-probability' if pred.aggregate == 'mean' else 'vote'}"
                + (f" · agrees with the file's label column on {100 * pred.window_accuracy:.1f}% of windows"
                   if pred.window_accuracy is not None else ""))
+    if pred.confidence < CONFIDENCE_FLOOR:
+        st.warning(f"Unsure: the top class has p={pred.confidence:.2f}, below {CONFIDENCE_FLOOR:g}; the model does not "
+                   "know well what this is — check the top classes below", icon=":material/help:")
     for warning in pred.warnings:
         st.warning(warning, icon=":material/warning:")
     for note in pred.notes:

@@ -1,6 +1,7 @@
 """Classify: drop a recording (or several) on a trained run; see what it predicts and where it looked."""
 import streamlit as st
 
+from core.compare import run_quality
 from core.infer import MAX_AUDIO_SECONDS, MAX_UPLOAD_BYTES, has_batchnorm
 from dashboard import classify_parts as parts
 from dashboard.engine import engine
@@ -19,10 +20,14 @@ if not runs:
     st.stop()
 
 by_id = {r["id"]: r for r in runs}
+quality = {i: run_quality(store, r) for i, r in by_id.items()}
 ids = list(by_id)
 default = next((i for i, r in by_id.items() if r["name"] == "demo-audio"), ids[0])
 run_id = st.selectbox("Model", ids, index=ids.index(default), key="classify.run",
-                      format_func=lambda i: run_label(by_id[i]))
+                      format_func=lambda i: f"{run_label(by_id[i])} · {quality[i].label()}",
+                      help="each run's data and its accuracy and macro-F1 on its own held-out split")
+if quality[run_id].warning():
+    st.warning(quality[run_id].warning(), icon=":material/casino:")
 try:
     predictor = parts.predictor_for(store, by_id[run_id])
 except Exception as e:  # noqa: BLE001 - a broken run folder is a message, not a crash

@@ -1,0 +1,60 @@
+"""Classify tells how good each model is: the picker shows every run's data, held-out accuracy
+and macro-F1, a model at chance level is flagged in words, and an unsure answer says so."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from streamlit.testing.v1 import AppTest
+
+from core.compare import RunQuality
+from core.config import DataConfig
+from core.store import Store
+from tests.test_infer_bad_input import CHANNELS, stored_untrained_run
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture
+def runs(tmp_path, monkeypatch):
+    from dashboard.engine import shutdown_engines
+
+    monkeypatch.setenv("SIGSCOPE_RUNS_DIR", str(tmp_path / "runs"))
+    store = Store()
+    made = {}
+    for name, accuracy, f1 in (("guessing", 0.34, 0.20), ("good", 0.95, 0.94)):
+        run_id = stored_untrained_run(name, "resnet1d", DataConfig(source="hapt"), (6, 128),
+                                      ["WALKING", "SITTING", "LAYING"], CHANNELS, 50.0, "imu",
+                                      {"base_channels": 8, "num_stages": 2})
+        with store.writer(run_id) as w:
+            w.metrics(30, 3, "test", {"accuracy": accuracy, "macro_f1": f1})
+        made[name] = run_id
+    yield made
+    shutdown_engines()
+
+
+def open_classify() -> AppTest:
+    at = AppTest.from_file(str(ROOT / "Home.py"), default_timeout=90)
+    at.run()
+    at.switch_page("pages/classify.py").run()
+    assert not at.exception, [e.message for e in at.exception]
+    return at
+
+
+def test_the_picker_shows_accuracy_and_a_chance_level_model_is_flagged(runs):
+    at = open_classify()
+    picker = at.selectbox(key="classify.run")
+    shown = " | ".join(picker.options)  # AppTest lists the options as the picker shows them
+    assert "hapt · test acc 0.950 · F1 0.940" in shown and "hapt · test acc 0.340 · F1 0.200" in shown, shown
+    picker.set_value(runs["guessing"]).run()
+    warnings = [w.value for w in at.warning]
+    assert any("about chance (0.33 for 3 classes)" in w for w in warnings), warnings
+    at.selectbox(key="classify.run").set_value(runs["good"]).run()
+    assert not any("about chance" in w.value for w in at.warning)
+
+
+def test_near_chance_is_judged_against_the_class_count():
+    assert RunQuality("fsdd", 10, 0.12, None, "test", 0.1).near_chance  # 10 classes: 0.12 is a guess
+    assert not RunQuality("fsdd", 10, 0.60, None, "test", 0.1).near_chance
+    assert RunQuality("hapt", 2, 0.53, None, "test", 0.5).near_chance
+    assert not RunQuality("hapt", 6, None, None, "", 1 / 6).near_chance  # not scored: no verdict

@@ -9,8 +9,9 @@ from pathlib import Path
 import pandas as pd
 import streamlit as st
 
-from core.compare import config_diff
+from core.compare import config_diff, dataset_key, run_quality
 from core.store import Store
+from core.train.metrics import DIRECTIONS
 from dashboard import figures
 from dashboard.series import downsample, ema, human_seconds
 
@@ -74,6 +75,27 @@ def _short(run: dict) -> str:
     return run.get("name") or run["id"]
 
 
+def default_selection(runs: list[dict]) -> list[str]:
+    """The newest completed run and the newest other completed run on the same data and class
+    set (runs on other data are not compared by default); the newest run when none completed."""
+    done = [r for r in runs if r["status"] == "completed"]
+    if not done:
+        return [runs[0]["id"]]
+    first = done[0]
+    same = [r for r in done[1:] if dataset_key(r) == dataset_key(first)]
+    return [first["id"]] + [r["id"] for r in same[:1]]
+
+
+def split_comparable(runs: list[dict]) -> tuple[list[dict], list[dict]]:
+    """(runs on the first run's data and class set, the others)."""
+    key = dataset_key(runs[0])
+    return [r for r in runs if dataset_key(r) == key], [r for r in runs if dataset_key(r) != key]
+
+
+def short_label(run: dict) -> str:
+    return f"{_short(run)} ({run['id'][-6:]})"
+
+
 def overlay_section(store: Store, runs: list[dict]) -> None:
     """The same metric of every selected run on one chart."""
     c1, c2 = st.columns([3, 1])
@@ -86,7 +108,7 @@ def overlay_section(store: Store, runs: list[dict]) -> None:
         rows = store.metric_series(run["id"], keys=[metric], split=split)
         xs = [r["step"] if split == "step" else (r["epoch"] or 0) + 1 for r in rows]
         ys = [r["value"] for r in rows]
-        label = f"{_short(run)} ({run['id'][-6:]})"
+        label = short_label(run)
         series[label] = downsample(xs, ys)
         smooth[label] = downsample(xs, ema(ys, smoothing))[1]
     st.plotly_chart(figures.curves(series, OVERLAY_METRICS[key], smoothing if split == "step" else 0.0,
@@ -96,22 +118,27 @@ def overlay_section(store: Store, runs: list[dict]) -> None:
 
 def final_metrics_section(store: Store, runs: list[dict]) -> None:
     """Final value of each headline metric, one column per run, best per row highlighted."""
-    data = {f"{_short(r)} ({r['id'][-6:]})": store.final_metrics(r["id"]) for r in runs}
+    data = {short_label(r): store.final_metrics(r["id"]) for r in runs}
+    guessing = {short_label(r) for r in runs if run_quality(store, r).near_chance}
     frame = pd.DataFrame({label: {k: finals.get(k) for k in COMPARE_METRICS} for label, finals in data.items()})
     frame = frame.dropna(how="all")
     if frame.empty:
         st.caption("The selected runs have no epoch metrics yet.")
         return
-    lower_better = [k for k in frame.index if k.endswith(("loss", "ece"))]
 
     def best(row):
+        # only a metric with a better direction is highlighted (mean confidence has none), and a
+        # chance-level model's calibration is no achievement: it is left out of the ECE rows
+        direction = DIRECTIONS.get(row.name.split("_", 1)[1])
         values = row.astype(float)
-        if values.isna().all() or len(values) < 2:
+        if row.name.endswith("ece"):
+            values = values.where(~values.index.isin(list(guessing)))
+        if direction is None or values.isna().all() or values.notna().sum() < 2:
             return [""] * len(row)
-        target = values.min() if row.name in lower_better else values.max()
+        target = values.min() if direction == "min" else values.max()
         return ["font-weight: bold; background-color: #e3f1e6" if v == target else "" for v in values]
 
-    st.markdown("**Final metrics** (best of each row in bold)")
+    st.markdown("**Final metrics** (the best of each metric that has a better direction in bold)")
     st.dataframe(frame.style.apply(best, axis=1).format("{:.4f}", na_rep="—"), width="stretch",
                  height=36 * (len(frame) + 1) + 3)  # every row visible, no inner scroll
 
@@ -120,7 +147,7 @@ def config_diff_section(runs: list[dict]) -> None:
     if len(runs) < 2:
         st.caption("Select two or more runs to see where their configs differ.")
         return
-    rows = config_diff({f"{_short(r)} ({r['id'][-6:]})": r["config"] for r in runs})
+    rows = config_diff({short_label(r): r["config"] for r in runs})
     st.markdown("**Config differences**")
     if not rows:
         st.caption("The selected runs have identical configs (apart from nothing).")

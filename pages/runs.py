@@ -1,6 +1,7 @@
 """Runs: every run in the store; filter, sort, compare, inspect, download, delete."""
 import streamlit as st
 
+from core.compare import dataset_key
 from dashboard import compare
 from dashboard.engine import engine
 from dashboard.parts import run_label
@@ -34,11 +35,17 @@ if "runs.compare" in st.session_state:
     st.session_state["runs.compare"] = [i for i in st.session_state["runs.compare"] if i in by_id]
 if st.session_state.get("runs.focus") not in by_id:
     st.session_state.pop("runs.focus", None)
-default = [r["id"] for r in runs if r["status"] == "completed"][:2] or [runs[0]["id"]]
+default = compare.default_selection(runs)
 selected = st.multiselect("Runs to compare", list(by_id), default=default, key="runs.compare",
                           format_func=lambda i: run_label(by_id[i]))
 if selected:
-    compare.overlay_section(store, [by_id[i] for i in selected])
+    chosen = [by_id[i] for i in selected]
+    comparable, others = compare.split_comparable(chosen)
+    if others:
+        st.info(f"{', '.join(compare.short_label(r) for r in others)}: other data than "
+                f"{dataset_key(comparable[0])}, so compared on final metrics only (curves over different class sets "
+                "do not compare).", icon=":material/info:")
+    compare.overlay_section(store, comparable)
     compare.final_metrics_section(store, [by_id[i] for i in selected])
     compare.config_diff_section([by_id[i] for i in selected])
 

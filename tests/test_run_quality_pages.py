@@ -1,5 +1,6 @@
-"""Classify tells how good each model is: the picker shows every run's data, held-out accuracy
-and macro-F1, a model at chance level is flagged in words, and an unsure answer says so."""
+"""Pages that say how good a run is: Classify's picker shows every run's data, held-out accuracy
+and macro-F1, and a model at chance level is flagged in words; Runs compares runs of the same
+data by default and says why others are compared on metrics only."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -58,3 +59,37 @@ def test_near_chance_is_judged_against_the_class_count():
     assert not RunQuality("fsdd", 10, 0.60, None, "test", 0.1).near_chance
     assert RunQuality("hapt", 2, 0.53, None, "test", 0.5).near_chance
     assert not RunQuality("hapt", 6, None, None, "", 1 / 6).near_chance  # not scored: no verdict
+
+
+def _completed(store, source: str, name: str, metrics: dict) -> str:
+    run_id = store.create_run({"model": {"name": "resnet1d", "hparams": {}}, "data": {"source": source}}, name=name,
+                              status="completed")
+    with store.writer(run_id) as w:
+        w.metrics(10, 2, "test", metrics)
+    return run_id
+
+
+def test_runs_compares_runs_of_the_same_data_by_default_and_notes_the_others(tmp_path, monkeypatch):
+    """FSDD (10 classes) was overlaid on HAPT (6) by default; now the default pair shares its data,
+    another dataset added by hand is compared on metrics only, with a note, and mean confidence
+    (no better direction) is never highlighted."""
+    from dashboard.compare import default_selection
+    from dashboard.engine import shutdown_engines
+
+    monkeypatch.setenv("SIGSCOPE_RUNS_DIR", str(tmp_path / "runs"))
+    store = Store()
+    older_hapt = _completed(store, "hapt", "hapt-a", {"accuracy": 0.90, "mean_confidence": 0.7})
+    fsdd = _completed(store, "fsdd", "fsdd-b", {"accuracy": 0.80, "mean_confidence": 0.9})
+    newest_hapt = _completed(store, "hapt", "hapt-c", {"accuracy": 0.93, "mean_confidence": 0.8})
+    assert default_selection(store.list_runs()) == [newest_hapt, older_hapt]
+    try:
+        at = AppTest.from_file(str(ROOT / "Home.py"), default_timeout=90)
+        at.run()
+        at.switch_page("pages/runs.py").run()
+        assert at.multiselect(key="runs.compare").value == [newest_hapt, older_hapt]
+        at.multiselect(key="runs.compare").set_value([newest_hapt, older_hapt, fsdd]).run()
+        assert not at.exception, [e.message for e in at.exception]
+        notes = [i.value for i in at.info]
+        assert any("fsdd-b" in n and "compared on final metrics only" in n for n in notes), notes
+    finally:
+        shutdown_engines()

@@ -155,12 +155,12 @@ def batch_table(items: list[Item]) -> pd.DataFrame:
         p = it.prediction
         if p is None:
             rows.append({"file": it.name, "label": None, "confidence": None, "margin": None, "entropy": None,
-                         "windows": None, "seconds": None, "second": None, "warning": None, "error": it.error})
+                         "windows": None, "duration_s": None, "runner_up": None, "warning": None, "error": it.error})
             continue
         second = p.top_k[1][0] if len(p.top_k) > 1 else None
         rows.append({"file": it.name, "label": p.label, "confidence": round(p.confidence, 4),
                      "margin": round(p.margin, 4), "entropy": round(p.entropy, 4), "windows": len(p.starts),
-                     "seconds": round(p.duration, 2), "second": second,
+                     "duration_s": round(p.duration, 2), "runner_up": second,
                      "warning": "; ".join(p.warnings) or None, "error": None})
     return pd.DataFrame(rows)
 

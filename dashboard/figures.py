@@ -215,8 +215,10 @@ def activation_stats_figure(last: dict[str, dict[str, float | None]]) -> go.Figu
                                                                                 size=10))
     if not layers:
         _empty(fig, "no activation probes yet")
-    fig.update_yaxes(autorange="reversed", tickfont=dict(size=10))
-    return _layout(fig, "Activations at the latest probe step", height=min(700, max(260, 16 * len(layers) + 90)),
+    # every layer labelled: a categorical axis with one tick per layer and 18 px a row (plotly
+    # thins crowded ticks to every other layer otherwise)
+    fig.update_yaxes(autorange="reversed", tickfont=dict(size=10), type="category", tickmode="array", tickvals=layers)
+    return _layout(fig, "Activations at the latest probe step", height=max(260, 18 * len(layers) + 90),
                    xaxis_title="value")
 
 
@@ -244,7 +246,9 @@ def confusion_figure(matrix: list[list[int]], class_names: list[str], normalize:
     fig = go.Figure(go.Heatmap(z=shown.tolist(), x=class_names, y=class_names, colorscale="Blues",
                                text=text, texttemplate="%{text}", showscale=False,
                                hovertemplate="true %{y}<br>predicted %{x}<br>%{z:.3g}<extra></extra>"))
-    fig.update_yaxes(autorange="reversed", title="true")
-    fig.update_xaxes(title="predicted", tickangle=-30)
+    # class names like "0".."9" would make a numeric axis whose ticks skip classes: categorical, every one
+    ticks = dict(type="category", tickmode="array", tickvals=list(class_names))
+    fig.update_yaxes(autorange="reversed", title="true", **ticks)
+    fig.update_xaxes(title="predicted", tickangle=-30, **ticks)
     size = max(320, 40 * len(class_names) + 160)
     return _layout(fig, title, height=size)

@@ -77,3 +77,13 @@ def test_figures_draw_empty_and_full_series():
     assert z[0][0] == 0.0 and math.isnan(z[0][1]) and z[1][1] == 1.0  # log10, zero shown as a gap
     cm = figures.confusion_figure([[3, 1], [0, 4]], ["a", "b"], normalize=True)
     assert cm.data[0].z[0] == pytest.approx([0.75, 0.25])
+
+
+def test_confusion_matrix_and_activations_label_every_class_and_layer():
+    digits = [str(d) for d in range(10)]  # numeric-looking names made a numeric axis that skipped ticks
+    fig = figures.confusion_figure(np.eye(10).tolist(), digits)
+    assert fig.layout.xaxis.type == "category" and list(fig.layout.xaxis.tickvals) == digits
+    assert list(fig.layout.yaxis.tickvals) == digits
+    layers = [f"blocks.{i}.conv" for i in range(30)]
+    act = figures.activation_stats_figure({name: {"act_mean": 0.1, "act_std": 0.2, "act_max": 1.0} for name in layers})
+    assert list(act.layout.yaxis.tickvals) == layers and act.layout.height >= 18 * 30

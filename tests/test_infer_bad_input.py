@@ -249,3 +249,13 @@ def test_explanations_are_bounded_by_the_window_limit_and_the_file_still_classif
     assert not bounded.saliency and np.isfinite(bounded.window_probs).all()
     assert bounded.label == explained.label
     assert any("over the 10 explained per file" in n and "SIGSCOPE_MAX_EXPLAINED_WINDOWS" in n for n in bounded.notes)
+
+
+def test_a_refusal_asks_for_what_the_run_classifies(audio, imu):
+    noise = np.random.default_rng(5).integers(0, 256, 3000, dtype=np.uint8).tobytes()
+    with pytest.raises(DataError) as on_audio:
+        classify_bytes(audio, noise, "clip.bin")
+    assert "WAV/FLAC/OGG/MP3 recording" in str(on_audio.value) and "IMU CSV" not in str(on_audio.value)
+    with pytest.raises(DataError) as on_imu:
+        classify_bytes(imu, noise, "walk.bin")
+    assert "give an IMU CSV" in str(on_imu.value)

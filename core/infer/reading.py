@@ -54,8 +54,13 @@ class Windows:
     notes: list[str] = field(default_factory=list)
 
 
-def detect_kind(path: Path) -> str:
-    """"audio" or "csv" from the file's content (never from its name)."""
+WANTED = {"audio": "give a WAV/FLAC/OGG/MP3 recording (this run classifies audio)",
+          "imu": "give an IMU CSV (this run classifies IMU streams)", None: "give a recording or an IMU CSV"}
+
+
+def detect_kind(path: Path, signal: str | None = None) -> str:
+    """"audio" or "csv" from the file's content (never from its name); `signal` (the run's:
+    "audio" or "imu") picks the words of a refusal."""
     size = path.stat().st_size if path.is_file() else -1
     if size < 0:
         raise DataError(f"{path}: no such file")
@@ -74,7 +79,7 @@ def detect_kind(path: Path) -> str:
     if looks_like_csv(head):  # UTF-8 (BOM or not) or UTF-16 text whose header holds a delimiter
         return "csv"
     raise DataError(f"{path}: is neither audio (WAV/FLAC/OGG/MP3) nor a text CSV (its content is not audio, and has "
-                    "no header row of column names separated by , ; tab or |); give a recording or an IMU CSV")
+                    f"no header row of column names separated by , ; tab or |); {WANTED.get(signal, WANTED[None])}")
 
 
 def _utf16_csv(head: bytes) -> bool:
@@ -105,7 +110,7 @@ def read_windows(model, path: Path, name: str, hop: float | None) -> Windows:
     hop_samples = model.stride if hop is None else int(round(float(hop) * model.sample_rate))
     if hop_samples < 1:
         raise ConfigError(f"hop={hop} s is less than one sample at {model.sample_rate:g} Hz")
-    kind = detect_kind(path)
+    kind = detect_kind(path, model.signal)
     claimed = next((ext for ext in AUDIO_EXTENSIONS if name.lower().endswith(ext)), None)
     if claimed and kind != "audio":
         raise DataError(f"{path}: is not audio despite its {claimed} name (its content is text, not "

@@ -195,11 +195,11 @@ def show_prediction(predictor: Predictor, item: Item, key: str) -> None:
                f"{pred.duration:.2f} s, combined by {'mean log-probability' if pred.aggregate == 'mean' else 'vote'}"
                + (f" · agrees with the file's label column on {100 * pred.window_accuracy:.1f}% of windows"
                   if pred.window_accuracy is not None else ""))
+    for warning in pred.warnings:  # what is wrong with the signal first, then how sure the model is
+        st.warning(warning, icon=":material/warning:")
     if pred.confidence < CONFIDENCE_FLOOR:
         st.warning(f"Unsure: the top class has p={pred.confidence:.2f}, below {CONFIDENCE_FLOOR:g}; the model does not "
                    "know well what this is — check the top classes below", icon=":material/help:")
-    for warning in pred.warnings:
-        st.warning(warning, icon=":material/warning:")
     for note in pred.notes:
         st.info(note, icon=":material/info:")
     if pred.signal_kind == "audio":

@@ -27,23 +27,14 @@ from core.data.paths import BUNDLED_DIR, ROOTS_ENV
 from core.errors import DataError
 from core.infer import load_run
 from core.limits import Limits
-from core.store import Store, process_identity
+from core.store import process_identity
 from tests.conftest import ROOT
+from tests.test_runs_as_processes import runs, store  # noqa: F401 (fixtures: a runs folder of the test's own)
 from tests.test_runs_as_processes import SMALL, argv, wait_until
 
 SECRET = "root:x:0:0:root:/root:/bin/bash"  # what /etc/passwd starts with: no error may quote it
 
 
-@pytest.fixture
-def runs(tmp_path, monkeypatch):
-    folder = tmp_path / "runs"
-    monkeypatch.setenv("SIGSCOPE_RUNS_DIR", str(folder))
-    return folder
-
-
-@pytest.fixture
-def store(runs):
-    return Store(runs / "sigscope.db")
 
 
 def cli_json(capsys, *args: str):

@@ -30,7 +30,7 @@ CHANNELS = ["acc_x", "acc_y", "acc_z", "gyro_x", "gyro_y", "gyro_z"]
 
 
 def stored_untrained_run(name: str, model: str, data_cfg: DataConfig, shape: tuple, classes: list, channels: list,
-                         rate: float, kind: str, hparams: dict) -> str:
+                         rate: float, kind: str, hparams: dict, seed: int = 0) -> str:
     """A stored run with an untrained model: bad input is refused before the weights matter."""
     store = Store()
     cfg = RunConfig(name=name, data=data_cfg, model=ModelConfig(name=model, hparams=hparams))
@@ -40,6 +40,7 @@ def stored_untrained_run(name: str, model: str, data_cfg: DataConfig, shape: tup
                                                  channel_names=channels, input_shape=shape, input_kind=kind,
                                                  sample_rate=rate))
     (folder / "checkpoints").mkdir(exist_ok=True)
+    torch.manual_seed(seed)  # the same untrained weights for the same seed
     atomic_torch_save({"model": create(model, shape, len(classes), **hparams).state_dict()},
                       folder / "checkpoints" / "best.pt")
     return run_id

@@ -9,7 +9,6 @@ import io
 import json
 import math
 from pathlib import Path
-from types import SimpleNamespace
 
 import numpy as np
 import pandas as pd
@@ -18,46 +17,20 @@ import soundfile as sf
 import torch
 
 from core.__main__ import main as cli
-from core.config import DataConfig, ModelConfig, RunConfig
+from core.config import DataConfig
 from core.data.audio import decode_audio
 from core.data.features import NonFiniteFeatures, featurize_audio
 from core.errors import DataError
 from core.infer import Ensemble, classify_bytes, classify_file, load_run
 from core.infer.predict import run_windows
-from core.models import create
-from core.store import Store
-from core.train.checkpoints import atomic_torch_save, write_run_files
+from tests.test_infer import one_thread  # noqa: F401 (an autouse fixture: tiny models, one thread)
+from tests.test_infer_bad_input import stored_untrained_run
 
 ROOT = Path(__file__).resolve().parents[1]
 GOOD_WAV = ROOT / "data" / "fsdd" / "recordings" / "3_george_0.wav"
 CHANNELS = ["acc_x", "acc_y", "acc_z", "gyro_x", "gyro_y", "gyro_z"]
 RATE = 8000
 AUDIO_CFG = DataConfig(source="fsdd", features="stack4", n_mels=32, hop_length=128)
-
-
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
-def stored_untrained_run(name: str, model: str, data_cfg: DataConfig, shape: tuple, classes: list, channels: list,
-                         rate: float, kind: str, hparams: dict, seed: int = 0) -> str:
-    """A stored run with an untrained model: what is checked here does not depend on training."""
-    store = Store()
-    cfg = RunConfig(name=name, data=data_cfg, model=ModelConfig(name=model, hparams=hparams))
-    run_id = store.create_run(cfg.to_dict(), name=name, status="completed")
-    folder = Path(store.get_run(run_id)["run_dir"])
-    write_run_files(folder, cfg, SimpleNamespace(normalization={"kind": "none"}, class_names=classes,
-                                                 channel_names=channels, input_shape=shape, input_kind=kind,
-                                                 sample_rate=rate))
-    (folder / "checkpoints").mkdir(exist_ok=True)
-    torch.manual_seed(seed)
-    atomic_torch_save({"model": create(model, shape, len(classes), **hparams).state_dict()},
-                      folder / "checkpoints" / "best.pt")
-    return run_id
 
 
 @pytest.fixture(scope="module")

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from core.errors import ConfigError
+from core.errors import ConfigError, SigscopeError
 
 MISSING = "—"  # a setting that does not apply to a run (another model's hyperparameter, ...)
 
@@ -135,11 +135,11 @@ def run_quality(store, run: dict) -> RunQuality:
     """Dataset, held-out accuracy and macro-F1 of a run, and its chance level (1 / classes)."""
     final = store.final_metrics(run["id"])
     split = "test" if final.get("test_accuracy") is not None else "val" if final.get("val_accuracy") is not None else ""
-    classes = None
+    from core.train.checkpoints import read_run_meta
+
     try:
-        meta = json.loads((Path(run["run_dir"]) / "classes.json").read_text())
-        classes = len(meta.get("class_names") or []) or None
-    except (OSError, ValueError, TypeError, AttributeError):
-        pass
+        classes = len(read_run_meta(Path(run["run_dir"]))["class_names"]) or None
+    except (SigscopeError, TypeError, KeyError):  # no or a damaged classes.json: no chance level to judge by
+        classes = None
     return RunQuality(dataset_key(run), classes, final.get(f"{split}_accuracy") if split else None,
                       final.get(f"{split}_macro_f1") if split else None, split, 1 / classes if classes else None)

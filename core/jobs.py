@@ -398,19 +398,20 @@ class JobManager:
 
     def _watch(self) -> None:
         """Every few seconds: runs whose process died unseen (adopted from a restarted server,
-        killed CLI runs) become `interrupted`, and this manager's runs with a cancel asked for
-        through the store (`python -m core runs cancel`, another machine) are cancelled."""
+        killed CLI runs) become `interrupted`, and this manager's queued runs with a cancel asked
+        for through the store (`python -m core runs cancel`, another machine) are cancelled (a
+        running one sees the request itself: run_job's CancelOnRequest)."""
         while True:
             time.sleep(WATCH_SECONDS)
             with self._lock:
                 if self._closed:
                     return
                 mine = set(self._running)
-                open_jobs = [run_id for run_id, job in self._jobs.items() if not job.done.is_set()]
+                queued = [job.run_id for job in self._pending]
             try:
                 if self._watch_dead:
                     self.store.mark_interrupted(skip=mine)
-                for run_id in self.store.cancel_requested(open_jobs):
+                for run_id in self.store.cancel_requested(queued):
                     self.cancel(run_id)
             except Exception:  # noqa: BLE001 - a busy database is tried again next time
                 pass

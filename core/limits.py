@@ -19,7 +19,6 @@ import os
 from dataclasses import dataclass, fields
 
 from core.config import param
-from core.errors import ConfigError
 
 ENV_PREFIX = "SIGSCOPE_"
 
@@ -62,17 +61,9 @@ class Limits:
 
 
 def _parse(name: str, text: str):
-    from core.spec import _number, _Refused  # the spec's own number parsing and range check
-
+    """An environment value checked by its Param like any other value (type, finite, range)."""
     p = next(f.metadata["param"] for f in fields(Limits) if f.name == name)
-    try:
-        value = _number(text.strip(), p.type)
-    except (_Refused, ValueError) as e:
-        raise ConfigError(f"{ENV_PREFIX}{name.upper()}={text!r}: {e}") from None
-    if (p.low is not None and value < p.low) or (p.high is not None and value > p.high):
-        raise ConfigError(f"{ENV_PREFIX}{name.upper()}={text!r}: must be within [{p.low:g}, {p.high:g}]"
-                          + (f" {p.unit}" if p.unit else ""))
-    return value
+    return p.coerce(text.strip(), ENV_PREFIX + name.upper())
 
 
 def limits() -> Limits:

@@ -174,6 +174,10 @@ _RUN_FIELDS = ("name", "status", "config", "started_at", "finished_at", "error",
                "step", "total_steps", "device", "owner_pid", "owner_host", "owner_started", "run_dir", "summary",
                "threads", "processes", "log_path", "priority", "held", "study", "trial", "sweep",
                "cancel_requested")
+# the tables a run dump carries, and their columns (row ids and run_id left out)
+_DUMPED = {"metrics": ("step", "epoch", "split", "key", "value"), "probes": ("step", "layer", "key", "value"),
+           "histograms": ("step", "layer", "kind", "edges", "counts"), "events": ("time", "level", "message"),
+           "reports": ("step", "epoch", "split", "key", "value")}
 _SWEEP_FIELDS = ("status", "owner_pid", "owner_host", "owner_started", "workers", "log_path", "message")
 SWEEP_STATUSES = ("running", "stopping", "stopped", "finished", "failed")
 
@@ -428,6 +432,49 @@ class Store:
             if folder.is_dir() and folder.parent == self.runs_dir:
                 shutil.rmtree(folder, ignore_errors=True)
         return True
+
+    def dump_run(self, run_id: str) -> dict:
+        """Everything the store holds of one finished run as plain JSON-ready data: its row
+        (without the process that owned it or its folder) and its series, events and reports
+        (without row ids). `restore_run` puts it back, in this store or another one."""
+        run = self.get_run(run_id)
+        if run is None:
+            raise KeyError(f"no run {run_id!r} in {self.path}")
+        row = {k: run[k] for k in ("name", "status", "config", "created_at", "started_at", "finished_at", "error",
+                                   "epoch", "total_epochs", "step", "total_steps", "device", "summary")}
+        db = self.connect()
+        tables = {t: [list(r) for r in db.execute(f"SELECT {', '.join(cols)} FROM {t} WHERE run_id = ? ORDER BY id",
+                                                  (run_id,))]
+                  for t, cols in _DUMPED.items()}
+        return {"format": 1, "run": row, "tables": tables}
+
+    def restore_run(self, dump: dict, run_id: str | None = None) -> str:
+        """Insert a `dump_run` result as a new run (a fresh id unless given; its folder is made
+        empty, for the caller to fill) in one transaction; returns the id."""
+        if not isinstance(dump, dict) or dump.get("format") != 1 or not isinstance(dump.get("run"), dict):
+            raise ValueError("not a Sigscope run dump (format 1)")
+        row, tables = dump["run"], dump.get("tables") or {}
+        run_id = run_id or new_run_id()
+        folder = paths.run_dir(run_id, self.runs_dir)
+        fields = {k: row.get(k) for k in ("name", "status", "created_at", "started_at", "finished_at", "error",
+                                           "epoch", "total_epochs", "step", "total_steps", "device")}
+        fields.update(config=json.dumps(row.get("config") or {}), summary=_json_value(row.get("summary") or {}),
+                      run_dir=str(folder), status=_check_status(fields["status"] or "completed"),
+                      name=fields["name"] or "", created_at=fields["created_at"] or time.time(),
+                      epoch=fields["epoch"] or 0, step=fields["step"] or 0)
+        db = self.connect()
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            db.execute(f"INSERT INTO runs(id, {', '.join(fields)}) VALUES (?{', ?' * len(fields)})",
+                       (run_id, *fields.values()))
+            for table, cols in _DUMPED.items():
+                db.executemany(f"INSERT INTO {table}(run_id, {', '.join(cols)}) VALUES (?{', ?' * len(cols)})",
+                               [(run_id, *r) for r in tables.get(table, [])])
+            db.execute("COMMIT")
+        except BaseException:
+            db.execute("ROLLBACK")
+            raise
+        return run_id
 
     def truncate_run(self, run_id: str, after_step: int) -> None:
         """Drop series points after `after_step` (a resumed run replays those steps)."""

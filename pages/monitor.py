@@ -29,13 +29,23 @@ if chosen not in by_id:
     running = [r["id"] for r in runs if r["status"] == "running"]
     chosen = running[0] if running else runs[0]["id"]
 ids = list(by_id)
-if st.session_state.get("monitor.run") not in by_id:
-    st.session_state.pop("monitor.run", None)
+# The picker's labels carry each run's status. Streamlit's selectbox keeps showing the label it
+# drew first even when format_func gives a new one and the value is set again (streamlit PR
+# 13788), so when the chosen run's label changed since it was drawn (running -> completed) the
+# picker is drawn afresh under a new key; the selection itself lives in "selected_run".
+drawn = st.session_state.get("monitor.drawn")  # (run id, label) the picker showed last
+if drawn and drawn[0] == chosen and drawn[1] != run_label(by_id[chosen]):
+    st.session_state["monitor.picker"] = st.session_state.get("monitor.picker", 0) + 1
+generation = st.session_state.get("monitor.picker", 0)
+picker_key = "monitor.run" if not generation else f"monitor.run.{generation}"
+if st.session_state.get(picker_key) not in by_id:
+    st.session_state.pop(picker_key, None)
 
 c1, c2, c3 = st.columns([4, 2, 1])
-run_id = c1.selectbox("Run", ids, index=ids.index(chosen), key="monitor.run",
+run_id = c1.selectbox("Run", ids, index=ids.index(chosen), key=picker_key,
                       format_func=lambda i: run_label(by_id[i]))
 st.session_state["selected_run"] = run_id
+st.session_state["monitor.drawn"] = (run_id, run_label(by_id[run_id]))
 st.query_params["run"] = run_id  # like the tab: a reload or a shared link shows this run
 smoothing = c2.slider("Smoothing", 0.0, 0.99, 0.6, 0.01, key="monitor.smoothing",
                       help="exponential moving average of per-step curves (0 = raw)")

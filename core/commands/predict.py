@@ -5,8 +5,8 @@
     python -m core predict --run RUN_A --run RUN_B --run RUN_C clip.wav   # an ensemble of the three
 
 --run takes a run id or a run name (the newest completed run of that name, e.g. the demo
-models `demo-audio` / `demo-imu` from `python -m core demo-models`). Several --run make an
-ensemble: the mean of their probabilities (runs of the same classes, signal and window;
+models `demo-audio` / `demo-imu`, installed from their committed weights on first use).
+Several --run make an ensemble: the mean of their probabilities (runs of the same classes, signal and window;
 their features and models may differ), with each member's own answer under `members`.
 
 --adapt-bn first re-estimates the model's BatchNorm statistics on every window of the given
@@ -57,6 +57,12 @@ def resolve_run(store, ref: str) -> str:
     named = [r for r in store.list_runs("completed") if r["name"] == ref]
     if named:
         return named[0]["id"]
+    from core.demo import DEMO_NAMES, install_bundled
+
+    if ref in DEMO_NAMES:  # a demo model is there on first use: its committed weights, installed
+        installed = install_bundled(store, ref)
+        if installed:
+            return installed
     raise ConfigError(f"--run {ref!r}: no run with that id or name in {store.path}; see `python -m core runs list`"
                       + (" (or make the demo models with `python -m core demo-models`)" if ref.startswith("demo") else ""))
 

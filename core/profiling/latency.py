@@ -31,25 +31,37 @@ def _sync(device: str) -> None:
         torch.cuda.synchronize()
 
 
-def machine_flops_per_s(device: str = "cpu") -> float:
-    """Measured fp32 matmul FLOP/s of this machine (cached in-process per device)."""
-    key = str(torch.device(device))
+def machine_flops_per_s(device: str = "cpu", threads: int | None = None) -> float:
+    """Measured fp32 matmul FLOP/s of this machine (cached in-process per device), with
+    torch's current thread count or, on CPU, `threads` of them for the measurement."""
+    cpu_threads = threads if threads and torch.device(device).type == "cpu" else None
+    key = str(torch.device(device)) + (f":{cpu_threads}t" if cpu_threads else "")
     if key not in _MACHINE_FLOPS:
-        n = 4096 if torch.device(device).type == "cuda" else 1024
-        a = torch.randn(n, n, device=device)
-        b = torch.randn(n, n, device=device)
-        for _ in range(2):
-            a @ b
-        _sync(device)
-        times = []
-        for _ in range(5):
-            start = time.perf_counter()
-            a @ b
-            _sync(device)
-            times.append(time.perf_counter() - start)
-        # the fastest run is the least disturbed by other processes sharing the machine
-        _MACHINE_FLOPS[key] = 2 * n ** 3 / min(times)
+        previous = torch.get_num_threads()
+        if cpu_threads:
+            torch.set_num_threads(cpu_threads)
+        try:
+            _MACHINE_FLOPS[key] = _matmul_flops_per_s(device)
+        finally:
+            torch.set_num_threads(previous)
     return _MACHINE_FLOPS[key]
+
+
+def _matmul_flops_per_s(device: str) -> float:
+    n = 4096 if torch.device(device).type == "cuda" else 1024
+    a = torch.randn(n, n, device=device)
+    b = torch.randn(n, n, device=device)
+    for _ in range(2):
+        a @ b
+    _sync(device)
+    times = []
+    for _ in range(5):
+        start = time.perf_counter()
+        a @ b
+        _sync(device)
+        times.append(time.perf_counter() - start)
+    # the fastest run is the least disturbed by other processes sharing the machine
+    return 2 * n ** 3 / min(times)
 
 
 def estimate_latency_ms(flops: int, device: str = "cpu", efficiency: float = EFFICIENCY,

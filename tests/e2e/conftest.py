@@ -12,6 +12,7 @@ import subprocess
 import sys
 import time
 import urllib.request
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -28,10 +29,10 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-@pytest.fixture(scope="session")
-def server(tmp_path_factory):
-    """Start `streamlit run Home.py` on a free localhost port with its own runs folder."""
-    runs = tmp_path_factory.mktemp("e2e-runs")
+@contextmanager
+def running_server(runs: Path):
+    """`streamlit run Home.py` on a free localhost port with `runs` as its runs folder;
+    yields {"url", "runs", "proc"} once /_stcore/health answers, stops it afterwards."""
     port = _free_port()
     env = dict(os.environ, SIGSCOPE_RUNS_DIR=str(runs), SIGSCOPE_CACHE_DIR=str(runs / "cache"))
     log = open(runs / "server.log", "w")
@@ -53,13 +54,22 @@ def server(tmp_path_factory):
     else:
         proc.kill()
         pytest.fail("dashboard did not answer /_stcore/health within 60 s")
-    yield {"url": url, "runs": runs, "proc": proc}
-    proc.terminate()
     try:
-        proc.wait(10)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-    log.close()
+        yield {"url": url, "runs": runs, "proc": proc}
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+        log.close()
+
+
+@pytest.fixture(scope="session")
+def server(tmp_path_factory):
+    """One Sigscope server for the session, with its own runs folder."""
+    with running_server(tmp_path_factory.mktemp("e2e-runs")) as srv:
+        yield srv
 
 
 @pytest.fixture(scope="session")

@@ -1,7 +1,7 @@
 """The demo models: one audio and one IMU classifier trained on the data bundled in the
 repository, so a fresh install can classify before the user trains anything.
 
-Their weights are committed, small (about 350 KB together), in `data/demo-models/`, made
+Their weights are committed, small (under 1 MB together, with their history), in `data/demo-models/`, made
 by `python -m core demo-models --train --write-bundle` from the configs below; nothing is
 downloaded. The first time a store needs a demo (Classify's first load, `demo-models`,
 `predict --run demo-audio`) the bundled run is installed into it in milliseconds: an
@@ -32,7 +32,7 @@ WRITE_COMMAND = "python -m core demo-models --train --write-bundle"
 
 def demo_configs() -> dict[str, RunConfig]:
     """The two demo runs' configs (deterministic: same seed, same bundled data)."""
-    probes = ProbeConfig(every_n_steps=25, histogram_every_n_steps=100)
+    probes = ProbeConfig()  # cadence scaled to the run's length (about 50 points, 20 histograms)
     audio = RunConfig(
         name="demo-audio",
         data=DataConfig(source="fsdd", split="fixed", features="stack4", sample_rate=8000, clip_seconds=1.0,
@@ -65,10 +65,10 @@ def demo_run(store, name: str, statuses: tuple[str, ...] = ("completed",)) -> di
 
 
 # ---- the committed bundle ------------------------------------------------------------------
-def bundle_manifest(name: str, bundle_dir: Path = BUNDLE_DIR) -> dict | None:
+def bundle_manifest(name: str, bundle_dir: Path | None = None) -> dict | None:
     """The bundled demo's demo.json (stated test accuracy, when and how it was made), or None
     when the bundle is absent, incomplete or made from another config than today's."""
-    folder = bundle_dir / name
+    folder = (bundle_dir or BUNDLE_DIR) / name
     needed = [folder / f for f in (*RUN_FILES, "model.pt", "run.json.gz", "demo.json")]
     if not all(f.is_file() for f in needed):
         return None
@@ -82,12 +82,12 @@ def bundle_manifest(name: str, bundle_dir: Path = BUNDLE_DIR) -> dict | None:
     return manifest
 
 
-def install_bundled(store, name: str, bundle_dir: Path = BUNDLE_DIR) -> str | None:
+def install_bundled(store, name: str, bundle_dir: Path | None = None) -> str | None:
     """Install the bundled demo `name` into `store` as a completed run; its id, or None when
     there is no usable bundle. Milliseconds: files are copied, rows inserted in one go."""
     if bundle_manifest(name, bundle_dir) is None:
         return None
-    folder = bundle_dir / name
+    folder = (bundle_dir or BUNDLE_DIR) / name
     dump = json.loads(gzip.decompress((folder / "run.json.gz").read_bytes()))
     run_id = store.restore_run(dump)
     target = Path(store.get_run(run_id)["run_dir"])
@@ -119,7 +119,7 @@ def ensure_bundled(store, names: tuple[str, ...] = DEMO_NAMES) -> dict[str, str]
     return installed
 
 
-def write_bundle(store, name: str, run_id: str, bundle_dir: Path = BUNDLE_DIR) -> Path:
+def write_bundle(store, name: str, run_id: str, bundle_dir: Path | None = None) -> Path:
     """Write completed run `run_id` as the bundled demo `name`: its files, its best weights
     without optimizer state, its store rows, and demo.json with the test scores it states."""
     import datetime
@@ -132,14 +132,14 @@ def write_bundle(store, name: str, run_id: str, bundle_dir: Path = BUNDLE_DIR) -
     if run is None or run["status"] != "completed":
         raise ValueError(f"run {run_id} is not a completed run")
     source = Path(run["run_dir"])
-    folder = bundle_dir / name
+    folder = (bundle_dir or BUNDLE_DIR) / name
     folder.mkdir(parents=True, exist_ok=True)
     for f in RUN_FILES:
         shutil.copyfile(source / f, folder / f)
     state = read_checkpoint(source / "checkpoints" / "best.pt")
     torch.save({k: state[k] for k in ("format", "model", "model_name", "epoch", "global_step") if k in state},
                folder / "model.pt")
-    dump = store.dump_run(run_id)
+    dump = _rounded(store.dump_run(run_id))
     (folder / "run.json.gz").write_bytes(gzip.compress(json.dumps(dump).encode(), mtime=0))
     finals = store.final_metrics(run_id)
     manifest = {"name": name, "run_id": run_id, "made_by": WRITE_COMMAND,
@@ -148,3 +148,16 @@ def write_bundle(store, name: str, run_id: str, bundle_dir: Path = BUNDLE_DIR) -
                 "test_accuracy": finals.get("test_accuracy"), "test_macro_f1": finals.get("test_macro_f1")}
     (folder / "demo.json").write_text(json.dumps(manifest, indent=2) + "\n")
     return folder
+
+
+def _rounded(dump: dict) -> dict:
+    """The dump with probe values and histogram edges at 4 significant digits (what the
+    charts can show), which halves the committed file."""
+    def r(v):
+        return float(f"{v:.4g}") if isinstance(v, float) else v
+
+    tables = dump["tables"]
+    tables["probes"] = [[*row[:-1], r(row[-1])] for row in tables["probes"]]
+    tables["histograms"] = [[*row[:3], json.dumps([r(v) for v in json.loads(row[3])]),
+                             json.dumps([r(v) for v in json.loads(row[4])])] for row in tables["histograms"]]
+    return dump

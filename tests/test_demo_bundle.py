@@ -150,3 +150,31 @@ def test_classify_beside_own_runs_offers_the_demos_in_one_click(store):
     assert {r["name"] for r in store.list_runs("completed")} == {"mine"}  # nothing added unasked
     at.button(key="classify.demo.install").click().run()
     assert {r["name"] for r in store.list_runs("completed")} == {"mine", *DEMO_NAMES}
+
+
+def test_without_a_bundle_classify_offers_training_and_says_how_long(store, monkeypatch, tmp_path):
+    """No usable committed weights (e.g. the demo config changed): the buttons train the demos
+    and each says how long that takes, from the profiler's estimate."""
+    import core.demo
+
+    monkeypatch.setattr(core.demo, "BUNDLE_DIR", tmp_path / "no-bundle")
+    at = AppTest.from_file(str(ROOT / "Home.py"), default_timeout=90)
+    at.run()
+    at.switch_page("pages/classify.py").run()
+    assert not at.exception
+    assert {b.label for b in at.button} >= {"Train demo-audio", "Train demo-imu"}
+    said = " ".join(c.value for c in at.caption)
+    assert said.count("on one CPU core (estimated from its FLOPs") == 2, said
+    assert store.list_runs() == []
+
+
+def test_probe_cadence_is_said_in_words():
+    from dashboard.estimates import probe_cadence
+
+    cfg = demo_configs()["demo-imu"]
+    cfg.train.probes.every_n_steps, cfg.train.probes.histogram_every_n_steps = 25, 100
+    assert probe_cadence(cfg, 13).startswith("probes every 25 steps (about 4 points), histograms every 100 steps")
+    cfg.train.probes.every_n_steps = cfg.train.probes.histogram_every_n_steps = None
+    text = probe_cadence(cfg, 13)  # 104 steps: scaled to about 50 and 20 points
+    assert text == ("probes every 2 steps (about 52 points), histograms every 5 steps (about 20), "
+                    "scaled to the run's length"), text

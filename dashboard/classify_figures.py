@@ -1,17 +1,22 @@
 """Plotly figures for the Classify page. They take plain arrays from `core.infer`.
 
 Signals are downsampled to a min/max envelope before drawing, so a 10-minute recording is
-a few thousand points in the browser, not millions.
+a few thousand points in the browser, not millions; they are SVG lines, not WebGL, because a
+WebGL context per chart cost about 0.5 s of each redraw in a Chromium without a GPU.
 """
 from __future__ import annotations
 
 import numpy as np
 import plotly.graph_objects as go
-from plotly.colors import qualitative
+from plotly.colors import qualitative, sequential
 from plotly.subplots import make_subplots
 
 PALETTE = qualitative.Plotly + qualitative.D3 + qualitative.Set3
 OVERLAY_COLOR = "#d62728"
+CHANNEL_COLOR = "#3a4f66"
+# Magma with black for its first stop: Streamlit's plotly theme swaps the colours #000001-#000009
+# for its own palette, so Magma's "#000004" drew the quietest bins (silence) pink.
+MAGMA = [[i / (len(sequential.Magma) - 1), "#000000" if c == "#000004" else c] for i, c in enumerate(sequential.Magma)]
 
 
 def class_colors(class_names: list[str]) -> dict[str, str]:
@@ -64,7 +69,7 @@ def signal_with_classes(signal: np.ndarray, sample_rate: float, channel_names: l
     names = channel_names if signal.ndim == 2 else ["waveform"]
     for c in range(channels.shape[1]):
         t, v = envelope(times, channels[:, c])
-        fig.add_trace(go.Scattergl(x=t, y=v, mode="lines", name=names[c] if c < len(names) else f"ch{c}",
+        fig.add_trace(go.Scatter(x=t, y=v, mode="lines", name=names[c] if c < len(names) else f"ch{c}",
                                    line=dict(width=1), opacity=0.85, legendgroup="signal"),
                       row=1, col=1, secondary_y=False)
     if overlay is not None and len(overlay["times"]):
@@ -83,13 +88,66 @@ def signal_with_classes(signal: np.ndarray, sample_rate: float, channel_names: l
     return fig
 
 
+MAX_PANELS = 9  # channels drawn as panels at once; a page offers a picker beyond this
+PANEL_PX = 64  # height of one channel's panel
+
+
+def _panel_label(fig: go.Figure, row: int, text: str, color: str = "#444") -> None:
+    """A panel's name at its right edge, outside the plot: readable at any panel count, never
+    over the trace, unlike a rotated axis title squeezed into a 64 px row or a long legend."""
+    axis = "y" if row == 1 else f"y{row}"
+    fig.add_annotation(text=text, xref="paper", x=1.005, xanchor="left", yref=f"{axis} domain", y=0.5,
+                       yanchor="middle", showarrow=False, align="left", font=dict(size=11, color=color))
+
+
+def channel_panels(signal: np.ndarray, sample_rate: float, channel_names: list[str], track,
+                   class_names: list[str], overlay: dict | None = None, shown: list[int] | None = None
+                   ) -> go.Figure:
+    """IMU channels (T, C) as one small panel each over shared seconds, the explanation
+    (overlay: {"name", "times", "values"}) as its own panel below them and the predicted class
+    as a colour band at the bottom; `shown` picks the channels (at most MAX_PANELS are drawn)."""
+    shown = list(range(signal.shape[1]))[:MAX_PANELS] if shown is None else list(shown)[:MAX_PANELS]
+    has_overlay = overlay is not None and len(overlay["times"]) > 0
+    rows = len(shown) + int(has_overlay) + 1
+    heights = [1.0] * (rows - 1) + [0.45]
+    fig = make_subplots(rows=rows, cols=1, shared_xaxes=True, row_heights=heights, vertical_spacing=0.012)
+    times = np.arange(len(signal)) / sample_rate
+    for row, c in enumerate(shown, start=1):
+        name = channel_names[c] if c < len(channel_names) else f"ch{c}"
+        t, v = envelope(times, signal[:, c], max_points=2000)
+        # one neutral colour for every channel: the class colours of the band must not read as channels
+        fig.add_trace(go.Scatter(x=t, y=v, mode="lines", name=name, line=dict(width=1, color=CHANNEL_COLOR),
+                                 showlegend=False, hovertemplate=f"{name}: %{{y:.3g}} at %{{x:.2f}} s<extra></extra>"),
+                      row=row, col=1)
+        _panel_label(fig, row, name, CHANNEL_COLOR)
+    if has_overlay:
+        row = len(shown) + 1
+        fig.add_trace(go.Scatter(x=overlay["times"], y=np.asarray(overlay["values"], dtype=float), mode="lines",
+                                 name=overlay["name"], line=dict(color=OVERLAY_COLOR, width=2), fill="tozeroy",
+                                 fillcolor="rgba(214,39,40,0.15)", showlegend=False,
+                                 hovertemplate=f"{overlay['name']}: %{{y:.2f}} at %{{x:.2f}} s<extra></extra>"),
+                      row=row, col=1)
+        fig.update_yaxes(rangemode="tozero", row=row, col=1)
+        _panel_label(fig, row, overlay["name"].replace(" ", "<br>", 1), OVERLAY_COLOR)
+    _band(fig, rows, track, class_names)
+    _panel_label(fig, rows, "predicted")
+    fig.update_yaxes(nticks=3, tickfont=dict(size=9), zeroline=False)
+    fig.update_yaxes(showticklabels=False, ticks="", row=rows, col=1)
+    fig.update_xaxes(title_text="seconds", row=rows, col=1)
+    fig.update_layout(height=70 + PANEL_PX * (rows - 1) + 30 + 40, margin=dict(l=10, r=90, t=30, b=10),
+                      legend=dict(orientation="h", traceorder="normal", y=1.0, yanchor="bottom", x=0,
+                                  font=dict(size=11),
+                                  title=dict(text="predicted class:", side="left", font=dict(size=11))))
+    return fig
+
+
 def spectrogram_with_classes(logmel: np.ndarray, frame_seconds: float, track, class_names: list[str],
                              max_frames: int = 3000) -> go.Figure:
     """Log-mel spectrogram (n_mels, frames) over seconds with the predicted-class band below."""
     step = max(1, int(np.ceil(logmel.shape[1] / max_frames)))
     shown = logmel[:, ::step]
     fig = make_subplots(rows=2, cols=1, shared_xaxes=True, row_heights=[0.82, 0.18], vertical_spacing=0.03)
-    fig.add_trace(go.Heatmap(z=shown, x=np.arange(shown.shape[1]) * step * frame_seconds, colorscale="Magma",
+    fig.add_trace(go.Heatmap(z=shown, x=np.arange(shown.shape[1]) * step * frame_seconds, colorscale=MAGMA,
                              colorbar=dict(title="ln power", len=0.8, y=0.6),
                              hovertemplate="%{x:.2f} s, mel %{y}: %{z:.1f}<extra></extra>"), row=1, col=1)
     fig.update_yaxes(title_text="mel bin", row=1, col=1)

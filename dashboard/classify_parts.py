@@ -1,7 +1,8 @@
-"""Page parts for Classify: model choice (with the demo models trained on first use),
-classification of uploads cached per session, the detail view of one prediction and the
-batch table. Classification runs in the script run (it takes well under a second per
-clip); only demo training goes to the JobManager, watched through the store."""
+"""Page parts for Classify: model choice (with the demo models installed from their
+committed weights on first use), the batch of uploads, their classification cached by
+content, the detail view of one prediction and the batch table. Classification runs in the
+script run (it takes well under a second per clip); only demo training goes to the
+JobManager, watched through the store."""
 from __future__ import annotations
 
 import dataclasses
@@ -13,15 +14,15 @@ import pandas as pd
 import streamlit as st
 
 from core.compare import CONFIDENCE_FLOOR
-from core.demo import DEMO_NAMES, demo_configs, demo_run
+from core.demo import DEMO_NAMES, bundle_manifest, demo_configs, demo_run, ensure_bundled
 from core.errors import SigscopeError
 from core.infer import (MAX_UPLOAD_BYTES, Prediction, Predictor, adapt_to_uploads, classify_bytes, display_name,
                         error_line)
 from dashboard import classify_figures as cf
+from dashboard.estimates import training_time
 
-CACHE_KEY = "classify.results"
 ADAPT_KEY = "classify.adapted"
-MAX_CACHED = 24
+MAX_CACHED = 32  # classifications kept per server (each holds its upload's bytes and signal)
 
 
 # ---- models ------------------------------------------------------------------------------
@@ -33,6 +34,22 @@ def has_checkpoint(run: dict) -> bool:
 def classifiable_runs(store) -> list[dict]:
     """Completed runs with a checkpoint, newest first (demo models included)."""
     return [r for r in store.list_runs("completed") if has_checkpoint(r)]
+
+
+def quality_of(store, run: dict):
+    """run_quality, cached per finished run: the picker labels every run on each rerun, and
+    reading each run's metrics and classes again cost ~15 ms a run (a second at 60 runs)."""
+    return _quality(str(store.runs_dir), run["id"], run.get("finished_at"), run["status"])
+
+
+@st.cache_data(max_entries=512, ttl=120, show_spinner=False)
+def _quality(runs_dir: str, run_id: str, finished_at, status: str):
+    from core import paths
+    from core.compare import run_quality
+    from core.store import Store
+
+    store = Store(paths.store_path(Path(runs_dir)))
+    return run_quality(store, store.get_run(run_id))
 
 
 @st.cache_resource(show_spinner="Loading the model…", max_entries=4)
@@ -53,22 +70,42 @@ def predictor_for(store, run: dict) -> Predictor:
 
 
 def demo_panel(eng) -> None:
-    """The demo models: ready, training (with progress), or a button that trains them."""
+    """The demo models. On a store with nothing to classify yet they are installed from the
+    committed weights at once (milliseconds); beside a user's own runs they are one click
+    away. Without usable bundled weights: training (with progress), or a button that trains
+    them, saying how long that takes."""
     store = eng.store
     missing = [n for n in DEMO_NAMES if demo_run(store, n) is None]
+    if missing and not classifiable_runs(store):
+        installed = ensure_bundled(store, tuple(missing))
+        if installed:
+            st.toast(f"Installed the bundled demo models ({', '.join(installed)}): ready to classify.",
+                     icon=":material/bolt:")
+        missing = [n for n in missing if n not in installed]
     if not missing:
         return
+    bundled = [n for n in missing if bundle_manifest(n) is not None]
+    if bundled:
+        if st.button(f"Add the demo models ({', '.join(bundled)})", key="classify.demo.install",
+                     icon=":material/bolt:", help="install their committed weights as completed runs (instant)"):
+            ensure_bundled(store, tuple(bundled))
+            st.rerun()
+        missing = [n for n in missing if n not in bundled]
+        if not missing:
+            return
     active = {n: demo_run(store, n, ("queued", "running")) for n in missing}
     with st.container(border=True):
         st.markdown("**Demo models** — one audio (spoken digits, FSDD) and one IMU (activities, HAPT) "
-                    "classifier, trained here on the data bundled with Sigscope; no weights are downloaded. "
-                    "They are ordinary runs (also made by `python -m core demo-models`).")
+                    "classifier, trained here on the data bundled with Sigscope (their committed weights are "
+                    "missing or were made from another config); no weights are downloaded. "
+                    "They are ordinary runs (also made by `python -m core demo-models --train`).")
         cols = st.columns(len(missing))
         for col, name in zip(cols, missing):
             cfg = demo_configs()[name]
             with col:
                 if active[name] is None:
-                    what = f"{cfg.model.name} on {cfg.data.source}, {cfg.train.epochs} epochs"
+                    what = (f"{cfg.model.name} on {cfg.data.source}, {cfg.train.epochs} epochs, "
+                            f"{training_time(cfg.to_json())}")
                     if st.button(f"Train {name}", key=f"classify.demo.{name}", help=what, icon=":material/bolt:"):
                         eng.submit(cfg)
                         st.rerun()
@@ -92,6 +129,90 @@ def _demo_progress(run_ids: list[str]) -> None:
         st.rerun()  # done: redraw the page with the new model in the picker
 
 
+# ---- the batch -----------------------------------------------------------------------------
+@dataclasses.dataclass(frozen=True)
+class Upload:
+    """One file of the batch, read once: `data` is empty when its size was refused unread;
+    `name` is as listed (numbered when the batch had it), `uploaded_as` as the user named it."""
+
+    name: str
+    size: int
+    data: bytes
+    digest: str
+    uploaded_as: str = ""
+
+
+def read_upload(name: str, size: int, handle) -> Upload:
+    """An uploaded (or recorded) file's bytes and digest; over the limit, refused before reading."""
+    if size > MAX_UPLOAD_BYTES:
+        return Upload(name, size, b"", f"too-big-{size}", name)
+    data = handle.getvalue()
+    return Upload(name, size, data, hashlib.sha1(data).hexdigest(), name)
+
+
+def merge_batch(batch: list[Upload], new: list[Upload], add: bool) -> list[Upload]:
+    """The batch after an upload: the new files replace it unless `add`; the same file (name and
+    content) is listed once, and a name reused for other content gets a number (both are kept)."""
+    merged: list[Upload] = list(batch) if add else []
+    for up in new:
+        if any((u.uploaded_as or u.name, u.digest) == (up.uploaded_as or up.name, up.digest) for u in merged):
+            continue
+        names = {u.name for u in merged}
+        if up.name in names:
+            stem, dot, ext = up.name.rpartition(".") if "." in up.name else (up.name, "", "")
+            n = 2
+            while f"{stem} ({n}){dot}{ext}" in names:
+                n += 1
+            up = dataclasses.replace(up, name=f"{stem} ({n}){dot}{ext}")
+        merged.append(up)
+    return merged
+
+
+def batch_inputs(predictor: Predictor, limit: str) -> list[Upload]:
+    """The upload and microphone inputs and the batch they fill (kept in this session per input
+    kind). A drop or a new recording replaces the batch unless "Add to the batch" is on; the
+    uploader is emptied after each drop (a fresh key), so it never lists files the batch dropped."""
+    audio = predictor.signal == "audio"
+    batch_key, gen_key = f"classify.batch.{predictor.signal}", f"classify.upload_gen.{predictor.signal}"
+    batch: list[Upload] = st.session_state.setdefault(batch_key, [])
+    left, right = st.columns([3, 1], vertical_alignment="center")
+    add = left.toggle("Add to the batch", key="classify.add",
+                      help="off: a new upload or recording replaces the files being classified; on: it joins them "
+                           "(the same file is never listed twice)")
+    if batch and right.button("Clear the batch", key="classify.clear", icon=":material/delete:"):
+        st.session_state[batch_key] = []
+        st.session_state[gen_key] = st.session_state.get(gen_key, 0) + 1
+        st.rerun()
+    kinds = ["wav", "flac", "ogg", "mp3"] if audio else ["csv", "gz", "tsv", "txt"]
+    upload_tab, mic_tab = st.tabs(["Upload files", "Record from the microphone"])
+    with upload_tab:
+        files = st.file_uploader(
+            ("WAV/FLAC/OGG/MP3 recordings" if audio else f"IMU CSV with columns {', '.join(predictor.channel_names)}")
+            + f" — several files give a batch table; {limit}", type=kinds, accept_multiple_files=True,
+            max_upload_size=MAX_UPLOAD_BYTES // 2**20,
+            key=f"classify.files.{predictor.signal}.{st.session_state.get(gen_key, 0)}")
+    with mic_tab:
+        recorded = None
+        if audio:
+            recorded = st.audio_input("Record a clip", sample_rate=int(predictor.sample_rate), key="classify.mic")
+        else:
+            st.caption("The microphone records audio; this run classifies IMU CSVs.")
+    new = [read_upload(f.name, f.size, f) for f in files or []]
+    if recorded is not None and st.session_state.get("classify.mic.seen") != recorded.file_id:
+        st.session_state["classify.mic.seen"] = recorded.file_id
+        new.append(read_upload("microphone.wav", recorded.size, recorded))
+    if new:
+        batch = st.session_state[batch_key] = merge_batch(batch, new, add)
+    if files:  # empty the uploader: what it held is in the batch now
+        st.session_state[gen_key] = st.session_state.get(gen_key, 0) + 1
+        st.rerun()
+    if batch:
+        st.caption(f"Classifying {len(batch)} file{'s' if len(batch) > 1 else ''}: "
+                   + ", ".join(u.name for u in batch[:8]) + (" …" if len(batch) > 8 else "")
+                   + (" · a new upload joins them" if add else " · a new upload replaces them"))
+    return batch
+
+
 # ---- classifying -------------------------------------------------------------------------
 @dataclasses.dataclass
 class Item:
@@ -104,27 +225,41 @@ class Item:
 
 
 def classify_cached(predictor: Predictor, data: bytes, name: str, hop: float, aggregate: str, top_k: int,
-                    variant: str = "") -> Item:
-    """classify_bytes, cached in this session per (run, content, settings); `variant` names a
-    changed model (adapted_cached's digest), so its answers are cached apart."""
+                    variant: str = "", digest: str | None = None) -> Item:
+    """classify_bytes, cached per server by (run, checkpoint, content digest, settings), so a
+    rerun, another file picked or a second tab never classifies the same thing again;
+    `variant` names a changed model (adapted_cached's digest), so its answers are cached apart."""
     label = display_name(name)
     if len(data) > MAX_UPLOAD_BYTES:
         return Item(label, b"", error=f"{label}: {len(data) / 2**20:.1f} MiB is over the "
                                       f"{MAX_UPLOAD_BYTES // 2**20} MiB upload limit")
-    key = (predictor.run_id, str(predictor.checkpoint), variant, hashlib.sha1(data).hexdigest(), label,
-           round(hop, 4), aggregate, top_k)
-    cache: dict = st.session_state.setdefault(CACHE_KEY, {})
-    if key not in cache:
-        try:
-            cache[key] = Item(label, data, prediction=classify_bytes(predictor, data, label, top_k=top_k, hop=hop,
-                                                                     aggregate=aggregate))
-        except SigscopeError as e:
-            cache[key] = Item(label, data, error=error_line(e))
-        except Exception as e:  # noqa: BLE001 - a broken upload must never take the page down
-            cache[key] = Item(label, data, error=f"{label}: could not be classified ({error_line(e)})")
-        while len(cache) > MAX_CACHED:
-            cache.pop(next(iter(cache)))
-    return cache[key]
+    key = (predictor.run_id, str(predictor.checkpoint), predictor.epoch, variant,
+           digest or hashlib.sha1(data).hexdigest(), label, round(hop, 4), aggregate, top_k)
+    return _classified(key, predictor, data)
+
+
+@st.cache_resource(max_entries=MAX_CACHED, show_spinner=False)
+def _classified(key: tuple, _predictor: Predictor, _data: bytes) -> Item:
+    """One classification; the key alone says what it is (the model and bytes are not hashed).
+    Items are shared between sessions and never changed after this."""
+    label, hop, aggregate, top_k = key[5:]
+    try:
+        return Item(label, _data, prediction=classify_bytes(_predictor, _data, label, top_k=top_k, hop=hop,
+                                                            aggregate=aggregate))
+    except SigscopeError as e:
+        return Item(label, _data, error=error_line(e))
+    except Exception as e:  # noqa: BLE001 - a broken upload must never take the page down
+        return Item(label, _data, error=f"{label}: could not be classified ({error_line(e)})")
+
+
+def classify_upload(predictor: Predictor, upload: Upload, hop: float, aggregate: str, top_k: int,
+                    variant: str = "") -> Item:
+    """One batch file's Item: refused for its size unread, else classify_cached."""
+    if upload.size > MAX_UPLOAD_BYTES:
+        label = display_name(upload.name)
+        return Item(label, b"", error=f"{label}: {upload.size / 2**20:.1f} MiB is over the "
+                                      f"{MAX_UPLOAD_BYTES // 2**20} MiB upload limit")
+    return classify_cached(predictor, upload.data, upload.name, hop, aggregate, top_k, variant, upload.digest)
 
 
 def adapted_cached(predictor: Predictor, uploads: list[tuple[bytes, str]], hop: float
@@ -183,6 +318,18 @@ def _overlay(pred: Prediction) -> dict | None:
     return None
 
 
+@st.fragment
+def detail_section(predictor: Predictor, items: list[Item]) -> None:
+    """The file picker and one file's detail: a fragment, so picking another file, channel,
+    layer or head redraws this part alone, not the batch above it."""
+    index = 0
+    if len(items) > 1:
+        index = st.selectbox("Show file", range(len(items)), format_func=lambda i: items[i].name,
+                             key="classify.show")
+    st.subheader(items[index].name)
+    show_prediction(predictor, items[index], key=f"classify.detail.{index}")
+
+
 def show_prediction(predictor: Predictor, item: Item, key: str) -> None:
     """Metrics, playback, signal + spectrogram with the class band, top-k, attention/saliency."""
     pred = item.prediction
@@ -207,9 +354,21 @@ def show_prediction(predictor: Predictor, item: Item, key: str) -> None:
     track = pred.class_track()
     left, right = st.columns([3, 1])
     with left:
-        st.plotly_chart(cf.signal_with_classes(pred.signal, pred.sample_rate, pred.channel_names, track,
-                                               pred.class_names, _overlay(pred)),
-                        width="stretch", key=f"{key}.signal")
+        if pred.signal.ndim == 2:  # IMU: one small panel per channel, the explanation as its own panel
+            shown = None
+            if pred.signal.shape[1] > cf.MAX_PANELS:
+                names = list(pred.channel_names)
+                shown = st.multiselect("Channels shown", range(len(names)), default=list(range(6)),
+                                       format_func=lambda c: names[c], max_selections=cf.MAX_PANELS,
+                                       key=f"{key}.channels",
+                                       help=f"{len(names)} channels; up to {cf.MAX_PANELS} are drawn at once")
+            st.plotly_chart(cf.channel_panels(pred.signal, pred.sample_rate, pred.channel_names, track,
+                                              pred.class_names, _overlay(pred), shown),
+                            width="stretch", key=f"{key}.signal")
+        else:
+            st.plotly_chart(cf.signal_with_classes(pred.signal, pred.sample_rate, pred.channel_names, track,
+                                                   pred.class_names, _overlay(pred)),
+                            width="stretch", key=f"{key}.signal")
         if pred.signal_kind == "audio":
             cfg = dataclasses.replace(predictor.config.data, features="logmel")
             from core.data.features import featurize_audio

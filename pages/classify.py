@@ -1,7 +1,6 @@
 """Classify: drop a recording (or several) on a trained run; see what it predicts and where it looked."""
 import streamlit as st
 
-from core.compare import run_quality
 from core.infer import MAX_AUDIO_SECONDS, MAX_UPLOAD_BYTES, has_batchnorm
 from dashboard import classify_parts as parts
 from dashboard.engine import engine
@@ -20,7 +19,7 @@ if not runs:
     st.stop()
 
 by_id = {r["id"]: r for r in runs}
-quality = {i: run_quality(store, r) for i, r in by_id.items()}
+quality = {i: parts.quality_of(store, r) for i, r in by_id.items()}
 ids = list(by_id)
 default = next((i for i, r in by_id.items() if r["name"] == "demo-audio"), ids[0])
 run_id = st.selectbox("Model", ids, index=ids.index(default), key="classify.run",
@@ -49,23 +48,7 @@ top_k = c3.slider("Top classes shown", 1, max(1, min(10, len(predictor.class_nam
 
 limit = (f"up to {MAX_UPLOAD_BYTES // 2**20} MiB per file"
          + (f" and {MAX_AUDIO_SECONDS / 60:g} min of audio" if audio else ""))
-kinds = ["wav", "flac", "ogg", "mp3"] if audio else ["csv", "gz", "tsv", "txt"]
-upload_tab, mic_tab = st.tabs(["Upload files", "Record from the microphone"])
-with upload_tab:
-    files = st.file_uploader(
-        ("WAV/FLAC/OGG/MP3 recordings" if audio else f"IMU CSV with columns {', '.join(predictor.channel_names)}")
-        + f" — several files give a batch table; {limit}", type=kinds, accept_multiple_files=True,
-        max_upload_size=MAX_UPLOAD_BYTES // 2**20, key=f"classify.files.{predictor.signal}")
-with mic_tab:
-    recorded = None
-    if audio:
-        recorded = st.audio_input("Record a clip", sample_rate=int(predictor.sample_rate), key="classify.mic")
-    else:
-        st.caption("The microphone records audio; this run classifies IMU CSVs.")
-
-uploads = [(f.name, f.size, f) for f in files or []]
-if recorded is not None:
-    uploads.append(("microphone.wav", recorded.size, recorded))
+uploads = parts.batch_inputs(predictor, limit)
 if not uploads:
     st.info(f"Upload {'a recording' if audio else 'an IMU CSV'} to classify it ({limit}). "
             + ("Try one from data/fsdd/recordings." if audio else "Try data/hapt (one subject's rows)."))
@@ -80,7 +63,7 @@ if len(uploads) > 1 and has_batchnorm(predictor.model):
                       "took accuracy from 0.84 to 0.94."):
         with st.spinner("Adapting the model to these recordings…"):
             adapted, variant, line = parts.adapted_cached(
-                predictor, [(h.getvalue(), n) for n, size, h in uploads if size <= MAX_UPLOAD_BYTES], float(hop))
+                predictor, [(u.data, u.name) for u in uploads if u.size <= MAX_UPLOAD_BYTES], float(hop))
         if adapted is None:
             st.error(f"Could not adapt: {line}", icon=":material/error:")
             variant = ""
@@ -88,15 +71,8 @@ if len(uploads) > 1 and has_batchnorm(predictor.model):
             predictor = adapted
             st.caption(f":material/tune: {line}")
 
-items = []
 with st.spinner("Classifying…"):
-    for name, size, handle in uploads:
-        if size > MAX_UPLOAD_BYTES:  # refused before reading it
-            items.append(parts.Item(name, b"", error=f"{name}: {size / 2**20:.1f} MiB is over the "
-                                                     f"{MAX_UPLOAD_BYTES // 2**20} MiB upload limit"))
-            continue
-        items.append(parts.classify_cached(predictor, handle.getvalue(), name, float(hop), aggregate, int(top_k),
-                                           variant))
+    items = [parts.classify_upload(predictor, u, float(hop), aggregate, int(top_k), variant) for u in uploads]
 
 for it in items:
     if it.error:
@@ -108,10 +84,5 @@ if len(items) > 1:
     st.dataframe(table, hide_index=True, width="stretch", key="classify.batch")
     st.download_button("Download predictions (CSV)", table.to_csv(index=False).encode(), "predictions.csv",
                        "text/csv", key="classify.csv", icon=":material/download:")
-if not ok:
-    st.stop()
-index = 0
-if len(ok) > 1:
-    index = st.selectbox("Show file", range(len(ok)), format_func=lambda i: ok[i].name, key="classify.show")
-st.subheader(ok[index].name)
-parts.show_prediction(predictor, ok[index], key=f"classify.detail.{index}")
+if ok:
+    parts.detail_section(predictor, ok)

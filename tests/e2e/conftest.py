@@ -6,7 +6,6 @@ Playwright cannot download browsers here, so it drives /usr/bin/chromium (instal
 from __future__ import annotations
 
 import os
-import shutil
 import socket
 import subprocess
 import sys
@@ -70,6 +69,17 @@ def server(tmp_path_factory):
     """One Sigscope server for the session, with its own runs folder."""
     with running_server(tmp_path_factory.mktemp("e2e-runs")) as srv:
         yield srv
+
+
+def demo_models(server, *names: str) -> str:
+    """The named demo models in the server's runs folder, the way a user makes them
+    (`python -m core demo-models`: the committed weights, installed in milliseconds; idempotent)."""
+    env = dict(os.environ, SIGSCOPE_RUNS_DIR=str(server["runs"]), SIGSCOPE_CACHE_DIR=str(server["runs"] / "cache"))
+    only = [arg for name in names for arg in ("--only", name)]
+    done = subprocess.run([sys.executable, "-m", "core", "demo-models", *only, "--json"], cwd=ROOT, env=env,
+                          capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-2000:]
+    return done.stdout
 
 
 @pytest.fixture(scope="session")

@@ -3,14 +3,11 @@ the prediction, the class band over time and the attention heat map; bad files i
 batch each get a message and the page keeps working."""
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
-from tests.e2e.conftest import ROOT, assert_not_blank, wait_for_app
+from tests.e2e.conftest import ROOT, assert_not_blank, demo_models, wait_for_app
 
 pytestmark = pytest.mark.e2e
 RECORDING = ROOT / "data" / "fsdd" / "recordings" / "3_george_0.wav"
@@ -18,12 +15,7 @@ RECORDING = ROOT / "data" / "fsdd" / "recordings" / "3_george_0.wav"
 
 @pytest.fixture(scope="module")
 def demo_audio(server):
-    """The demo audio model, made by the CLI into the server's runs folder (~30 s on one thread)."""
-    env = dict(os.environ, SIGSCOPE_RUNS_DIR=str(server["runs"]), SIGSCOPE_CACHE_DIR=str(server["runs"] / "cache"))
-    done = subprocess.run([sys.executable, "-m", "core", "demo-models", "--only", "demo-audio", "--json"], cwd=ROOT,
-                          env=env, capture_output=True, text=True, timeout=600)
-    assert done.returncode == 0, done.stderr[-2000:]
-    return done.stdout
+    return demo_models(server, "demo-audio")
 
 
 def _upload(page, *paths: Path) -> None:

@@ -1,5 +1,11 @@
-"""Build -> Train: the run config a sized model is handed over as (no Streamlit here)."""
+"""Build's parts without Streamlit: the run config a sized model is handed over as, and the
+measured latency that runs in the background."""
 from __future__ import annotations
+
+import json
+import threading
+from collections import OrderedDict
+from concurrent.futures import Future, ThreadPoolExecutor
 
 from core import presets, spec
 from core.errors import SigscopeError
@@ -38,3 +44,44 @@ def handoff_config(model: str, hparams: dict, knobs: dict, setup: DataSetup | No
     if changed:
         note += " " + "; ".join(changed) + "."
     return {"config": config, "note": note}
+
+
+class BackgroundLatency:
+    """Measured latency runs real forward passes for seconds, so it runs in one worker thread
+    and a rerun never waits for it; each choice is measured once and kept (the newest
+    `kept`). Shared by every session (one machine, one measurement at a time)."""
+
+    def __init__(self, kept: int = 64) -> None:
+        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sigscope-latency")
+        self._jobs: OrderedDict[str, Future] = OrderedDict()
+        self._lock = threading.Lock()
+        self._kept = kept
+
+    @staticmethod
+    def _key(args: dict) -> str:
+        return json.dumps(args, sort_keys=True, default=str)
+
+    def request(self, args: dict) -> None:
+        """Queue a measurement for these core.profile.profile_model arguments (once per choice)."""
+        key = self._key(args)
+        with self._lock:
+            if key in self._jobs:
+                self._jobs.move_to_end(key)
+                return
+            self._jobs[key] = self._pool.submit(_measure, dict(args))
+            while len(self._jobs) > self._kept:
+                self._jobs.popitem(last=False)
+
+    def result(self, args: dict) -> dict | None:
+        """The latency dict (estimated and measured ms) once measured, else None; a failed
+        measurement raises its error."""
+        with self._lock:
+            job = self._jobs.get(self._key(args))
+        if job is None or not job.done():
+            return None
+        return job.result()
+
+
+def _measure(args: dict) -> dict:
+    from core.profile import profile_model
+    return profile_model(measure_latency=True, **args).to_dict()["latency_ms"]

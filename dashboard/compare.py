@@ -150,7 +150,7 @@ def config_diff_section(runs: list[dict]) -> None:
     rows = config_diff({short_label(r): r["config"] for r in runs})
     st.markdown("**Config differences**")
     if not rows:
-        st.caption("The selected runs have identical configs (apart from nothing).")
+        st.caption("The selected runs have identical configs (defaults filled in).")
         return
     st.dataframe(pd.DataFrame(rows), hide_index=True, width="stretch")
 

@@ -63,20 +63,26 @@ def layer_flops_bar(layers: list[dict], top: int = 12) -> go.Figure:
     return fig
 
 
-def block_diagram(tree: list[tuple[str, str, int]]) -> str:
-    """Graphviz DOT for the model's top-level blocks: (name, type, params) rows in order."""
-    lines = ['digraph G {', 'rankdir=LR; node [shape=box, style="rounded,filled", fillcolor="#eef3fa", fontsize=11];',
-             'input [label="input", shape=ellipse, fillcolor="#ffffff"];']
-    previous = "input"
-    for i, (name, kind, params) in enumerate(tree):
-        node = f"n{i}"
-        lines.append(f'{node} [label="{name}\\n{kind}\\n{human_count(params)} params"];')
-        lines.append(f"{previous} -> {node};")
-        previous = node
-    lines.append('output [label="logits", shape=ellipse, fillcolor="#ffffff"];')
-    lines.append(f"{previous} -> output;")
-    lines.append("}")
-    return "\n".join(lines)
+BLOCK_FLOW_CSS = """<style>
+.sig-flow {display: flex; flex-wrap: wrap; align-items: center; gap: 6px; font-size: 0.8rem;}
+.sig-flow .node {border: 1px solid #9db4d3; background: #eef3fa; border-radius: 8px; padding: 4px 10px;
+  text-align: center; line-height: 1.25; color: #1f2d3d;}
+.sig-flow .end {background: #fff; border-radius: 999px;}
+.sig-flow .arrow {color: #6b7f99;}
+</style>"""
+
+
+def block_flow(tree: list[tuple[str, str, int]]) -> str:
+    """The model's top-level blocks, (name, type, params) rows in order, as a left-to-right
+    chain in plain HTML: the chain is linear, so it needs no graph layout, and the browser
+    draws it at once (a Graphviz chart is laid out in the page on every change)."""
+    from html import escape
+
+    nodes = ['<span class="node end">input</span>']
+    nodes += [f'<span class="node"><b>{escape(name)}</b><br>{escape(kind)}<br>{human_count(params)} params</span>'
+              for name, kind, params in tree]
+    nodes.append('<span class="node end">logits</span>')
+    return BLOCK_FLOW_CSS + '<div class="sig-flow">' + '<span class="arrow">→</span>'.join(nodes) + "</div>"
 
 
 def layer_table(layers: list[dict]):

@@ -200,17 +200,20 @@ class RunForm:
         cols = st.columns(columns)
         done: set[str] = set()
         slot = 0
+        entries = self._entries(prefix, exclude)
         while True:
-            entry = next((e for e in self._entries(prefix, exclude) if e.key not in done
-                          and e.param.advanced == advanced), None)
+            entry = next((e for e in entries if e.key not in done and e.param.advanced == advanced), None)
             if entry is None:
                 return
             done.add(entry.key)
             if not entry.active or entry.key in self.hidden:
                 continue
+            before = copy.deepcopy(self.working)
             with cols[slot % columns]:
                 drawn[entry.key] = self._draw(entry)
             slot += 1
+            if self.working != before:  # the value drawn may change what applies next: walk the spec again
+                entries = self._entries(prefix, exclude)
 
     def _draw(self, entry: Entry) -> Any:
         key = widget_key(self.prefix, entry.key, entry.scope)
@@ -358,6 +361,37 @@ def lr_curve_cached(config_json: str, steps_per_epoch: int) -> list[float]:
     return lr_curve(RunConfig.from_json(config_json), steps_per_epoch)
 
 
+def presets_stamp() -> tuple:
+    """The preset files with their sizes and modification times: the key the cached preset
+    lists are read under, so a preset saved or edited (here or by the CLI) shows at once."""
+    from core.presets import SHIPPED_DIR, saved_dir
+
+    folders = [SHIPPED_DIR, saved_dir()]
+    out = []
+    for path in sorted(p for folder in folders if folder.is_dir() for p in folder.glob("*.json")):
+        try:
+            stat = path.stat()
+        except OSError:  # removed since the listing: the next stamp leaves it out
+            continue
+        out.append((str(path), stat.st_mtime_ns, stat.st_size))
+    return tuple(out)
+
+
+@st.cache_data(show_spinner=False, max_entries=4)
+def presets_cached(stamp: tuple) -> tuple[list, dict[str, str]]:
+    """(core.presets.list_presets(), core.presets.problems()) for these files: validating every
+    preset walks the spec hundreds of times, too slow for each rerun."""
+    from core.presets import list_presets, problems
+    return list_presets(), problems()
+
+
+@st.cache_data(show_spinner=False, max_entries=16)
+def data_setups_cached(input_kind: str, stamp: tuple) -> list:
+    """core.presets.data_setups for one input kind, read again when a preset file changes."""
+    from core.presets import data_setups
+    return data_setups(input_kind)
+
+
 def most_processes() -> int:
     """How many processes one run may have on this machine (one per GPU, else per core)."""
     from core.launch import max_processes
@@ -386,9 +420,8 @@ def _apply_preset(prefix: str) -> None:
 def preset_section(prefix: str):
     """"Start from a preset": the picker; choosing one fills the whole form (still editable).
     Returns the chosen preset, or None."""
-    from core.presets import list_presets, problems
-
-    presets = {p.name: p for p in list_presets()}
+    listed, broken = presets_cached(presets_stamp())
+    presets = {p.name: p for p in listed}
     if st.session_state.get(f"{prefix}.preset") not in (None, NO_PRESET, *presets):
         del st.session_state[f"{prefix}.preset"]
     name = st.selectbox("Start from a preset", [NO_PRESET, *presets], key=f"{prefix}.preset",
@@ -398,7 +431,6 @@ def preset_section(prefix: str):
                         help="configs known to train well on each dataset, and the ones you saved "
                              "(`python -m core presets`); choosing one fills every field below, which you can then "
                              "change")
-    broken = problems()
     if broken:
         st.caption("Saved presets left out (they no longer validate): "
                    + "; ".join(f"{n}: {why}" for n, why in broken.items()))

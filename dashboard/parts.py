@@ -49,6 +49,35 @@ def profile_cached(name: str, hparams: dict, input_shape: tuple, num_classes: in
     return report
 
 
+@st.cache_resource
+def warm_up():
+    """Import, in the background while a person reads Home, what the first profile on Build,
+    the first learning-rate curve on Train and the first styled table on Runs import (torch's
+    compiler stack, pulled in by the first optimizer, and pandas' Styler: seconds on a small
+    machine). Once per server, after Home has painted (an import holds the interpreter)."""
+    import threading
+    import time
+
+    def imports() -> None:
+        time.sleep(2.0)
+        import pandas.io.formats.style  # noqa: F401
+        import torch._dynamo  # noqa: F401
+        import core.models.describe  # noqa: F401
+        import core.profile  # noqa: F401
+        import core.train  # noqa: F401
+
+    thread = threading.Thread(target=imports, name="sigscope-warm-up", daemon=True)
+    thread.start()
+    return thread
+
+
+@st.cache_resource
+def latency_jobs():
+    """The one background latency measurer of this server (dashboard.build_parts)."""
+    from dashboard.build_parts import BackgroundLatency
+    return BackgroundLatency()
+
+
 # ---- runs: labels, status, progress, the queue ----------------------------------------------
 def run_label(run: dict) -> str:
     """'quick start · 20250101-120000-3fa9c2 · running' for pickers and tables."""

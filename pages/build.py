@@ -6,10 +6,9 @@ import streamlit as st
 from core import spec
 from core.errors import ConfigError
 from core.models import registry
-from core.presets import data_setups
 from dashboard import figures, forms
 from dashboard.build_parts import handoff_config
-from dashboard.parts import input_shape_widgets, profile_cached
+from dashboard.parts import input_shape_widgets, latency_jobs, profile_cached
 from dashboard.router import require_router
 from dashboard.widgets import hparam_form
 
@@ -27,9 +26,44 @@ st.caption(f"{model.description}  ·  input: **{model.input_kind}**"
            + ("  ·  exposes attention" if model.has_attention else ""))
 
 
+def latency_view(latency: dict) -> None:
+    st.plotly_chart(figures.latency_bar(latency), width="stretch", key="build.latency")
+    if latency.get("measured") and latency.get("estimated"):
+        st.caption(f"Measured / estimated = {latency['measured'] / latency['estimated']:.2f} "
+                   f"(the estimate assumes {latency.get('efficiency', 0):.0%} of this machine's "
+                   f"{figures.human_count(latency.get('machine_flops_per_s', 0))}FLOP/s)")
+
+
+def measured_latency(args: dict, estimate: dict) -> None:
+    """The measurement when it is done; until then the estimate, and this part alone checks
+    back every second (the rest of the page stays as it is)."""
+    try:
+        latency = latency_jobs().result(args)
+    except Exception as e:  # noqa: BLE001 - a failed measurement is shown, the estimate stays
+        st.warning(f"Measuring latency failed: {e}")
+        latency_view(estimate)
+        return
+    if latency is not None:
+        latency_view(latency)
+        return
+
+    @st.fragment(run_every=1.0)
+    def waiting() -> None:
+        try:
+            finished = latency_jobs().result(args) is not None
+        except Exception:  # noqa: BLE001 - failed: the rerun below says so
+            finished = True
+        if finished:
+            st.rerun()  # the whole page, once: it draws the measurement and stops checking
+        latency_view(estimate)
+        st.caption("Measuring latency on this machine in the background…")
+
+    waiting()
+
+
 @st.fragment
 def build_view() -> None:
-    setups = {s.label: s for s in data_setups(model.input_kind)}
+    setups = {s.label: s for s in forms.data_setups_cached(model.input_kind, forms.presets_stamp())}
     c1, c2 = st.columns([3, 2])
     label = c1.selectbox("Sized for", [*setups, CUSTOM], key=f"build.setup.{name}",
                          help="the input shape and class count come from this data; Train this model takes it along")
@@ -86,13 +120,13 @@ def build_view() -> None:
     st.plotly_chart(figures.memory_bar(memory), width="stretch")
 
     measure = st.toggle("Measure latency on this machine", key="build.measure",
-                        help="runs real forward passes at this batch size (a few seconds), next to the estimate")
-    latency = profile_cached(measure_latency=True, **args)["latency_ms"] if measure else report["latency_ms"]
-    st.plotly_chart(figures.latency_bar(latency), width="stretch")
-    if latency.get("measured") and latency.get("estimated"):
-        st.caption(f"Measured / estimated = {latency['measured'] / latency['estimated']:.2f} "
-                   f"(the estimate assumes {latency.get('efficiency', 0):.0%} of this machine's "
-                   f"{figures.human_count(latency.get('machine_flops_per_s', 0))}FLOP/s)")
+                        help="runs real forward passes at this batch size (a few seconds, in the background), "
+                             "next to the estimate")
+    if measure:
+        latency_jobs().request(args)
+        measured_latency(args, report["latency_ms"])
+    else:
+        latency_view(report["latency_ms"])
     st.subheader("Layers")
     left, right = st.columns([3, 2])
     with left:
@@ -102,7 +136,7 @@ def build_view() -> None:
     with right:
         st.plotly_chart(figures.layer_flops_bar(report["layers"]), width="stretch")
     st.subheader("Block structure")
-    st.graphviz_chart(figures.block_diagram(report.get("blocks", [])))
+    st.html(figures.block_flow(report.get("blocks", [])))
 
 
 build_view()

@@ -2,10 +2,11 @@
 import streamlit as st
 
 from dashboard.engine import engine, quick_start_config
-from dashboard.parts import run_label, zoo_table
+from dashboard.parts import run_label, warm_up, zoo_table
 from dashboard.router import require_router
 
 require_router()
+warm_up()
 st.title("Sigscope")
 st.markdown(
     "A workbench for deep learning on 1-D signals — IMU streams and audio. "

@@ -7,10 +7,29 @@ import streamlit as st
 from core import spec
 from core.models import registry
 from core.train import steps_per_epoch_for
-from dashboard import figures, forms
+from dashboard import estimates, figures, forms
 from dashboard.engine import engine, quick_start_config
 from dashboard.parts import queue_view, save_preset_view
 from dashboard.router import require_router
+
+SECTIONS = ["Data", "Model", "Training", "Optimizer and schedule", "Probes", "Run config"]
+# The Start bar sticks below Streamlit's header (3.75rem) while the sections scroll under it. Its
+# wrapper is the element that can stick (the keyed block is exactly as tall as its wrapper), and
+# it needs the page's own background so the fields scrolling under it do not show through.
+STICKY_CSS = """<style>[data-testid="stLayoutWrapper"]:has(> .st-key-train-start) {{position: sticky;
+top: 3.75rem; z-index: 990; background-color: {background}; border-radius: 0.5rem;}}</style>"""
+PAGE_BACKGROUND = {"light": "#ffffff", "dark": "#0e1117"}  # Streamlit's own light and dark themes
+
+
+def run_summary(working: dict, summary: dict, steps: int | None) -> str:
+    """One line of what Start will train, so the bar says it without opening a section."""
+    model = spec.value_at(working, "model.name")
+    source = spec.value_at(working, "data.source")
+    data = (f"{summary['n_train']} train examples, {len(summary['class_names'])} classes"
+            if "n_train" in summary else "data not read yet")
+    length = f" · {steps} steps per epoch" if steps else ""
+    return f"**{model}** on **{source}** ({data}) · batch {spec.value_at(working, 'train.batch_size')}{length}"
+
 
 require_router()
 st.title("Train")
@@ -28,36 +47,49 @@ if st.session_state.get("train.note"):
 if forms.preset_section("train"):
     st.session_state.pop("train.note", None)
 
-with st.container(border=True):
-    st.subheader("Data")
+# Start stays in view (a sticky bar over the sections): the run's name, what it will train and the button
+start_bar = st.container(border=True, key="train-start")
+st.html(STICKY_CSS.format(background=PAGE_BACKGROUND.get(st.context.theme.type or "light", "#ffffff")))
+data_tab, model_tab, training_tab, optim_tab, probes_tab, config_tab = st.tabs(SECTIONS)
+
+with data_tab:
     form.section("data.", exclude=("data.augment",))
     summary_slot = st.empty()
     form.augmentations(spec.value_at(form.working, "data.signal"))
 
-with st.container(border=True):
-    st.subheader("Model")
+with model_tab:
     kind = spec.value_at(form.working, "data.input_kind")
     form.restrict["model.name"] = [n for n in registry.list_models() if registry.spec(n).input_kind == kind]
     if not form.restrict["model.name"]:
         st.warning(f"No model in the zoo takes {kind} input; change the data's features.")
     form.section("model.")
 
-with st.container(border=True):
-    st.subheader("Training")
+with training_tab:
     form.restrict["train.device"] = forms.available_devices()
     most = forms.most_processes()
     form.restrict["train.processes"] = [1, most]
     if most < 2:  # DDP is offered where the machine holds more than one process
         form.hidden.add("train.processes")
-    form.section("train.", columns=4)
+    form.hidden.add("train.epochs")  # drawn in the Start bar: how long to train is decided next to Start
+    form.section("train.", exclude=("train.probes.",), columns=4)
+    form.hidden.discard("train.epochs")
 
-with st.container(border=True):
-    st.subheader("Optimizer and schedule")
+with optim_tab:
     form.section("optim.", columns=4)
     form.section("schedule.", columns=4)
     lr_slot = st.empty()
 
-form.section("name", columns=1)
+with probes_tab:
+    st.caption("What Monitor shows while the run trains: gradient norms, dead units and activation statistics "
+               "every so many steps (each probe costs a little training time).")
+    form.section("train.probes.", columns=4)
+
+with start_bar:
+    name_col, epochs_col, summary_col, button_col = st.columns([3, 1, 5, 2], vertical_alignment="bottom")
+    with name_col:
+        form.section("name", columns=1)
+    with epochs_col:
+        form.section("train.epochs", columns=1)
 config, problems = form.result()
 
 summary = {}
@@ -78,6 +110,7 @@ if config is not None and "input_shape" in summary:
         registry.spec(config.model.name).resolve(config.model.hparams, summary["input_shape"])
     except Exception as e:  # noqa: BLE001 - the registry's ConfigError, shown as a reason
         problems.append(str(e))
+steps = None
 if config is not None and "n_train" in summary:
     steps = steps_per_epoch_for(summary["n_train"], config.train.batch_size)
     with lr_slot.container():
@@ -89,20 +122,29 @@ if config is not None and "n_train" in summary:
             st.caption("ReduceLROnPlateau lowers the rate when the validation loss stalls; "
                        "that depends on the run, so the curve is drawn flat.")
 
-with st.expander("Run config (JSON) — `python -m core train --config run.json` runs the same"):
+with config_tab:
+    st.caption("`python -m core train --config run.json` runs the same")
     st.code(forms.config_json(config.to_dict() if config is not None else form.config_dict()), language="json")
+    if config is not None:
+        save_preset_view("train", config)
 
-if st.button("Start training", type="primary", disabled=bool(problems), key="train.submit",
-             help="; ".join(problems) if problems else "queue this run; it starts when a worker is free"):
-    run_id = engine().submit(config)
-    st.session_state["selected_run"] = run_id
-    st.success(f"Queued run **{run_id}**.")
-    st.page_link("pages/monitor.py", label="Watch it on Monitor", icon=":material/monitoring:",
-                 query_params={"run": run_id})
-if problems:
-    st.error("Fix first:\n" + "\n".join(f"- {p}" for p in problems))
-if config is not None:
-    save_preset_view("train", config)
+with start_bar:
+    summary_col.caption(run_summary(form.working, summary, steps))
+    if config is not None and steps and not problems:  # how long Start will take, and what Monitor will get
+        summary_col.caption(estimates.training_time(config.to_json(), summary["n_train"], summary["n_val"],
+                                                    summary["n_test"], tuple(summary["input_shape"]),
+                                                    len(summary["class_names"]))
+                            + " · " + estimates.probe_cadence(config, steps))
+    if button_col.button("Start training", type="primary", disabled=bool(problems), key="train.submit",
+                         width="stretch",
+                         help="; ".join(problems) if problems else "queue this run; it starts when a worker is free"):
+        run_id = engine().submit(config)
+        st.session_state["selected_run"] = run_id
+        st.success(f"Queued run **{run_id}**.")
+        st.page_link("pages/monitor.py", label="Watch it on Monitor", icon=":material/monitoring:",
+                     query_params={"run": run_id})
+    if problems:
+        st.error("Fix first:\n" + "\n".join(f"- {p}" for p in problems))
 
 st.subheader("Queue")
 queue_view("train")

@@ -178,3 +178,13 @@ def test_probe_cadence_is_said_in_words():
     text = probe_cadence(cfg, 13)  # 104 steps: scaled to about 50 and 20 points
     assert text == ("probes every 2 steps (about 52 points), histograms every 5 steps (about 20), "
                     "scaled to the run's length"), text
+
+
+def test_train_says_how_long_start_will_take_and_the_probe_cadence(store):
+    at = AppTest.from_file(str(ROOT / "Home.py"), default_timeout=90)
+    at.run()
+    at.switch_page("pages/train.py").run()
+    assert not at.exception
+    said = " ".join(c.value for c in at.caption)
+    assert "on one CPU core (estimated from its FLOPs" in said, said
+    assert "probes every" in said and "histograms every" in said, said

@@ -33,21 +33,29 @@ class TrainingTime:
 
 
 def estimate_training_time(config, input_shape: tuple, num_classes: int, n_train: int, n_val: int,
-                           n_test: int, flops_per_s: float | None = None) -> TrainingTime:
-    """The estimate above for RunConfig `config` on data of that shape and size."""
-    from core.models.registry import create, spec
-    from core.profiling.flops import count_flops
+                           n_test: int, flops_per_s: float | None = None, flops: int | None = None) -> TrainingTime:
+    """The estimate above for RunConfig `config` on data of that shape and size (`flops`: one
+    window's forward FLOPs when already counted, see window_flops)."""
     from core.profiling.latency import machine_flops_per_s
 
-    shape = tuple(int(v) for v in input_shape)
-    hp = spec(config.model.name).resolve(config.model.hparams, shape)
-    with torch.random.fork_rng():
-        model = create(config.model.name, shape, num_classes, **hp).eval()
-        flops = count_flops(model, torch.zeros(1, *shape)).total
+    if flops is None:
+        flops = window_flops(config.model.name, config.model.hparams, input_shape, num_classes)
     rate = flops_per_s or machine_flops_per_s("cpu", threads=1)
     per_epoch = 3 * flops * n_train + flops * n_val
     seconds = (config.train.epochs * per_epoch + flops * n_test) / (rate * TRAIN_EFFICIENCY) + START_SECONDS
     return TrainingTime(seconds=seconds, flops_per_window=flops, flops_per_s=rate)
+
+
+def window_flops(model: str, hparams: dict, input_shape: tuple, num_classes: int) -> int:
+    """One window's inference forward FLOPs for zoo model `model` (a forward at batch 1)."""
+    from core.models.registry import create, spec
+    from core.profiling.flops import count_flops
+
+    shape = tuple(int(v) for v in input_shape)
+    hp = spec(model).resolve(hparams, shape)
+    with torch.random.fork_rng():
+        net = create(model, shape, num_classes, **hp).eval()
+        return count_flops(net, torch.zeros(1, *shape)).total
 
 
 def describe_seconds(seconds: float) -> str:

@@ -22,6 +22,7 @@ def fill(page, label: str, value: str, role: str = "spinbutton") -> None:
 def test_a_two_process_run_from_train_is_watched_on_monitor_and_cancelled(server, page, test_output):
     page.goto(server["url"] + "/train")
     wait_for_app(page, timeout=120)
+    page.get_by_role("tab", name="Training").click()  # the form's sections are tabs
     fill(page, "Processes per run", "2")
     fill(page, "Epochs", "40")
     fill(page, "Run name", "e2e two processes", role="textbox")

@@ -60,6 +60,7 @@ def test_a_new_user_classifies_a_digit_and_a_hapt_csv_without_training(fresh_ser
     page.locator("[data-testid='stSelectbox']").first.click()
     page.get_by_role("option", name="demo-imu").first.click()
     wait_for_app(page)
+    page.get_by_text("IMU CSV with columns").first.wait_for()  # the page has switched to the IMU model
     upload(page, subject_csv(tmp_path, 2))
     page.locator("h3", has_text="subject2.csv").wait_for(timeout=60_000)
     wait_for_app(page)
@@ -91,6 +92,7 @@ def test_runs_compares_only_runs_of_the_same_data_by_default(fresh_server, page,
     page.goto(fresh_server["url"] + "/runs")
     wait_for_app(page)
     chosen = page.locator("[data-testid='stMultiSelect']", has_text="Runs to compare")
+    chosen.locator("[data-tag]").nth(1).wait_for()  # the default pair (the Runs parts draw as fragments)
     chips = [t.get_attribute("title") or t.inner_text() for t in chosen.locator("[data-tag]").all()]
     assert len(chips) == 2, (chips, chosen.inner_html()[:3000])
     assert any("imu-again" in c for c in chips) and any("demo-imu" in c for c in chips), chips

@@ -71,6 +71,7 @@ def test_build_a_small_model_and_train_it_on_hapt(server, page, test_output):
     name.fill("e2e watched")
     name.press("Enter")
     wait_for_app(page)
+    page.get_by_role("tab", name="Optimizer and schedule").click()  # the form's sections are tabs
     page.get_by_text("Learning rate this config will follow (40 epochs").wait_for()
     screenshot(page, test_output / "train.png")
     page.get_by_role("button", name="Start training").click()

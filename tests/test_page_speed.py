@@ -1,0 +1,138 @@
+"""The controls that keep pages quick (issue 19): the Train form in sections with Start, the
+run's name and its epochs in one bar above them; Build's measured latency on request in the
+background (a rerun never waits for it); the preset lists cached until a preset file changes.
+No wall-clock timings here: bench/page_latency.py measures those."""
+from __future__ import annotations
+
+import threading
+import time
+
+from dashboard import build_parts
+from tests.test_pages import fk, open_page, runs_dir, set_form, shown_config, widget  # noqa: F401 (fixture)
+
+
+def _in_tab(at, label: str):
+    return next(t for t in at.tabs if t.label == label)
+
+
+def _keys_under(node) -> set[str]:
+    """Widget keys drawn anywhere inside an AppTest element (a tab, a container)."""
+    out, stack = set(), [node]
+    while stack:
+        n = stack.pop()
+        key = getattr(n, "key", None)
+        if key:
+            out.add(key)
+        stack.extend(getattr(n, "children", {}).values())
+    return out
+
+
+# ---- Train: sections, and Start always in view ---------------------------------------------
+def test_train_form_is_in_sections_with_every_field_in_one_of_them(runs_dir):
+    at = open_page("pages/train.py")
+    labels = [t.label for t in at.tabs]
+    assert labels[:6] == ["Data", "Model", "Training", "Optimizer and schedule", "Probes", "Run config"]
+    assert fk("data.source") in _keys_under(_in_tab(at, "Data"))
+    assert fk("model.name") in _keys_under(_in_tab(at, "Model"))
+    assert fk("train.batch_size") in _keys_under(_in_tab(at, "Training"))
+    assert fk("optim.lr") in _keys_under(_in_tab(at, "Optimizer and schedule"))
+    assert fk("train.probes.every_n_steps") in _keys_under(_in_tab(at, "Probes"))
+    assert fk("train.probes.every_n_steps") not in _keys_under(_in_tab(at, "Training")), "each field once"
+    assert shown_config(at) is not None, "the run config (JSON) is in its own section"
+
+
+def test_start_the_run_name_and_epochs_sit_above_the_sections(runs_dir):
+    at = open_page("pages/train.py")
+    tabbed = set().union(*(_keys_under(t) for t in at.tabs))
+    for key in ("train.submit", fk("name"), fk("train.epochs")):
+        assert key not in tabbed, f"{key} must stay in view, not inside a section"
+    set_form(at, "train.epochs", 7)
+    assert shown_config(at).train.epochs == 7, "the epochs in the bar are the run's"
+    bar = " ".join(c.value for c in at.caption)
+    assert f"**{shown_config(at).model.name}**" in bar, "the bar says what Start will train"
+
+
+def test_a_handoff_from_build_still_fills_the_sectioned_form(runs_dir):
+    at = open_page("pages/build.py")
+    at.selectbox(key="build.model").set_value("resnet1d").run()
+    set_form(at, "model.hparams.num_stages", 2, "resnet1d", prefix="build")
+    at.button(key="build.to_train").click().run()
+    assert not at.exception
+    assert widget(at, fk("model.hparams.num_stages", "resnet1d")).value == 2
+    assert not at.button(key="train.submit").disabled
+
+
+# ---- Build: measured latency on request, in the background ----------------------------------
+def test_background_latency_does_not_block_and_measures_each_choice_once(monkeypatch):
+    started, release, calls = threading.Event(), threading.Event(), []
+
+    def slow_measure(args: dict) -> dict:
+        calls.append(args)
+        started.set()
+        release.wait(30)
+        return {"estimated": 1.0, "measured": 2.0}
+
+    monkeypatch.setattr(build_parts, "_measure", slow_measure)
+    jobs = build_parts.BackgroundLatency()
+    args = {"name": "resnet1d", "batch_size": 8}
+    jobs.request(args)
+    jobs.request(dict(args))  # the same choice again: no second measurement
+    assert started.wait(30)
+    assert jobs.result(args) is None, "still measuring: the caller gets no answer and does not wait"
+    release.set()
+    deadline = time.time() + 30
+    while jobs.result(args) is None and time.time() < deadline:
+        time.sleep(0.05)
+    assert jobs.result(args) == {"estimated": 1.0, "measured": 2.0}
+    assert len(calls) == 1
+
+
+def test_background_latency_reports_a_failed_measurement(monkeypatch):
+    def broken(args: dict) -> dict:
+        raise RuntimeError("no such device")
+
+    monkeypatch.setattr(build_parts, "_measure", broken)
+    jobs = build_parts.BackgroundLatency()
+    jobs.request({"name": "x"})
+    deadline = time.time() + 30
+    while time.time() < deadline:
+        try:
+            if jobs.result({"name": "x"}) is None:
+                time.sleep(0.05)
+                continue
+        except RuntimeError as e:
+            assert "no such device" in str(e)
+            return
+    raise AssertionError("the failure never surfaced")
+
+
+def test_build_measures_latency_on_request_and_shows_it_when_done(runs_dir):
+    at = open_page("pages/build.py")
+    at.selectbox(key="build.model").set_value("resnet1d").run()
+    for knob, value in (("num_stages", 1), ("blocks_per_stage", 1)):
+        set_form(at, f"model.hparams.{knob}", value, "resnet1d", prefix="build")
+    assert not any("Measured / estimated" in c.value for c in at.caption), "nothing is measured unasked"
+    at.toggle(key="build.measure").set_value(True).run()
+    assert not at.exception, [e.message for e in at.exception]
+    deadline = time.time() + 180  # the measurement's own time on a busy machine; we wait for what it shows
+    while not any("Measured / estimated" in c.value for c in at.caption):
+        assert time.time() < deadline, "the measured latency never showed"
+        texts = " ".join(c.value for c in at.caption)
+        assert "Measuring latency" in texts or "Measured" in texts, "while it measures, the page says so"
+        time.sleep(0.5)
+        at.run()
+        assert not at.exception, [e.message for e in at.exception]
+
+
+# ---- presets: cached, yet a saved one shows at once -------------------------------------------
+def test_the_cached_preset_list_sees_a_newly_saved_preset(runs_dir):
+    from core import presets
+    from dashboard import forms
+
+    before = forms.presets_stamp()
+    names = [p.name for p in forms.presets_cached(before)[0]]
+    presets.save_preset("speed_test_saved", presets.get("hapt_resnet1d").config, title="Speed test")
+    after = forms.presets_stamp()
+    assert after != before
+    assert [p.name for p in forms.presets_cached(after)[0]] == names + ["speed_test_saved"]
+    presets.delete_preset("speed_test_saved")

@@ -106,5 +106,4 @@ def quick_start_config() -> RunConfig:
     return RunConfig(name="quick start: resnet1d on HAPT",
                      data=DataConfig(source="hapt"),
                      model=ModelConfig(name="resnet1d", hparams=dict(QUICK_START_HPARAMS)),
-                     train=TrainConfig(epochs=3, batch_size=64,
-                                       probes=ProbeConfig(every_n_steps=5, histogram_every_n_steps=10)))
+                     train=TrainConfig(epochs=3, batch_size=64, probes=ProbeConfig()))  # cadence scaled to the run

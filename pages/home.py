@@ -1,6 +1,7 @@
 """Home: what Sigscope is, the engine's status, a one-click quick start, the model zoo."""
 import streamlit as st
 
+from dashboard import estimates
 from dashboard.engine import engine, quick_start_config
 from dashboard.parts import run_label, warm_up, zoo_table
 from dashboard.router import require_router
@@ -20,7 +21,8 @@ with left:
     st.subheader("Quick start")
     cfg = quick_start_config()
     st.markdown(f"Train a small **{cfg.model.name}** on the bundled **HAPT** sample (smartphone IMU, "
-                f"subjects 1–4, six activities) for {cfg.train.epochs} epochs — about half a minute on a CPU.")
+                f"subjects 1–4, six activities) for {cfg.train.epochs} epochs.")
+    st.caption(estimates.training_time(cfg.to_json()))
     if st.button("Train the default model on the bundled data", type="primary", key="home.quick_start"):
         run_id = engine().submit(cfg)
         st.session_state["selected_run"] = run_id

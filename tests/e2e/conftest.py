@@ -114,11 +114,14 @@ def assert_not_blank(path: Path) -> None:
 
 
 def wait_for_app(page, timeout: float = 60.0) -> None:
-    """Wait until Streamlit has finished running the script: no running indicator and no
-    loading skeleton for a second. (Not for a page whose live fragment keeps rerunning:
+    """Wait until Streamlit has finished running the script: no running indicator, no loading
+    skeleton and no stale element for a second. (Not for a page whose live fragment keeps rerunning:
     wait for what it shows instead.)"""
     page.wait_for_selector("[data-testid='stApp']")
-    busy = "() => !!document.querySelector('[data-testid=\"stStatusWidget\"], [data-testid=\"stSkeleton\"]')"
+    # a stale element is one the run in progress has not redrawn yet (a widget under a new key
+    # leaves its old copy on the page until the run ends)
+    busy = ("() => !!document.querySelector('[data-testid=\"stStatusWidget\"], [data-testid=\"stSkeleton\"], "
+            "[data-stale=\"true\"]')")
     calm, deadline = 0, time.time() + timeout
     while calm < 4:
         if time.time() > deadline:

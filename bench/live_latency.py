@@ -58,14 +58,17 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def start_server(runs: Path, timeout: float = 60) -> tuple[subprocess.Popen, str]:
+def start_server(runs: Path, timeout: float = 60, script: Path | str = "Home.py") -> tuple[subprocess.Popen, str]:
+    """`streamlit run SCRIPT` (the dashboard by default) on a free localhost port over `runs`;
+    (process, url) once it answers /_stcore/health. Its log is runs/server-<script>.log."""
     port = free_port()
     env = dict(os.environ, SIGSCOPE_RUNS_DIR=str(runs), SIGSCOPE_CACHE_DIR=str(runs / "cache"))
+    log = runs / f"server-{Path(script).stem}.log"
     proc = subprocess.Popen(
-        [sys.executable, "-m", "streamlit", "run", "Home.py", "--server.address", "127.0.0.1", "--server.port",
+        [sys.executable, "-m", "streamlit", "run", str(script), "--server.address", "127.0.0.1", "--server.port",
          str(port), "--server.headless", "true", "--browser.gatherUsageStats", "false",
          "--server.fileWatcherType", "none"],
-        cwd=ROOT, env=env, stdout=open(runs / "server.log", "w"), stderr=subprocess.STDOUT)
+        cwd=ROOT, env=env, stdout=open(log, "w"), stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}"
     deadline = time.time() + timeout
     while time.time() < deadline:
@@ -75,7 +78,7 @@ def start_server(runs: Path, timeout: float = 60) -> tuple[subprocess.Popen, str
         except OSError:
             time.sleep(0.3)
     proc.kill()
-    raise SystemExit(f"the dashboard did not start; see {runs / 'server.log'}")
+    raise SystemExit(f"{Path(script).name} did not start; see {log}")
 
 
 def first_paint(page, url: str, ready_text: str) -> float:

@@ -23,17 +23,17 @@ import base64
 import json
 import os
 import shutil
-import socket
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
-import urllib.request
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+
+from bench.live_latency import start_server  # noqa: E402 - after the path is set
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
@@ -72,32 +72,6 @@ RECORDER = """(() => {
   }
   window.WebSocket = Recorded;
 })();"""
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def start_server(script: Path, runs: Path, timeout: float = 90) -> tuple[subprocess.Popen, str]:
-    port = free_port()
-    env = dict(os.environ, SIGSCOPE_RUNS_DIR=str(runs), SIGSCOPE_CACHE_DIR=str(runs / "cache"))
-    log = open(runs / f"server-{script.stem}.log", "w")
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "streamlit", "run", str(script), "--server.address", "127.0.0.1", "--server.port",
-         str(port), "--server.headless", "true", "--browser.gatherUsageStats", "false",
-         "--server.fileWatcherType", "none"],
-        cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        try:
-            if urllib.request.urlopen(url + "/_stcore/health", timeout=2).status == 200:
-                return proc, url
-        except OSError:
-            time.sleep(0.3)
-    proc.kill()
-    raise SystemExit(f"{script.name} did not start; see {log.name}")
 
 
 def seed_runs(runs: Path) -> None:
@@ -301,7 +275,7 @@ def main() -> None:
         seed_runs(runs)
     bare = folder / "bare_app.py"
     bare.write_text(BARE_APP)
-    servers = [start_server(ROOT / "Home.py", runs), start_server(bare, runs)]
+    servers = [start_server(runs, 90, ROOT / "Home.py"), start_server(runs, 90, bare)]
     try:
         with sync_playwright() as p:
             browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)

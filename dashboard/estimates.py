@@ -11,32 +11,26 @@ from core.config import RunConfig
 from core.errors import SigscopeError
 
 
-def training_time(config_json: str, n_train: int | None = None, n_val: int = 0, n_test: int = 0,
-                  input_shape: tuple | None = None, num_classes: int | None = None) -> str:
-    """'about 20 s on one CPU core (estimated from its FLOPs; …)' for a run config. The data's
-    sizes and shape are loaded when not given (the Train page already has them). The FLOP
-    count is cached per model and shape, so changing epochs or data sizes costs nothing."""
+def training_time(config_json: str, summary: dict | None = None) -> str:
+    """'about 20 s on one CPU core (estimated from its FLOPs; …)' for a run config. `summary`
+    is dashboard.forms.data_summary of its data (read here when not given; the Train page
+    already has it). The FLOP count is cached per model and shape, so changing epochs or data
+    sizes costs nothing."""
     from core.profiling.duration import estimate_training_time
+    from dashboard.forms import data_summary
 
     cfg = RunConfig.from_json(config_json)
+    summary = summary if summary is not None else data_summary(cfg.data.to_dict())
+    if "error" in summary:
+        return f"training time unknown ({summary['error']})"
+    shape, classes = tuple(summary["input_shape"]), len(summary["class_names"])
     try:
-        if n_train is None or input_shape is None or num_classes is None:
-            n_train, n_val, n_test, input_shape, num_classes = _data_sizes(json.dumps(cfg.data.to_dict()))
-        flops = _window_flops(cfg.model.name, json.dumps(cfg.model.hparams, sort_keys=True), tuple(input_shape),
-                              num_classes)
-        est = estimate_training_time(cfg, input_shape, num_classes, n_train, n_val, n_test, flops=flops)
+        flops = _window_flops(cfg.model.name, json.dumps(cfg.model.hparams, sort_keys=True), shape, classes)
+        est = estimate_training_time(cfg, shape, classes, summary["n_train"], summary["n_val"], summary["n_test"],
+                                     flops=flops)
     except SigscopeError as e:
         return f"training time unknown ({e})"
     return f"{est.text()} (estimated from its FLOPs; preparing the data the first time adds to it)"
-
-
-@st.cache_data(show_spinner="Reading the data…", max_entries=16)
-def _data_sizes(data_json: str) -> tuple:
-    from core.config import DataConfig
-    from core.data import load
-
-    data = load(DataConfig.from_dict(json.loads(data_json)))
-    return len(data.train), len(data.val), len(data.test), tuple(data.input_shape), len(data.class_names)
 
 
 @st.cache_data(show_spinner="Counting the model's FLOPs…", max_entries=64)

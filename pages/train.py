@@ -131,9 +131,7 @@ with config_tab:
 with start_bar:
     summary_col.caption(run_summary(form.working, summary, steps))
     if config is not None and steps and not problems:  # how long Start will take, and what Monitor will get
-        summary_col.caption(estimates.training_time(config.to_json(), summary["n_train"], summary["n_val"],
-                                                    summary["n_test"], tuple(summary["input_shape"]),
-                                                    len(summary["class_names"]))
+        summary_col.caption(estimates.training_time(config.to_json(), summary)
                             + " · " + estimates.probe_cadence(config, steps))
     if button_col.button("Start training", type="primary", disabled=bool(problems), key="train.submit",
                          width="stretch",

@@ -52,16 +52,6 @@ def test_start_the_run_name_and_epochs_sit_above_the_sections(runs_dir):
     assert f"**{shown_config(at).model.name}**" in bar, "the bar says what Start will train"
 
 
-def test_a_handoff_from_build_still_fills_the_sectioned_form(runs_dir):
-    at = open_page("pages/build.py")
-    at.selectbox(key="build.model").set_value("resnet1d").run()
-    set_form(at, "model.hparams.num_stages", 2, "resnet1d", prefix="build")
-    at.button(key="build.to_train").click().run()
-    assert not at.exception
-    assert widget(at, fk("model.hparams.num_stages", "resnet1d")).value == 2
-    assert not at.button(key="train.submit").disabled
-
-
 # ---- Build: measured latency on request, in the background ----------------------------------
 def test_background_latency_does_not_block_and_measures_each_choice_once(monkeypatch):
     started, release, calls = threading.Event(), threading.Event(), []

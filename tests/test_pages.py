@@ -391,6 +391,9 @@ def test_build_hands_its_model_to_train(runs_dir):
     assert not at.exception
     cfg = shown_config(at)
     assert cfg.model.name == "resnet1d" and cfg.model.hparams["num_stages"] == 2
+    # the handoff fills the sectioned form's own widget, and Start is ready
+    assert widget(at, fk("model.hparams.num_stages", "resnet1d")).value == 2
+    assert not at.button(key="train.submit").disabled
 
 
 def test_build_shows_costs_and_updates_when_a_knob_changes(runs_dir):

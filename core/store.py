@@ -174,6 +174,10 @@ _RUN_FIELDS = ("name", "status", "config", "started_at", "finished_at", "error",
                "step", "total_steps", "device", "owner_pid", "owner_host", "owner_started", "run_dir", "summary",
                "threads", "processes", "log_path", "priority", "held", "study", "trial", "sweep",
                "cancel_requested")
+# the run columns a run dump carries as they are (config and summary go as JSON; the owning
+# process and the folder are the restoring store's own)
+_DUMPED_RUN = ("name", "status", "created_at", "started_at", "finished_at", "error", "epoch", "total_epochs", "step",
+               "total_steps", "device")
 # the tables a run dump carries, and their columns (row ids and run_id left out)
 _DUMPED = {"metrics": ("step", "epoch", "split", "key", "value"), "probes": ("step", "layer", "key", "value"),
            "histograms": ("step", "layer", "kind", "edges", "counts"), "events": ("time", "level", "message"),
@@ -440,8 +444,7 @@ class Store:
         run = self.get_run(run_id)
         if run is None:
             raise KeyError(f"no run {run_id!r} in {self.path}")
-        row = {k: run[k] for k in ("name", "status", "config", "created_at", "started_at", "finished_at", "error",
-                                   "epoch", "total_epochs", "step", "total_steps", "device", "summary")}
+        row = {k: run[k] for k in (*_DUMPED_RUN, "config", "summary")}
         db = self.connect()
         tables = {t: [list(r) for r in db.execute(f"SELECT {', '.join(cols)} FROM {t} WHERE run_id = ? ORDER BY id",
                                                   (run_id,))]
@@ -456,8 +459,7 @@ class Store:
         row, tables = dump["run"], dump.get("tables") or {}
         run_id = run_id or new_run_id()
         folder = paths.run_dir(run_id, self.runs_dir)
-        fields = {k: row.get(k) for k in ("name", "status", "created_at", "started_at", "finished_at", "error",
-                                           "epoch", "total_epochs", "step", "total_steps", "device")}
+        fields = {k: row.get(k) for k in _DUMPED_RUN}
         fields.update(config=json.dumps(row.get("config") or {}), summary=_json_value(row.get("summary") or {}),
                       run_dir=str(folder), status=_check_status(fields["status"] or "completed"),
                       name=fields["name"] or "", created_at=fields["created_at"] or time.time(),

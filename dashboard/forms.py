@@ -168,6 +168,7 @@ class RunForm:
             st.session_state[self._base_key] = stored
         self.working: dict = copy.deepcopy(stored if stored is not None else RunConfig().to_dict())
         self.drawn: list[str] = []
+        self.widget_keys: set[str] = set()  # the widgets drawn in this script run
         self.restrict: dict[str, list] = {}  # key -> the choices (or [low, high]) this machine offers
         self.hidden: set[str] = set()  # keys this form does not draw (their value stays as it is)
 
@@ -181,6 +182,22 @@ class RunForm:
         callback or before the first section)."""
         fill_form(self.prefix, config)
         self.working = copy.deepcopy(config.to_dict())
+
+    def keep(self) -> None:
+        """Remember the working config as the form's base, for a page that draws one section at a
+        time: the sections not drawn keep their values, and their widgets' leftover state (a preset
+        filled it, or they were drawn before) goes, so when drawn again they show the config."""
+        st.session_state[self._base_key] = copy.deepcopy(self.working)
+        for key in [k for k in st.session_state if isinstance(k, str) and k.startswith(self.prefix + ":")]:
+            if key != self._base_key and key not in self.widget_keys:
+                del st.session_state[key]
+
+    def keep_within_choices(self, key: str) -> None:
+        """Where the choice at `key` is not among `restrict[key]` (and its widget is not drawn to
+        fall back by itself), take the first allowed one, as its selectbox would."""
+        allowed = self.restrict.get(key)
+        if allowed and spec.value_at(self.working, key) not in allowed:
+            self._set(key, allowed[0])
 
     # -- drawing ----------------------------------------------------------------------------
     def section(self, prefix: str, exclude: tuple[str, ...] = (), columns: int = 3) -> dict:
@@ -217,6 +234,7 @@ class RunForm:
 
     def _draw(self, entry: Entry) -> Any:
         key = widget_key(self.prefix, entry.key, entry.scope)
+        self.widget_keys.update((key, key + "#empty"))
         on_change = functools.partial(_apply_suggested, self.prefix) if entry.key == "data.source" else None
         value = param_widget(entry.param, key, entry.value, restrict=self.restrict.get(entry.key),
                              on_change=on_change)
@@ -242,6 +260,7 @@ class RunForm:
         fitting = [name for name, a in AUGMENTATIONS.items() if signal is None or signal in a.signals]
         current = [a for a in self.working["data"].get("augment") or [] if isinstance(a, dict)]
         key = widget_key(self.prefix, "data.augment", self.working["data"].get("source", ""))
+        self.widget_keys.add(key)
         if key in st.session_state:
             st.session_state[key] = [n for n in st.session_state[key] if n in fitting]
             kw = {}
@@ -260,8 +279,10 @@ class RunForm:
                 own = p.name.split(".", 1)[1] if "." in p.name else None
                 value = entry.get("p", p.default) if own is None else entry["params"].get(own, p.default)
                 shown = dataclass_replace(p, label=f"{name}: {p.name.split('.')[-1]}")
+                param_key = widget_key(self.prefix, f"data.augment.{name}.{p.name}", name)
+                self.widget_keys.add(param_key)
                 with cols[i % len(cols)]:
-                    got = param_widget(shown, widget_key(self.prefix, f"data.augment.{name}.{p.name}", name), value)
+                    got = param_widget(shown, param_key, value)
                 if own is None:
                     entry["p"] = got
                 else:
@@ -330,9 +351,12 @@ def _apply_suggested(prefix: str) -> None:
         source = get_source(name)
     except SigscopeError:
         return
+    base = st.session_state.get(f"{prefix}:base")
     for key, value in source.suggested.items():
         p = spec.lookup(f"data.{key}")
         st.session_state[widget_key(prefix, f"data.{key}")] = to_widget(p, value)
+        if base is not None:  # also where its widget is not drawn (it does not apply to this source)
+            spec._set(base, f"data.{key}", value, create=True)
 
 
 # ---- cached helpers -----------------------------------------------------------------------------

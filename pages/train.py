@@ -50,39 +50,51 @@ if forms.preset_section("train"):
 # Start stays in view (a sticky bar over the sections): the run's name, what it will train and the button
 start_bar = st.container(border=True, key="train-start")
 st.html(STICKY_CSS.format(background=PAGE_BACKGROUND.get(st.context.theme.type or "light", "#ffffff")))
-data_tab, model_tab, training_tab, optim_tab, probes_tab, config_tab = st.tabs(SECTIONS)
+# Only the open section is drawn (a section switch reruns the page): drawing every section's widgets
+# made the first paint 2.5-4 s in Chromium; the form keeps the values of the sections not drawn.
+data_tab, model_tab, training_tab, optim_tab, probes_tab, config_tab = st.tabs(
+    SECTIONS, key="train.section", on_change="rerun")
+summary_slot = lr_slot = None
 
 with data_tab:
-    form.section("data.", exclude=("data.augment",))
-    summary_slot = st.empty()
-    form.augmentations(spec.value_at(form.working, "data.signal"))
+    if data_tab.open:
+        form.section("data.", exclude=("data.augment",))
+        summary_slot = st.empty()
+        form.augmentations(spec.value_at(form.working, "data.signal"))
+
+kind = spec.value_at(form.working, "data.input_kind")
+form.restrict["model.name"] = [n for n in registry.list_models() if registry.spec(n).input_kind == kind]
+form.restrict["train.device"] = forms.available_devices()
+form.keep_within_choices("model.name")  # the data changed to another input kind while Model was closed
+no_model = "" if form.restrict["model.name"] else f"No model in the zoo takes {kind} input; change the data's features."
 
 with model_tab:
-    kind = spec.value_at(form.working, "data.input_kind")
-    form.restrict["model.name"] = [n for n in registry.list_models() if registry.spec(n).input_kind == kind]
-    if not form.restrict["model.name"]:
-        st.warning(f"No model in the zoo takes {kind} input; change the data's features.")
-    form.section("model.")
+    if model_tab.open:
+        if no_model:
+            st.warning(no_model)
+        form.section("model.")
 
 with training_tab:
-    form.restrict["train.device"] = forms.available_devices()
-    most = forms.most_processes()
-    form.restrict["train.processes"] = [1, most]
-    if most < 2:  # DDP is offered where the machine holds more than one process
-        form.hidden.add("train.processes")
-    form.hidden.add("train.epochs")  # drawn in the Start bar: how long to train is decided next to Start
-    form.section("train.", exclude=("train.probes.",), columns=4)
-    form.hidden.discard("train.epochs")
+    if training_tab.open:
+        most = forms.most_processes()
+        form.restrict["train.processes"] = [1, most]
+        if most < 2:  # DDP is offered where the machine holds more than one process
+            form.hidden.add("train.processes")
+        form.hidden.add("train.epochs")  # drawn in the Start bar: how long to train is decided next to Start
+        form.section("train.", exclude=("train.probes.",), columns=4)
+        form.hidden.discard("train.epochs")
 
 with optim_tab:
-    form.section("optim.", columns=4)
-    form.section("schedule.", columns=4)
-    lr_slot = st.empty()
+    if optim_tab.open:
+        form.section("optim.", columns=4)
+        form.section("schedule.", columns=4)
+        lr_slot = st.empty()
 
 with probes_tab:
-    st.caption("What Monitor shows while the run trains: gradient norms, dead units and activation statistics "
-               "every so many steps (each probe costs a little training time).")
-    form.section("train.probes.", columns=4)
+    if probes_tab.open:
+        st.caption("What Monitor shows while the run trains: gradient norms, dead units and activation statistics "
+                   "every so many steps (each probe costs a little training time).")
+        form.section("train.probes.", columns=4)
 
 with start_bar:
     name_col, epochs_col, summary_col, button_col = st.columns([3, 1, 5, 2], vertical_alignment="bottom")
@@ -91,20 +103,26 @@ with start_bar:
     with epochs_col:
         form.section("train.epochs", columns=1)
 config, problems = form.result()
+form.keep()
 
 summary = {}
 if config is not None or not any(p.startswith("data.") for p in problems):
     summary = forms.data_summary(form.working["data"])
-with summary_slot.container():
-    if "error" in summary:
-        st.error(f"This data cannot be loaded: {summary['error']}")
-        problems.append(summary["error"])
-    elif summary:
-        made = (f" (of them {summary['synthetic']} synthetic voice clips, made when the run starts: minutes the "
-                f"first time)") if summary.get("synthetic") else ""
-        st.caption(f"**{summary['n_train']}** train{made} / **{summary['n_val']}** val / **{summary['n_test']}** test "
-                   f"examples · input {summary['input_kind']} {summary['input_shape']} · "
-                   f"{len(summary['class_names'])} classes: {', '.join(summary['class_names'])}")
+if "error" in summary:
+    problems.append(summary["error"])
+if summary_slot is not None:  # the Data section is open
+    with summary_slot.container():
+        if no_model:
+            st.warning(no_model)
+        if "error" in summary:
+            st.error(f"This data cannot be loaded: {summary['error']}")
+        elif summary:
+            made = (f" (of them {summary['synthetic']} synthetic voice clips, made when the run starts: minutes "
+                    f"the first time)") if summary.get("synthetic") else ""
+            st.caption(f"**{summary['n_train']}** train{made} / **{summary['n_val']}** val / "
+                       f"**{summary['n_test']}** test examples · input {summary['input_kind']} "
+                       f"{summary['input_shape']} · {len(summary['class_names'])} classes: "
+                       f"{', '.join(summary['class_names'])}")
 if config is not None and "input_shape" in summary:
     try:
         registry.spec(config.model.name).resolve(config.model.hparams, summary["input_shape"])
@@ -113,6 +131,7 @@ if config is not None and "input_shape" in summary:
 steps = None
 if config is not None and "n_train" in summary:
     steps = steps_per_epoch_for(summary["n_train"], config.train.batch_size)
+if steps and lr_slot is not None:  # the Optimizer and schedule section is open
     with lr_slot.container():
         lrs = forms.lr_curve_cached(config.to_json(), steps)
         st.plotly_chart(figures.lr_schedule(lrs, steps, f"Learning rate this config will follow "
@@ -122,11 +141,12 @@ if config is not None and "n_train" in summary:
             st.caption("ReduceLROnPlateau lowers the rate when the validation loss stalls; "
                        "that depends on the run, so the curve is drawn flat.")
 
-with config_tab:
-    st.caption("`python -m core train --config run.json` runs the same")
-    st.code(forms.config_json(config.to_dict() if config is not None else form.config_dict()), language="json")
-    if config is not None:
-        save_preset_view("train", config)
+if config_tab.open:
+    with config_tab:
+        st.caption("`python -m core train --config run.json` runs the same")
+        st.code(forms.config_json(config.to_dict() if config is not None else form.config_dict()), language="json")
+        if config is not None:
+            save_preset_view("train", config)
 
 with start_bar:
     summary_col.caption(run_summary(form.working, summary, steps))

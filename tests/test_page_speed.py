@@ -8,7 +8,9 @@ import threading
 import time
 
 from dashboard import build_parts
-from tests.test_pages import fk, open_page, runs_dir, set_form, shown_config, widget  # noqa: F401 (fixture)
+from core import spec
+from core.models import registry
+from tests.test_pages import fk, open_page, open_section, runs_dir, set_form, shown_config, widget  # noqa: F401
 
 
 def _in_tab(at, label: str):
@@ -32,13 +34,36 @@ def test_train_form_is_in_sections_with_every_field_in_one_of_them(runs_dir):
     at = open_page("pages/train.py")
     labels = [t.label for t in at.tabs]
     assert labels[:6] == ["Data", "Model", "Training", "Optimizer and schedule", "Probes", "Run config"]
-    assert fk("data.source") in _keys_under(_in_tab(at, "Data"))
-    assert fk("model.name") in _keys_under(_in_tab(at, "Model"))
-    assert fk("train.batch_size") in _keys_under(_in_tab(at, "Training"))
-    assert fk("optim.lr") in _keys_under(_in_tab(at, "Optimizer and schedule"))
-    assert fk("train.probes.every_n_steps") in _keys_under(_in_tab(at, "Probes"))
-    assert fk("train.probes.every_n_steps") not in _keys_under(_in_tab(at, "Training")), "each field once"
+    where = {}
+    for label in labels[:5]:
+        open_section(at, label)
+        drawn = set().union(*(_keys_under(t) for t in at.tabs))
+        assert drawn <= _keys_under(_in_tab(at, label)), "only the open section is drawn"
+        where.update({key: label for key in drawn})
+    assert where[fk("data.source")] == "Data"
+    assert where[fk("model.name")] == "Model"
+    assert where[fk("train.batch_size")] == "Training"
+    assert where[fk("optim.lr")] == "Optimizer and schedule"
+    assert where[fk("train.probes.every_n_steps")] == "Probes", "each field once"
     assert shown_config(at) is not None, "the run config (JSON) is in its own section"
+
+
+def test_a_value_set_in_one_section_survives_drawing_the_others(runs_dir):
+    at = open_page("pages/train.py")
+    set_form(at, "optim.lr", 0.0123)
+    set_form(at, "train.batch_size", 48)
+    for label in ("Data", "Model", "Probes", "Optimizer and schedule"):
+        open_section(at, label)
+    assert widget(at, fk("optim.lr")).value == 0.0123, "drawn again, the widget shows what was set"
+    config = shown_config(at)
+    assert (config.optim.lr, config.train.batch_size) == (0.0123, 48)
+
+
+def test_switching_the_data_to_audio_with_model_closed_picks_an_audio_model(runs_dir):
+    at = open_page("pages/train.py")
+    set_form(at, "data.source", "fsdd")  # its suggested stack4 features are 2-D: no IMU model takes them
+    config = shown_config(at)
+    assert registry.spec(config.model.name).input_kind == spec.value_at(config.to_dict(), "data.input_kind") != "imu"
 
 
 def test_start_the_run_name_and_epochs_sit_above_the_sections(runs_dir):

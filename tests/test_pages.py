@@ -99,14 +99,30 @@ def open_page(path: str, timeout: float = 90, query: dict | None = None) -> AppT
     return at
 
 
-def widget(at: AppTest, key: str):
-    """The widget of any kind with this key."""
+def _drawn_widget(at: AppTest, key: str):
     kinds = ("selectbox", "number_input", "toggle", "text_input", "multiselect", "slider", "checkbox")
-    for kind in kinds:
-        for w in getattr(at, kind):
-            if w.key == key:
-                return w
-    raise AssertionError(f"no widget with key {key!r}")
+    return next((w for kind in kinds for w in getattr(at, kind) if w.key == key), None)
+
+
+def open_section(at: AppTest, label: str) -> AppTest:
+    """Open one section of Train's form, as a click on its tab does (only the open one is drawn)."""
+    at.session_state["train.section"] = label
+    at.switch_page("pages/train.py").run()  # where Build or Runs handed over, AppTest's next run is Train too
+    assert not at.exception, [e.message for e in at.exception]
+    return at
+
+
+def widget(at: AppTest, key: str):
+    """The widget of any kind with this key; on Train, in whichever section holds it (opened)."""
+    found = _drawn_widget(at, key)
+    if found is None and key.startswith("train:") and any(t.label == "Run config" for t in at.tabs):
+        for label in [t.label for t in at.tabs]:
+            found = _drawn_widget(open_section(at, label), key)
+            if found is not None:
+                break
+    if found is None:
+        raise AssertionError(f"no widget with key {key!r}")
+    return found
 
 
 def fk(key: str, scope: str = "", prefix: str = "train") -> str:
@@ -254,6 +270,9 @@ def test_runs_delete_removes_a_finished_run(populated):
 
 # ---- Train: the form, refusals, round trip, submit --------------------------------------------
 def shown_config(at: AppTest) -> RunConfig:
+    """The run config the page shows (on Train, its Run config section, opened)."""
+    if not any(c.language == "json" for c in at.code) and any(t.label == "Run config" for t in at.tabs):
+        open_section(at, "Run config")
     code = next(c.value for c in at.code if c.language == "json")
     return RunConfig.from_json(code)
 
@@ -278,7 +297,7 @@ def test_train_refuses_an_invalid_combination_with_the_reason_and_submits_a_vali
     assert (cfg.model.name, cfg.model.hparams["dim"], cfg.model.hparams["heads"]) == ("har_transformer", 100, 4)
     assert cfg.schedule.name == "warmup_exp_cosine" and cfg.train.epochs == 2
     assert RunConfig.from_json(cfg.to_json()) == cfg
-    assert len(at.get("plotly_chart")) == 1  # the LR curve this config will follow
+    assert len(open_section(at, "Optimizer and schedule").get("plotly_chart")) == 1  # the LR curve it will follow
 
     at.button(key="train.submit").click().run()
     assert not at.exception
@@ -315,8 +334,8 @@ def test_train_form_works_for_every_data_source(runs_dir):
             continue
         refused = [e.value for e in at.error]
         assert not refused, (name, refused)
+        summary = next(c.value for c in at.caption if "train /" in c.value)  # under Data's fields
         kinds = {registry.spec(m).input_kind for m in widget(at, fk("model.name")).options}
-        summary = next(c.value for c in at.caption if "train /" in c.value)
         assert len(kinds) == 1 and f"input {kinds.pop()}" in summary, (name, summary)
     set_form(at, "data.source", "fsdd")
     assert widget(at, fk("data.features")).value == "stack4", "FSDD's suggested features come with it"

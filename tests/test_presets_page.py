@@ -11,7 +11,7 @@ from core import presets
 from core.config import RunConfig
 from core.models import registry
 from core.store import Store
-from tests.test_pages import fk, open_page, runs_dir, set_form, shown_config, widget  # noqa: F401 (fixture)
+from tests.test_pages import fk, open_page, open_section, runs_dir, set_form, shown_config, widget  # noqa: F401
 from tests.test_presets import LOADABLE  # presets that load here (espeak-ng where they need it)
 
 NAMES = [p.name for p in presets.list_presets()]
@@ -113,6 +113,7 @@ def test_synthetic_voice_boxes_show_the_preset_and_set_the_options(runs_dir):
 def test_a_saved_preset_joins_the_list_and_fills_the_form(runs_dir):
     at = choose(open_page("pages/train.py"), "hapt_resnet1d")
     set_form(at, "train.epochs", 4)
+    open_section(at, "Run config")
     at.text_input(key="train.save.name").set_value("my_hapt").run()
     at.text_input(key="train.save.title").set_value("My HAPT ResNet").run()
     at.button(key="train.save.button").click().run()

@@ -40,6 +40,10 @@ class SourceSpec:
     suggested: dict = field(default_factory=dict)
     needs_path: bool = False  # no bundled data: a path must be given
 
+    def __post_init__(self) -> None:
+        if self.signal == "imu":  # IMU streams are read raw: a form switching from audio must not keep its features
+            object.__setattr__(self, "suggested", {"features": "raw", **self.suggested})
+
     def option(self, name: str) -> Param:
         for p in self.options:
             if p.name == name:

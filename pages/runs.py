@@ -1,5 +1,6 @@
 """Runs: every run in the store; filter, sort, compare, inspect, download, delete. The list,
-the comparison and the one-run view are fragments: a change in one reruns that part alone."""
+the comparison and the one-run view are fragments: a change in one reruns that part alone; the
+comparison and the one-run view are two sections of which only the open one is drawn."""
 import streamlit as st
 
 from core.compare import dataset_key
@@ -45,10 +46,13 @@ def compare_view() -> None:
     kw = {}
     if "runs.compare" in st.session_state:  # a run deleted since the last rerun must not linger in the widget
         st.session_state["runs.compare"] = [i for i in st.session_state["runs.compare"] if i in by_id]
+    elif "runs.compared" in st.session_state:  # drawn again after the One run section: the same choice
+        kw["default"] = [i for i in st.session_state["runs.compared"] if i in by_id]
     else:
         kw["default"] = compare.default_selection(list(by_id.values()))
     selected = st.multiselect("Runs to compare", list(by_id), key="runs.compare",
                               format_func=lambda i: run_label(by_id[i]), **kw)
+    st.session_state["runs.compared"] = list(selected)
     if not selected:
         return
     chosen = [by_id[i] for i in selected]
@@ -68,14 +72,20 @@ def one_run() -> None:
     if st.session_state.get("runs.focus") not in by_id:
         st.session_state.pop("runs.focus", None)
     ids = list(by_id)
-    selected = [i for i in st.session_state.get("runs.compare") or [] if i in by_id]
+    kept = st.session_state.get("runs.focused")
+    selected = [kept] if kept in by_id else [i for i in st.session_state.get("runs.compared") or [] if i in by_id]
     focus = st.selectbox("Run", ids, index=ids.index(selected[0]) if selected else 0, key="runs.focus",
                          format_func=lambda i: run_label(by_id[i]))
+    st.session_state["runs.focused"] = focus
     compare.run_detail(store, by_id[focus], engine())
 
 
 runs_list()
-st.subheader("Compare")
-compare_view()
-st.subheader("One run")
-one_run()
+# Only the open section is drawn (a switch reruns the page): both at once doubled the first paint.
+compare_tab, one_run_tab = st.tabs(["Compare", "One run"], key="runs.section", on_change="rerun")
+if compare_tab.open:
+    with compare_tab:
+        compare_view()
+if one_run_tab.open:
+    with one_run_tab:
+        one_run()

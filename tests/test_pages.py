@@ -87,12 +87,18 @@ def populated(tmp_path_factory):
         os.environ["SIGSCOPE_RUNS_DIR"] = old
 
 
-def open_page(path: str, timeout: float = 90, query: dict | None = None) -> AppTest:
-    """Open a page through the router, as a person does (st.navigation knows every page)."""
+SECTION_KEYS = {"pages/train.py": "train.section", "pages/runs.py": "runs.section"}  # their tabs' keys
+
+
+def open_page(path: str, timeout: float = 90, query: dict | None = None, section: str | None = None) -> AppTest:
+    """Open a page through the router, as a person does (st.navigation knows every page),
+    with one of its sections open (a click on that tab) where given."""
     at = AppTest.from_file(str(ROOT / "Home.py"), default_timeout=timeout)
     for key, value in (query or {}).items():
         at.query_params[key] = value
     at.run()
+    if section is not None:
+        at.session_state[SECTION_KEYS[path]] = section
     if path != "pages/home.py":
         at.switch_page(path).run()
     assert not at.exception, [e.message for e in at.exception]
@@ -250,6 +256,15 @@ def test_runs_lists_compares_and_details_every_run(populated):
     at.multiselect(key="runs.compare").set_value([ids["completed"], ids["running"], ids["failed"]]).run()
     assert not at.exception
     assert any("Config differences" in m.value for m in at.markdown)
+    at.session_state["runs.section"] = "One run"
+    at.run()
+    assert at.selectbox(key="runs.focus").value == ids["completed"], "the first compared run is shown first"
+    at.session_state["runs.section"] = "Compare"
+    at.run()
+    assert at.multiselect(key="runs.compare").value == [ids["completed"], ids["running"], ids["failed"]], \
+        "the comparison is kept while One run was open"
+    at.session_state["runs.section"] = "One run"
+    at.run()
     at.selectbox(key="runs.focus").set_value(ids["completed"]).run()
     assert not at.exception
     assert any("Per-class report" in m.value for m in at.markdown)
@@ -260,7 +275,7 @@ def test_runs_lists_compares_and_details_every_run(populated):
 def test_runs_delete_removes_a_finished_run(populated):
     store: Store = populated["store"]
     victim = store.create_run(tiny_config("to delete").to_dict(), status="completed")
-    at = open_page("pages/runs.py")
+    at = open_page("pages/runs.py", section="One run")
     at.selectbox(key="runs.focus").set_value(victim).run()
     at.button(key="runs.delete").click().run()
     assert not at.exception

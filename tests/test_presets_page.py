@@ -174,7 +174,7 @@ def test_edit_and_rerun_fills_train_with_the_stored_config(runs_dir):
     stored = presets.get("hapt_resnet1d").config.with_overrides({"train.epochs": 9, "optim.lr": 5e-4,
                                                                   "name": "an old run"})
     run_id = store.create_run(stored.to_dict(), status="completed")
-    at = open_page("pages/runs.py")
+    at = open_page("pages/runs.py", section="One run")
     at.selectbox(key="runs.focus").set_value(run_id).run()
     at.button(key="runs.rerun").click().run()
     assert not at.exception

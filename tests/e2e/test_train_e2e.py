@@ -158,6 +158,7 @@ def test_both_runs_are_on_runs(server, page, test_output):
     search.fill("")
     search.press("Enter")
     wait_for_app(page)
+    page.get_by_role("tab", name="One run").click()  # the section is drawn on the click
     page.get_by_text("Per-class report").first.wait_for()  # the completed run's confusion matrix
     screenshot(page, test_output / "runs.png")
 

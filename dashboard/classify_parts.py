@@ -18,6 +18,7 @@ from core.demo import DEMO_NAMES, bundle_manifest, demo_configs, demo_run, ensur
 from core.errors import SigscopeError
 from core.infer import (MAX_UPLOAD_BYTES, Prediction, Predictor, adapt_to_uploads, classify_bytes, display_name,
                         error_line)
+from core.infer.variants import EXPLANATIONS_NEED_PYTORCH
 from dashboard import classify_figures as cf
 from dashboard.estimates import training_time
 
@@ -63,10 +64,61 @@ def _predictor(run_id: str, runs_dir: str, stamp: float) -> Predictor:
 
 def predictor_for(store, run: dict) -> Predictor:
     """The run's Predictor, cached per server until its checkpoint file changes."""
+    return _predictor(run["id"], str(store.runs_dir), _checkpoint(run).stat().st_mtime)
+
+
+def _checkpoint(run: dict) -> Path:
     folder = Path(run["run_dir"])
     ckpt = folder / "checkpoints" / "best.pt"
-    ckpt = ckpt if ckpt.is_file() else folder / "checkpoints" / "last.pt"
-    return _predictor(run["id"], str(store.runs_dir), ckpt.stat().st_mtime)
+    return ckpt if ckpt.is_file() else folder / "checkpoints" / "last.pt"
+
+
+@st.cache_resource(show_spinner="Loading the exported variant…", max_entries=4)
+def _variant_predictor(run_id: str, runs_dir: str, stamp: float, name: str, report_stamp: float) -> Predictor:
+    from core.infer.variants import load_variant
+
+    return load_variant(_predictor(run_id, runs_dir, stamp), name)
+
+
+def variant_picker(store, run: dict, predictor: Predictor) -> Predictor:
+    """The "Variant" picker when the run has exported variants (runs/<id>/deploy/report.json):
+    the PyTorch model (default) or an ONNX Runtime variant, each with its test accuracy and
+    agreement with PyTorch. Returns the Predictor that answers (cached per server until the
+    checkpoint or the export changes); a variant that cannot be loaded is an error line, and
+    the PyTorch model answers instead."""
+    from core.infer.variants import DEPLOY_DIR, PYTORCH, REPORT_FILE, list_variants, pytorch_accuracy
+
+    folder = Path(run["run_dir"])
+    try:
+        variants = {v.name: v for v in list_variants(folder)}
+    except SigscopeError as e:
+        st.warning(f"The run's exported variants cannot be listed: {e}", icon=":material/warning:")
+        return predictor
+    if not variants:
+        return predictor
+    accuracy = pytorch_accuracy(folder)
+
+    def label(name: str) -> str:
+        if name == PYTORCH:
+            return ("PyTorch model (the run's checkpoint)" + (f" · test acc {accuracy:.3f}" if accuracy is not None
+                                                               else "") + " · with explanations")
+        return variants[name].describe()
+
+    name = st.selectbox("Variant", [PYTORCH, *variants], format_func=label, key=f"classify.variant.{run['id']}",
+                        help="the run's exported models (python -m core export): ONNX Runtime, fp32 or int8, with "
+                             "their accuracy on the run's test split and how often they agree with the PyTorch "
+                             "model; they answer with the run's own windowing and normalization, without "
+                             "explanations (those need the PyTorch model's gradients and attention)")
+    if name == PYTORCH:
+        return predictor
+    report = folder / DEPLOY_DIR / REPORT_FILE
+    try:
+        return _variant_predictor(predictor.run_id, str(store.runs_dir), _checkpoint(run).stat().st_mtime, name,
+                                  report.stat().st_mtime if report.is_file() else 0.0)
+    except SigscopeError as e:
+        st.error(f"Variant {name} cannot be used ({error_line(e)}); the PyTorch model answers instead",
+                 icon=":material/error:")
+        return predictor
 
 
 def demo_panel(eng) -> None:
@@ -226,14 +278,14 @@ class Item:
 
 def classify_cached(predictor: Predictor, data: bytes, name: str, hop: float, aggregate: str, top_k: int,
                     variant: str = "", digest: str | None = None) -> Item:
-    """classify_bytes, cached per server by (run, checkpoint, content digest, settings), so a
-    rerun, another file picked or a second tab never classifies the same thing again;
-    `variant` names a changed model (adapted_cached's digest), so its answers are cached apart."""
+    """classify_bytes, cached per server by (run, checkpoint, exported variant, content digest,
+    settings), so a rerun, another file picked or a second tab never classifies the same thing
+    again; `variant` names a changed model (adapted_cached's digest), so its answers are cached apart."""
     label = display_name(name)
     if len(data) > MAX_UPLOAD_BYTES:
         return Item(label, b"", error=f"{label}: {len(data) / 2**20:.1f} MiB is over the "
                                       f"{MAX_UPLOAD_BYTES // 2**20} MiB upload limit")
-    key = (predictor.run_id, str(predictor.checkpoint), predictor.epoch, variant,
+    key = (predictor.run_id, str(predictor.checkpoint), predictor.epoch, predictor.variant, variant,
            digest or hashlib.sha1(data).hexdigest(), label, round(hop, 4), aggregate, top_k)
     return _classified(key, predictor, data)
 
@@ -242,7 +294,7 @@ def classify_cached(predictor: Predictor, data: bytes, name: str, hop: float, ag
 def _classified(key: tuple, _predictor: Predictor, _data: bytes) -> Item:
     """One classification; the key alone says what it is (the model and bytes are not hashed).
     Items are shared between sessions and never changed after this."""
-    label, hop, aggregate, top_k = key[5:]
+    label, hop, aggregate, top_k = key[-4:]
     try:
         return Item(label, _data, prediction=classify_bytes(_predictor, _data, label, top_k=top_k, hop=hop,
                                                             aggregate=aggregate))
@@ -347,8 +399,11 @@ def show_prediction(predictor: Predictor, item: Item, key: str) -> None:
     if pred.confidence < CONFIDENCE_FLOOR:
         st.warning(f"Unsure: the top class has p={pred.confidence:.2f}, below {CONFIDENCE_FLOOR:g}; the model does not "
                    "know well what this is — check the top classes below", icon=":material/help:")
+    if pred.variant:
+        st.caption(f":material/memory: Answered by the exported variant {pred.variant}, not the PyTorch model")
     for note in pred.notes:
-        st.info(note, icon=":material/info:")
+        if note != EXPLANATIONS_NEED_PYTORCH:  # said where the explanation would be, below
+            st.info(note, icon=":material/info:")
     if pred.signal_kind == "audio":
         st.audio(item.data, format=_mime(item.data))
     track = pred.class_track()
@@ -382,6 +437,9 @@ def show_prediction(predictor: Predictor, item: Item, key: str) -> None:
         with st.expander("Probabilities per window", expanded=pred.signal_kind == "imu"):
             st.plotly_chart(cf.window_probabilities(pred.starts / pred.sample_rate, pred.window_probs,
                                                     pred.class_names), width="stretch", key=f"{key}.wprobs")
+    if pred.variant:
+        st.subheader("Where the model looked")
+        st.info(f"Not available for {pred.variant}: {EXPLANATIONS_NEED_PYTORCH}.", icon=":material/visibility_off:")
     if pred.attention:
         attention_section(predictor, pred, key)
     if pred.saliency:

@@ -34,6 +34,7 @@ except Exception as e:  # noqa: BLE001 - a broken run folder is a message, not a
     st.stop()
 st.caption(predictor.describe() + f" · checkpoint {predictor.checkpoint.name if predictor.checkpoint else '?'} "
            f"(epoch {predictor.epoch})")
+predictor = parts.variant_picker(store, by_id[run_id], predictor)
 
 audio = predictor.signal == "audio"
 c1, c2, c3 = st.columns(3)

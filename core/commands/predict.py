@@ -3,11 +3,17 @@
     python -m core predict --run RUN_ID a.wav b.flac walk.csv --top-k 3 --json
     python -m core predict --run demo-audio clip.wav --hop 0.25 --aggregate vote
     python -m core predict --run RUN_A --run RUN_B --run RUN_C clip.wav   # an ensemble of the three
+    python -m core predict --run demo-imu --variant int8-dynamic walk.csv   # an exported variant answers
 
 --run takes a run id or a run name (the newest completed run of that name, e.g. the demo
 models `demo-audio` / `demo-imu`, installed from their committed weights on first use).
 Several --run make an ensemble: the mean of their probabilities (runs of the same classes, signal and window;
 their features and models may differ), with each member's own answer under `members`.
+
+--variant NAME classifies with one of the run's exported variants (`python -m core export`
+writes them to runs/<id>/deploy/: fp32-onnx, int8-dynamic, int8-static, int8-qat) through ONNX
+Runtime, with the run's own reading, windowing and normalization; `pytorch` (the default) is
+the run's checkpoint. Explanations need the PyTorch model, so a variant answers without them.
 
 --adapt-bn first re-estimates the model's BatchNorm statistics on every window of the given
 files (test-time adaptation to a new speaker, wearer or device; no labels are used), then
@@ -44,6 +50,9 @@ def add_parser(subparsers) -> None:
     p.add_argument("--explain", choices=["auto", "attention", "saliency", "all", "none"], default="auto",
                    help="attention for attention models, Grad-CAM + saliency otherwise (auto)")
     p.add_argument("--checkpoint", choices=["best", "last"], default="best")
+    p.add_argument("--variant", default="pytorch", metavar="NAME",
+                   help="an exported variant of the run to classify with (a name from its deploy/report.json, e.g. "
+                        "fp32-onnx, int8-dynamic); default: pytorch, the run's own model")
     p.add_argument("--adapt-bn", action="store_true",
                    help="adapt the model's BatchNorm statistics to these files first (one new speaker/device)")
     p.add_argument("--json", action="store_true", help="print JSON (a list, one object per file)")
@@ -77,12 +86,21 @@ def load_runs(store, refs: list[str], which: str = "best"):
 
 def run(args: argparse.Namespace) -> int:
     from core.infer import adapt_to_files, classify_files
+    from core.infer.variants import PYTORCH, load_variant
     from core.store import Store
 
     if args.top_k < 1:
         raise ConfigError(f"--top-k {args.top_k}: list at least one class")
     store = Store()
     predictor = load_runs(store, args.run, args.checkpoint)
+    if args.variant != PYTORCH:
+        if len(args.run) > 1:
+            raise ConfigError(f"--variant {args.variant} picks an exported variant of one run; give one --run, or drop "
+                              "--variant to ensemble the runs' PyTorch models")
+        if args.adapt_bn:
+            raise ConfigError(f"--adapt-bn re-estimates the PyTorch model's BatchNorm statistics and cannot change the "
+                              f"exported variant {args.variant}; drop --variant or --adapt-bn")
+        predictor = load_variant(predictor, args.variant)
     if args.adapt_bn:
         adapted = adapt_to_files(predictor, args.files, hop=args.hop)
         predictor = adapted.model
@@ -101,6 +119,8 @@ def run(args: argparse.Namespace) -> int:
         top = ", ".join(f"{t['label']} {t['p']:.3f}" for t in r["top_k"])
         line = f"{r['file']}: {r['label']} (p={r['confidence']:.3f}, margin {r['margin']:.3f}; {top}; "
         line += f"{len(r['windows'])} window(s) over {r['duration']:.2f} s)"
+        if r.get("variant"):
+            line += f"; answered by {r['variant']}"
         if r.get("members"):
             line += "; members: " + ", ".join(f"{m['label']} {m['confidence']:.3f}" for m in r["members"])
         if "window_accuracy" in r:

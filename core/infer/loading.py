@@ -49,6 +49,7 @@ class Predictor:
     epoch: int = 0
     device: torch.device = field(default_factory=lambda: torch.device("cpu"))
     adapted: str = ""  # what its BatchNorm statistics were re-estimated on (adapt_batchnorm), if anything
+    variant: str = ""  # the exported variant answering instead of the PyTorch model (core.infer.variants), if any
 
     @property
     def window_seconds(self) -> float:

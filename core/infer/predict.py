@@ -34,6 +34,7 @@ from core.infer.ensemble import Ensemble, as_ensemble
 from core.infer.loading import BATCH, Predictor, one_blas_thread, softmax
 from core.infer.reading import (SILENCE_PEAK, check_upload_size, display_name, error_line, private_copies,
                                 read_windows)
+from core.infer.variants import EXPLANATIONS_NEED_PYTORCH, explainable, nonfinite_variant_logits
 
 AGGREGATES = ("mean", "vote")
 EXPLAIN_MODES = ("auto", "attention", "saliency", "all", "none")
@@ -81,6 +82,7 @@ class Prediction:
     saliency: list[dict] = field(default_factory=list)
     run_id: str | None = None
     members: list[dict] = field(default_factory=list)  # an ensemble's members: run_id, label, confidence
+    variant: str = ""  # the exported variant that answered (core.infer.variants); "" = the PyTorch model
 
     @property
     def window_labels(self) -> list[str]:
@@ -128,7 +130,7 @@ class Prediction:
                "windows": self.windows()}
         if self.window_accuracy is not None:
             out["window_accuracy"] = round(self.window_accuracy, 4)
-        for key in ("streams", "attention", "saliency", "notes", "warnings", "members"):
+        for key in ("streams", "attention", "saliency", "notes", "warnings", "members", "variant"):
             if getattr(self, key):
                 out[key] = getattr(self, key)
         return out
@@ -222,7 +224,8 @@ def classify_file(model: Predictor | Ensemble, path: str | Path, name: str | Non
                       class_names=list(ensemble.class_names), signal=read.signal,
                       channel_names=list(ensemble.channel_names), window_true=read.truth, streams=read.streams,
                       notes=notes, warnings=warnings, layers=explained.layers, attention=explained.attention,
-                      saliency=explained.saliency, run_id=ensemble.run_id, members=members)
+                      saliency=explained.saliency, run_id=ensemble.run_id, members=members,
+                      variant=ensemble.primary.variant)
 
 
 def _bounded_explain(predictor: Predictor, explain: str, windows: int, notes: list[str]) -> str:
@@ -230,6 +233,9 @@ def _bounded_explain(predictor: Predictor, explain: str, windows: int, notes: li
     more than classifying (a backward pass per window): attention (a forward pass) stays."""
     from core.limits import how_to_raise, limits
 
+    if not explainable(predictor) and explain != "none":  # ONNX Runtime: no gradients, no attention capture
+        notes.append(EXPLANATIONS_NEED_PYTORCH)
+        return "none"
     cap = limits().max_explained_windows
     gradients = explain in ("saliency", "all") or (explain == "auto" and not predictor.has_attention)
     if not gradients or windows <= cap:
@@ -278,6 +284,8 @@ def run_windows(predictor: Predictor, signal: np.ndarray, starts: np.ndarray, le
 
     use_attention = explain in ("attention", "all") or (explain == "auto" and predictor.has_attention)
     use_saliency = explain in ("saliency", "all") or (explain == "auto" and not predictor.has_attention)
+    if (use_attention or use_saliency) and not explainable(predictor):
+        raise ConfigError(f"explain={explain!r} with {predictor.variant}: {EXPLANATIONS_NEED_PYTORCH}")
     probs, batches = [], []
     model = predictor.model
     cams, sals, cam_layer = [], [], None
@@ -356,6 +364,8 @@ def _nonfinite_logits(predictor: Predictor, x: torch.Tensor, scores: np.ndarray,
     layer whose output stops being finite on the first bad window (its inputs were finite)."""
     row = int(np.argwhere(~np.isfinite(scores))[0][0])
     where = _where(predictor, starts, i + row, name)
+    if not explainable(predictor):  # an exported variant: no torch weights or layers to look into
+        return nonfinite_variant_logits(predictor, where, float(x[row].abs().max()))
     bad_weights = [n for n, t in list(predictor.model.named_parameters()) + list(predictor.model.named_buffers())
                    if t.is_floating_point() and not torch.isfinite(t).all()]
     if bad_weights:
@@ -438,6 +448,8 @@ def window_attention(model: Predictor | Ensemble, prediction: Prediction, index:
     from core.models.attention import capture_attention
 
     predictor = as_ensemble(model).primary
+    if not explainable(predictor):
+        raise ConfigError(f"attention of {predictor.variant}: {EXPLANATIONS_NEED_PYTORCH}")
     if not 0 <= index < len(prediction.starts):
         raise ConfigError(f"window {index} does not exist; the prediction has {len(prediction.starts)} windows")
     x = torch.from_numpy(predictor.inputs(prediction.signal, prediction.starts[index:index + 1])).to(predictor.device)

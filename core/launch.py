@@ -19,6 +19,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -385,8 +386,6 @@ def child_env(threads: int | None = None) -> dict:
 
 
 def _tee(proc: subprocess.Popen, log_path: Path | None) -> threading.Thread:
-    import threading
-
     def copy() -> None:
         log = open(log_path, "ab") if log_path is not None else None
         try:

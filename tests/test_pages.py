@@ -4,7 +4,6 @@ failed, diverged and cancelled runs; forms refuse bad combinations with the reas
 widgets generated from a spec round-trip to a valid RunConfig; sessions stay apart."""
 from __future__ import annotations
 
-import json
 import os
 import random
 import time

@@ -45,3 +45,15 @@ def test_output() -> Path:
     out = ROOT / "test-output"
     out.mkdir(exist_ok=True)
     return out
+
+
+@pytest.fixture(scope="module")
+def one_thread():
+    """Tiny models train and run fastest single-threaded (and the CI box is shared):
+    `pytestmark = pytest.mark.usefixtures("one_thread")` in a module that wants it."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)

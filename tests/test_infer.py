@@ -28,13 +28,7 @@ HAPT = ROOT / "data" / "hapt" / "hapt_subjects01-04.csv.gz"
 NO_PROBES = ProbeConfig(enabled=False)
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """Tiny models train fastest single-threaded (and the CI box is shared)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py
 
 
 def train_stored(cfg: RunConfig) -> str:

@@ -13,7 +13,6 @@ from __future__ import annotations
 import time
 
 import pytest
-import torch
 
 from core import presets
 from core.jobs import run_job
@@ -35,15 +34,6 @@ HAPT_CHANCE = 1 / 6  # six balanced-ish activities
 HAPT_BAR = 0.5  # measured 0.70 on this config (seeded); 3x chance, with room for BLAS differences
 RESNET_BAR = 0.6  # hapt_resnet1d, 5 epochs: measured 0.83 (seeded), ~14 s on one thread
 
-
-@pytest.fixture
-def one_thread():
-    """One BLAS thread: ~23 s of CPU for this run, and it stays ~23 s when other tests or jobs
-    share the two cores (two spinning threads on a busy machine took 4x longer)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 def _short_run_beats_bar(cfg, tmp_path, bar: float, epochs: int) -> float:

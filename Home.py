@@ -16,5 +16,6 @@ pages = {
               st.Page("pages/sweep.py", title="Sweep", icon=":material/tune:"),
               st.Page("pages/monitor.py", title="Monitor", icon=":material/monitoring:")],
     "Analyze": analyze,
+    "Ship": [st.Page("pages/deploy.py", title="Deploy", icon=":material/rocket_launch:")],
 }
 st.navigation(pages).run()

@@ -313,3 +313,15 @@ def test_bundle_module_missing_is_a_clear_error(store, monkeypatch, capsys):
     assert cli(["export", "--run", run_id, "--bundle", str(run_folder(store, run_id) / "x.zip")]) == 2
     assert "--bundle needs core.deploy.bundle" in capsys.readouterr().err
     assert leftovers(run_folder(store, run_id)) == []
+
+
+def test_a_bundle_asked_inside_the_export_folder_survives_its_rename(store):
+    """The deploy folder is built aside and renamed into place: a bundle written into it goes with it."""
+    import zipfile
+
+    run_id = demo(store, "demo-imu")
+    target = run_folder(store, run_id) / "deploy" / "demo-imu.zip"
+    report = export_run(run_id, formats=["onnx"], bundle=target, settings=FAST, store=store)
+    assert report.bundle == target.resolve() and target.is_file()
+    assert {"model.onnx", "predict.py", "pipeline.json"} <= set(zipfile.ZipFile(target).namelist())
+    assert json.loads((target.parent / "report.json").read_text())["bundle"] == str(target.resolve())

@@ -19,7 +19,8 @@ from core.store import Store
 from dashboard.engine import shutdown_engines
 
 ROOT = Path(__file__).resolve().parents[1]
-PAGES = ["pages/home.py", "pages/build.py", "pages/train.py", "pages/monitor.py", "pages/runs.py", "pages/sweep.py"]
+PAGES = ["pages/home.py", "pages/build.py", "pages/train.py", "pages/monitor.py", "pages/runs.py", "pages/sweep.py",
+         "pages/deploy.py"]
 
 
 def tiny_config(name: str, **data_overrides) -> RunConfig:

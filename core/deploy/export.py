@@ -690,7 +690,12 @@ def export_run(run, formats: Iterable[str] | str | None = None, quantize: Iterab
         (tmp / "report.json").write_text(json.dumps(report.to_dict(), indent=2, default=str))
         if write_bundle is not None:
             _report(progress, 0.98, "writing the bundle")
-            report.bundle = Path(write_bundle(predictor, tmp / "model.onnx", Path(bundle), _bundle_metrics(report)))
+            target = Path(bundle).resolve()
+            inside = target.is_relative_to(Path(out).resolve())  # written into the new folder, kept by its rename
+            written = tmp / target.relative_to(Path(out).resolve()) if inside else target
+            written.parent.mkdir(parents=True, exist_ok=True)
+            write_bundle(predictor, tmp / "model.onnx", written, _bundle_metrics(report))
+            report.bundle = target
             (tmp / "report.json").write_text(json.dumps(report.to_dict(), indent=2, default=str))
     _report(progress, 1.0, f"exported to {out}")
     return report

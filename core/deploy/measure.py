@@ -300,6 +300,9 @@ def subprocess_peak_memory(kind: str, path: Path, input_shape: tuple, threads: i
     runtime = "ONNX Runtime" if kind == "onnx" else "torch"
     method = (f"peak RSS growth of a fresh process loading the {runtime} artifact and running batch 1 three times "
               "(weights + runtime arena + activations; /proc peak mark reset after imports)")
+    if kind != "onnx":
+        method += "; for torch this includes the modules torch.export.load imports on first use (~90 MiB), which a " \
+                  "process already running torch has paid"
     if not found["reset"]:
         method += "; the peak mark could not be reset, so import-time peaks may hide part of it"
     return max(0, int(found["peak"]) - int(found["before"])), method

@@ -10,7 +10,7 @@ then drives Debian's Chromium (/usr/bin/chromium) with Playwright. A time runs f
 (navigation, Enter, a click) until the script run it asked for has finished and the browser
 has painted the frames after it: the page stamps Streamlit's websocket messages, which are
 decoded here with Streamlit's own protobufs (a live fragment's ticks are told apart by their
-`is_auto_rerun`). A section switch on Train is a rerun too (only the open section is drawn).
+`is_auto_rerun`). A section switch on Train or Runs is a rerun too (only the open section is drawn).
 The measured latency on Build runs in the background: its rerun and the moment the
 measurement is shown are reported apart. Target: every interaction within 1 s on an idle
 machine; the load average at start is printed with the table.
@@ -177,7 +177,7 @@ class Driver:
         return self.until_idle(t0)
 
     def switch_tab(self, name: str) -> float:
-        """A section switch: Train draws only the open section, so a click reruns the page."""
+        """A section switch: Train and Runs draw only the open section, so a click reruns the page."""
         return self.click(self.page.get_by_role("tab", name=name, exact=True))
 
 
@@ -221,6 +221,7 @@ def measure(driver: Driver, url: str, bare_url: str, groups: tuple[str, ...], re
                 record("Train: switch a section", driver.switch_tab("Optimizer and schedule" if i % 2 == 0
                                                                     else "Data"))
         elif group == "runs":
+            record("Runs: open One run", driver.switch_tab("One run"))
             for _ in range(repeats):
                 record("Runs: change selection", driver.choose_other("Run"))
         elif group == "classify":

@@ -127,16 +127,21 @@ def build_view() -> None:
         measured_latency(args, report["latency_ms"])
     else:
         latency_view(report["latency_ms"])
-    st.subheader("Layers")
-    left, right = st.columns([3, 2])
-    with left:
-        table = figures.layer_table(report["layers"])
-        st.dataframe(figures.highlight_heaviest(table), hide_index=True, width="stretch", height=420)
-        st.caption("The three heaviest layers by their own FLOPs are highlighted; click a column header to sort.")
-    with right:
-        st.plotly_chart(figures.layer_flops_bar(report["layers"]), width="stretch")
-    st.subheader("Block structure")
-    st.html(figures.block_flow(report.get("blocks", [])))
-
+    # Only the open section is drawn (a switch reruns this fragment): the block diagram first, the
+    # layer table and its chart (the page's heaviest elements) on a click.
+    blocks_tab, layers_tab = st.tabs(["Block structure", "Layers"], key="build.detail", on_change="rerun")
+    if blocks_tab.open:
+        with blocks_tab:
+            st.html(figures.block_flow(report.get("blocks", [])))
+    if layers_tab.open:
+        with layers_tab:
+            left, right = st.columns([3, 2])
+            with left:
+                table = figures.layer_table(report["layers"])
+                st.dataframe(figures.highlight_heaviest(table), hide_index=True, width="stretch", height=420)
+                st.caption("The three heaviest layers by their own FLOPs are highlighted; click a column header to "
+                           "sort.")
+            with right:
+                st.plotly_chart(figures.layer_flops_bar(report["layers"]), width="stretch")
 
 build_view()

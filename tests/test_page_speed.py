@@ -151,3 +151,15 @@ def test_the_cached_preset_list_sees_a_newly_saved_preset(runs_dir):
     assert after != before
     assert [p.name for p in forms.presets_cached(after)[0]] == names + ["speed_test_saved"]
     presets.delete_preset("speed_test_saved")
+
+
+# ---- Build: the layer table on request ------------------------------------------------------
+def test_build_draws_the_block_diagram_first_and_the_layer_table_when_its_section_opens(runs_dir):
+    at = open_page("pages/build.py")
+    assert [t.label for t in at.tabs][-2:] == ["Block structure", "Layers"]
+    charts = len(at.get("plotly_chart"))
+    assert not any("heaviest layers" in c.value for c in at.caption), "the layer table waits for its section"
+    at.session_state["build.detail"] = "Layers"
+    at.run()
+    assert any("heaviest layers" in c.value for c in at.caption)
+    assert len(at.get("plotly_chart")) == charts + 1, "the per-layer FLOPs chart comes with it"

@@ -12,7 +12,9 @@ from core.data.audio import decode_audio
 from core.errors import ConfigError, DataError
 from core.infer import (Ensemble, adapt_batchnorm, adapt_to_files, adapt_to_uploads, classify_file, has_batchnorm,
                         load_run_dir)
-from tests.test_infer import FSDD, one_thread, save_untrained_run  # noqa: F401 (fixture)
+from tests.test_infer import FSDD, save_untrained_run
+
+pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py
 
 SHAPE = (6, 64)
 

@@ -14,7 +14,9 @@ from core.errors import ConfigError
 from core.infer import (Ensemble, classify_file, evaluate_split, load_ensemble, load_run, load_run_dir,
                         split_probabilities)
 from core.store import Store
-from tests.test_infer import FSDD, NO_PROBES, one_thread, save_untrained_run, train_stored  # noqa: F401 (fixture)
+from tests.test_infer import FSDD, NO_PROBES, save_untrained_run, train_stored
+
+pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py
 
 TINY = {"base_channels": 8, "num_stages": 2, "blocks_per_stage": 1}
 

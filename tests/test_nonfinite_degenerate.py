@@ -23,8 +23,9 @@ from core.data.features import NonFiniteFeatures, featurize_audio
 from core.errors import DataError
 from core.infer import Ensemble, classify_bytes, classify_file, load_run
 from core.infer.predict import run_windows
-from tests.test_infer import one_thread  # noqa: F401 (an autouse fixture: tiny models, one thread)
 from tests.test_infer_bad_input import stored_untrained_run
+
+pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py: tiny models, one thread
 
 ROOT = Path(__file__).resolve().parents[1]
 GOOD_WAV = ROOT / "data" / "fsdd" / "recordings" / "3_george_0.wav"

@@ -64,6 +64,15 @@ def running_server(runs: Path):
         log.close()
 
 
+@pytest.fixture
+def fresh_server(tmp_path):
+    """A server of this test's own over an empty runs folder (what a fresh clone starts with)."""
+    runs = tmp_path / "runs"
+    runs.mkdir()
+    with running_server(runs) as srv:
+        yield srv
+
+
 @pytest.fixture(scope="session")
 def server(tmp_path_factory):
     """One Sigscope server for the session, with its own runs folder."""

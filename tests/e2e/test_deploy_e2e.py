@@ -7,18 +7,10 @@ import zipfile
 
 import pytest
 
-from tests.e2e.conftest import demo_models, running_server, screenshot, wait_for_app
+from tests.e2e.conftest import demo_models, screenshot, wait_for_app
 
 pytestmark = pytest.mark.e2e
 EXPORT_TIMEOUT_MS = 600_000  # demo-imu, onnx + dynamic int8 + bundle: 12-40 s on a 2-core machine (idle to busy)
-
-
-@pytest.fixture
-def fresh_server(tmp_path):
-    runs = tmp_path / "runs"
-    runs.mkdir()
-    with running_server(runs) as srv:
-        yield srv
 
 
 def test_export_the_demo_imu_model_and_download_its_bundle(fresh_server, page, test_output, tmp_path):

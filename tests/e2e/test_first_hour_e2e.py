@@ -13,19 +13,11 @@ import time
 import pytest
 
 from core.demo import demo_configs
-from tests.e2e.conftest import ROOT, running_server, screenshot, wait_for_app
+from tests.e2e.conftest import ROOT, screenshot, wait_for_app
 from tests.e2e.test_classify_imu_e2e import subject_csv, upload
 
 pytestmark = pytest.mark.e2e
 RECORDING = ROOT / "data" / "fsdd" / "recordings" / "5_lucas_0.wav"
-
-
-@pytest.fixture
-def fresh_server(tmp_path):
-    runs = tmp_path / "runs"
-    runs.mkdir()
-    with running_server(runs) as srv:
-        yield srv
 
 
 def _store(server):

@@ -2,7 +2,7 @@
 
 The runs folder is `$SIGSCOPE_RUNS_DIR` when set, else `./runs` (relative to the current
 working directory). The SQLite store is `<runs>/sigscope.db`; each run keeps its
-checkpoints and config files in `<runs>/<run_id>/`.
+checkpoints and config files in `<runs>/<run_id>/`, and its last export in `<runs>/<run_id>/deploy/`.
 """
 from __future__ import annotations
 
@@ -11,6 +11,8 @@ from pathlib import Path
 
 RUNS_ENV = "SIGSCOPE_RUNS_DIR"
 STORE_FILE = "sigscope.db"
+DEPLOY_DIR = "deploy"  # inside a run's folder: what `python -m core export` wrote (core.deploy.export)
+DEPLOY_REPORT = "report.json"  # inside DEPLOY_DIR: every variant and what was measured
 
 
 def runs_dir(create: bool = True) -> Path:

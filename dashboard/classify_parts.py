@@ -86,7 +86,8 @@ def variant_picker(store, run: dict, predictor: Predictor) -> Predictor:
     agreement with PyTorch. Returns the Predictor that answers (cached per server until the
     checkpoint or the export changes); a variant that cannot be loaded is an error line, and
     the PyTorch model answers instead."""
-    from core.infer.variants import DEPLOY_DIR, PYTORCH, REPORT_FILE, list_variants, pytorch_accuracy
+    from core.infer.variants import PYTORCH, list_variants, pytorch_accuracy
+    from core.paths import DEPLOY_DIR, DEPLOY_REPORT
 
     folder = Path(run["run_dir"])
     try:
@@ -111,7 +112,7 @@ def variant_picker(store, run: dict, predictor: Predictor) -> Predictor:
                              "explanations (those need the PyTorch model's gradients and attention)")
     if name == PYTORCH:
         return predictor
-    report = folder / DEPLOY_DIR / REPORT_FILE
+    report = folder / DEPLOY_DIR / DEPLOY_REPORT
     try:
         return _variant_predictor(predictor.run_id, str(store.runs_dir), _checkpoint(run).stat().st_mtime, name,
                                   report.stat().st_mtime if report.is_file() else 0.0)

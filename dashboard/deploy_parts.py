@@ -28,6 +28,8 @@ from plotly.subplots import make_subplots
 
 from core.deploy.quantize import DEFAULT_CALIBRATION, ExportFormat, QuantMode
 from core.errors import SigscopeError
+from core.paths import DEPLOY_DIR
+from core.paths import DEPLOY_REPORT as REPORT_FILE
 from dashboard.figures import human_bytes
 
 # the choices, from the one typed place the CLI reads them from (core.deploy.quantize)
@@ -39,7 +41,6 @@ FORMAT_HELP = {ExportFormat.ONNX: "model.onnx for ONNX Runtime (every int8 varia
 MODE_HELP = {QuantMode.DYNAMIC: "int8 weights, activations quantized per batch; no calibration",
              QuantMode.STATIC: "int8 weights and activations, ranges calibrated on training windows",
              QuantMode.QAT: "static int8 after a few epochs of quantization-aware fine-tuning"}
-REPORT = "report.json"
 BUNDLE = Path("bundle") / "bundle.zip"  # under the run folder; deploy/ itself is replaced whole by each export
 POLL_SECONDS = 1.0
 MIME = {".onnx": "application/octet-stream", ".json": "application/json", ".zip": "application/zip"}
@@ -186,7 +187,7 @@ class ExportJobs:
         try:
             report = export_run(job.run_id, store=self.store, progress=job.progress,
                                 **job.choices.export_kwargs(run_dir))
-            job.report_path = Path(report.folder) / REPORT
+            job.report_path = Path(report.folder) / REPORT_FILE
         except SigscopeError as e:
             job.error = " ".join(str(e).split())
         except Exception as e:  # noqa: BLE001 - a bug in the engine is a message here, not a dead thread
@@ -246,7 +247,7 @@ class SavedReport:
 def saved_report(run_dir: str | Path) -> SavedReport | None:
     """runs/<id>/deploy/report.json, parsed once per version of the file; None when there is none.
     A file that cannot be read raises SigscopeError."""
-    path = Path(run_dir) / "deploy" / REPORT
+    path = Path(run_dir) / DEPLOY_DIR / REPORT_FILE
     try:
         stat = path.stat()
     except OSError:
@@ -412,13 +413,13 @@ def deploy_files(saved: SavedReport) -> list[DeployFile]:
     torch_file = report["export"].get("torch")
     if torch_file:
         labels.setdefault(torch_file, f"PyTorch ({report['export'].get('torch_kind') or 'artifact'})")
-    labels[REPORT] = "everything measured, as JSON"
+    labels[REPORT_FILE] = "everything measured, as JSON"
     files = []
     bundle = Path(report["bundle"]) if report.get("bundle") else None
     if bundle is not None and bundle.is_file():
         files.append(DeployFile("bundle.zip", "standalone: model.onnx, the input pipeline and a predict.py needing "
                                 "only numpy and onnxruntime", bundle, bundle.stat().st_size))
-    for path in sorted(folder.iterdir(), key=lambda p: (p.name != "model.onnx", p.name == REPORT, p.name)):
+    for path in sorted(folder.iterdir(), key=lambda p: (p.name != "model.onnx", p.name == REPORT_FILE, p.name)):
         if path.is_file() and not path.name.startswith("."):
             what = labels.get(path.name) or (f"external weights of {path.name[:-5]}" if path.name.endswith(".data")
                                              else "")

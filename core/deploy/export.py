@@ -48,18 +48,19 @@ from torch import nn
 
 from core.deploy.measure import (EvalData, MeasureSettings, OrtRunner, TorchRunner, Variant, batched,
                                  estimate_device, inference_activation_bytes, load_targets, measure, model_flops,
-                                 onnx_weight_bytes, slower_notes, torch_weight_bytes)
+                                 onnx_weight_bytes, scores, slower_notes, torch_weight_bytes)
 from core.deploy.quantize import (DEFAULT_CALIBRATION, ExportFormat, QuantMode, calibration_windows,  # noqa: F401
                                   check_calibration, parse_choices, parse_formats, parse_modes,
                                   quantize_dynamic_int8, quantize_static_int8)
 from core.errors import ConfigError, SigscopeError
+from core.paths import DEPLOY_DIR
+from core.paths import DEPLOY_REPORT as REPORT_FILE
 
 Progress = Callable[[float, str], None]
 
 PARITY_TOLERANCE = 1e-3  # max |logit difference| allowed, relative to the largest |logit| (at least 1)
 PARITY_WINDOWS = 64  # test windows the parity check runs on
 FOLD_TOLERANCE = 1e-4  # a fold that moves the output more than this (relative) is undone
-DEPLOY_DIR = "deploy"
 INPUT_NAME, OUTPUT_NAME = "input", "logits"
 
 
@@ -687,7 +688,6 @@ def export_run(run, formats: Iterable[str] | str | None = None, quantize: Iterab
     with atomic_folder(Path(out)) as tmp:
         report = _export_into(tmp, Path(out), predictor, data, fmts, modes, calibration, qat_epochs, settings,
                               what, progress)
-        (tmp / "report.json").write_text(json.dumps(report.to_dict(), indent=2, default=str))
         if write_bundle is not None:
             _report(progress, 0.98, "writing the bundle")
             target = Path(bundle).resolve()
@@ -696,7 +696,7 @@ def export_run(run, formats: Iterable[str] | str | None = None, quantize: Iterab
             written.parent.mkdir(parents=True, exist_ok=True)
             write_bundle(predictor, tmp / "model.onnx", written, _bundle_metrics(report))
             report.bundle = target
-            (tmp / "report.json").write_text(json.dumps(report.to_dict(), indent=2, default=str))
+        (tmp / REPORT_FILE).write_text(json.dumps(report.to_dict(), indent=2, default=str))
     _report(progress, 1.0, f"exported to {out}")
     return report
 
@@ -723,7 +723,6 @@ def _export_into(tmp: Path, final: Path, predictor, data: EvalData, fmts: list[E
     reference = TorchRunner(copy.deepcopy(predictor.model).eval(), settings.threads)
     reference_logits = batched(reference, data.test_x)
     reference_top1 = reference_logits.argmax(axis=1)
-    from core.deploy.measure import scores
     ref_acc, ref_f1 = scores(reference_logits, data.test_y, data.class_names)
 
     report = ExportReport(run_id=predictor.run_id, run_name=predictor.run_name, model=predictor.config.model.name,

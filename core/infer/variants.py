@@ -30,9 +30,9 @@ from torch import nn
 
 from core.errors import ConfigError
 from core.infer.loading import Predictor
+from core.paths import DEPLOY_DIR
+from core.paths import DEPLOY_REPORT as REPORT_FILE
 
-DEPLOY_DIR = "deploy"  # core.deploy.export.DEPLOY_DIR (not imported: core.deploy imports core.infer)
-REPORT_FILE = "report.json"
 PYTORCH = "pytorch"  # the name that picks the run's own PyTorch model (no exported variant)
 ONNX_RUNTIME = "onnxruntime"
 EXPLANATIONS_NEED_PYTORCH = (f"explanations need the PyTorch model; pick the fp32 PyTorch variant ('{PYTORCH}') "

@@ -29,6 +29,23 @@ def wait_status(server, run_id: str, wanted: tuple[str, ...], timeout: float) ->
     raise AssertionError(f"run {run_id} still {status} after {timeout:.0f} s (wanted {wanted})")
 
 
+def wait_finished(server, run_id: str, stall: float = 180.0) -> str:
+    """Wait for a run to end for as long as it keeps making progress: the wait is bounded by
+    what is observed (a step, an epoch or a status change within `stall` seconds), not by a
+    fixed guess at how fast shared cores train."""
+    seen, last_change = None, time.time()
+    while True:
+        run = store_of(server).get_run(run_id)
+        if run["status"] not in ("queued", "running"):
+            return run["status"]
+        now = (run["status"], run.get("step"), run.get("epoch"))
+        if now != seen:
+            seen, last_change = now, time.time()
+        elif time.time() - last_change > stall:
+            raise AssertionError(f"run {run_id} made no progress for {stall:.0f} s: {seen}")
+        time.sleep(0.5)
+
+
 def queued_run_id(page) -> str:
     text = page.get_by_text("Queued run").first.inner_text()
     return re.search(r"\d{8}-\d{6}-[0-9a-f]{6}", text).group(0)
@@ -64,7 +81,7 @@ def test_build_a_small_model_and_train_it_on_hapt(server, page, test_output):
     page.get_by_text("From Build: resnet1d").first.wait_for()  # what was carried over, said plainly
     page.get_by_text("UCI HAPT smartphone IMU").first.wait_for()  # the bundled real data it was sized for
     epochs = page.get_by_role("spinbutton", name="Epochs", exact=True)
-    epochs.fill("40")
+    epochs.fill("200")  # long enough to be watched, then cancelled; never waited for
     epochs.press("Enter")
     wait_for_app(page)
     name = page.get_by_role("textbox", name="Run name")
@@ -72,13 +89,13 @@ def test_build_a_small_model_and_train_it_on_hapt(server, page, test_output):
     name.press("Enter")
     wait_for_app(page)
     page.get_by_role("tab", name="Optimizer and schedule").click()  # the form's sections are tabs
-    page.get_by_text("Learning rate this config will follow (40 epochs").wait_for()
+    page.get_by_text("Learning rate this config will follow (200 epochs").wait_for()
     screenshot(page, test_output / "train.png")
     page.get_by_role("button", name="Start training").click()
     page.get_by_text("Queued run").wait_for()
     run_id = queued_run_id(page)
     cfg = store_of(server).get_run(run_id)["config"]
-    assert (cfg["data"]["source"], cfg["model"]["name"], cfg["train"]["epochs"]) == ("hapt", "resnet1d", 40)
+    assert (cfg["data"]["source"], cfg["model"]["name"], cfg["train"]["epochs"]) == ("hapt", "resnet1d", 200)
     assert cfg["model"]["hparams"]["num_stages"] == 1, "Build's choices reached the run"
     STATE["watched"] = run_id
 
@@ -140,12 +157,47 @@ def test_cancel_a_second_run_from_the_queue(server, page, test_output):
     screenshot(page, test_output / "train-queue.png")
 
 
-def test_both_runs_are_on_runs(server, page, test_output):
+def test_cancel_the_watched_run_from_monitor(server, page, test_output):
+    """The 200-epoch run was for watching; it is stopped from its Monitor page, not waited for."""
+    run_id = STATE["watched"]
+    page.goto(f"{server['url']}/monitor?run={run_id}")  # live: it redraws every second, never calm
+    cancel = page.get_by_role("button", name="Cancel this run")
+    cancel.wait_for(timeout=60_000)
+    assert store_of(server).get_run(run_id)["status"] == "running", "the watched run is still training"
+    for _ in range(3):  # a live tick may be redrawing the button at the instant of the click
+        cancel.click()
+        try:
+            wait_status(server, run_id, ("cancelled",), timeout=30)
+            break
+        except AssertionError:
+            continue
+    assert wait_finished(server, run_id) == "cancelled"
+    page.get_by_text("Cancelled").first.wait_for(timeout=60_000)
+    screenshot(page, test_output / "monitor-cancelled.png")
+
+
+def test_a_short_run_completes_and_all_three_are_on_runs(server, page, test_output):
     watched, cancelled = STATE["watched"], STATE["cancelled"]
-    assert wait_status(server, watched, ("completed",), timeout=300) == "completed"
+    page.goto(server["url"] + "/train")
+    wait_for_app(page)
+    for label, value in (("Epochs", "2"),):
+        box = page.get_by_role("spinbutton", name=label, exact=True)
+        box.fill(value)
+        box.press("Enter")
+        wait_for_app(page)
+    name = page.get_by_role("textbox", name="Run name")
+    name.fill("e2e completed")
+    name.press("Enter")
+    wait_for_app(page)
+    page.get_by_role("button", name="Start training").click()
+    page.get_by_text("Queued run").wait_for()
+    done = queued_run_id(page)
+    assert store_of(server).get_run(done)["config"]["train"]["epochs"] == 2
+    assert wait_finished(server, done) == "completed"
+
     page.goto(server["url"] + "/runs")
     wait_for_app(page)
-    for run_id, status in ((watched, "completed"), (cancelled, "cancelled")):
+    for run_id, status in ((done, "completed"), (watched, "cancelled"), (cancelled, "cancelled")):
         # st.dataframe draws on a canvas; its rows also live in an accessible (hidden) table
         row = page.locator("[role=row]", has_text=run_id).first
         row.wait_for(state="attached")
@@ -162,7 +214,7 @@ def test_both_runs_are_on_runs(server, page, test_output):
     page.get_by_text("Per-class report").first.wait_for()  # the completed run's confusion matrix
     screenshot(page, test_output / "runs.png")
 
-    page.goto(f"{server['url']}/monitor?run={watched}")  # the finished run, as it stays on Monitor
+    page.goto(f"{server['url']}/monitor?run={done}")  # the finished run, as it stays on Monitor
     page.get_by_text("Completed").first.wait_for()
     wait_for_app(page)
     screenshot(page, test_output / "monitor-completed.png")

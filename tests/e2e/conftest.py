@@ -6,6 +6,7 @@ Playwright cannot download browsers here, so it drives /usr/bin/chromium (instal
 from __future__ import annotations
 
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -62,6 +63,26 @@ def running_server(runs: Path):
         except subprocess.TimeoutExpired:
             proc.kill()
         log.close()
+        stop_leftover_runs(runs)
+
+
+def stop_leftover_runs(runs: Path) -> None:
+    """Runs are processes of their own that outlive the dashboard (a restart loses nothing), so
+    a test's server leaves behind whatever it started and a failed test did not end: kill them,
+    or they train on for minutes beside the rest of the suite."""
+    db = runs / "sigscope.db"
+    if not db.exists():
+        return
+    from core.store import Store
+
+    for run in Store(db).list_runs(status=("queued", "running")):
+        if run.get("owner_pid"):
+            try:
+                group = os.getpgid(run["owner_pid"])
+                if group != os.getpgrp():  # a run has a session of its own; never this test's group
+                    os.killpg(group, signal.SIGKILL)
+            except (ProcessLookupError, PermissionError):
+                pass
 
 
 @pytest.fixture

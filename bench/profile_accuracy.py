@@ -37,7 +37,6 @@ import argparse
 import statistics
 import sys
 import time
-from pathlib import Path
 
 
 import torch  # noqa: E402

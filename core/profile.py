@@ -38,7 +38,7 @@ from torch import nn
 from core.errors import ConfigError
 from core.profiling.flops import FLOPS_CONVENTION, by_category, count_flops, counting_conditions, fvcore_count
 from core.profiling.latency import EFFICIENCY, estimate_latency_ms, machine_flops_per_s, measure_latency_ms
-from core.profiling.memory import MemoryEstimate, estimate_training_memory, preserved_state
+from core.profiling.memory import MemoryEstimate, estimate_training_memory, preserved_state, training_memory_bound
 
 __all__ = ["ProfileReport", "profile_model", "profile_module", "measure_latency_ms", "FLOPS_CONVENTION",
            "check_profile_memory"]
@@ -98,17 +98,18 @@ def _check_settings(batch_size: int, optimizer: str, amp: str) -> None:
 
 
 def profile_footprint(model: nn.Module, input_shape: tuple, batch_size: int, optimizer: str = "adamw",
-                      grad_checkpointing: bool = False) -> MemoryEstimate | None:
+                      grad_checkpointing: bool = False, bound: bool = False) -> MemoryEstimate | None:
     """The profiler's own training-memory estimate for `model` (real or on the meta device) at
     this shape and max(batch, probe batch), traced on a meta-device twin: nothing is allocated.
     Everything the profiler runs (probes at batches 2 and 4, a forward at the batch to time it,
-    a measured step at the batch when the probes cannot be extrapolated) fits within it. None
-    when the model cannot run on the meta device (an op without a meta kernel)."""
+    a measured step at the batch when the probes cannot be extrapolated) fits within it.
+    `bound`: an upper bound from one traced pass instead of the estimate's two
+    (`training_memory_bound`). None when the model cannot run on the meta device."""
     shape = tuple(int(v) for v in input_shape)
+    how = training_memory_bound if bound else estimate_training_memory
     try:
-        return estimate_training_memory(_meta_twin(model), shape, max(int(batch_size), PROBE_BATCH),
-                                        optimizer=optimizer, amp="off", grad_checkpointing=grad_checkpointing,
-                                        device="meta")
+        return how(_meta_twin(model), shape, max(int(batch_size), PROBE_BATCH), optimizer=optimizer, amp="off",
+                   grad_checkpointing=grad_checkpointing, device="meta")
     except (ConfigError, NotImplementedError, RuntimeError, TypeError, ValueError):
         return None
 
@@ -117,8 +118,10 @@ def check_profile_memory(model: nn.Module | None, input_shape: tuple, batch_size
                          grad_checkpointing: bool = False, name: str | None = None) -> MemoryEstimate | None:
     """ConfigError, before anything is allocated, when training this shape and batch needs more
     than `limits().max_profile_memory_mib` by the profiler's own estimate: the input batch alone
-    first (no model needed), then `profile_footprint` of `model` (None: the input check only).
-    Returns that estimate (None when there was no model or it cannot run on the meta device)."""
+    first (no model needed), then `profile_footprint` of `model` (None: the input check only) —
+    its one-pass upper bound, and the two-pass estimate only when the bound is over the limit.
+    Returns what let the request through (the bound) or None (no model, or it cannot run on
+    the meta device)."""
     from core.limits import how_to_raise, limits
 
     shape = tuple(int(v) for v in input_shape)
@@ -130,9 +133,13 @@ def check_profile_memory(model: nn.Module | None, input_shape: tuple, batch_size
     input_bytes = math.prod(shape) * 4 * batch  # float32 inputs
     if input_bytes > cap * 2**20:
         raise ConfigError(f"{what} needs more than {_mib(input_bytes)} for the input batch alone {tail}")
-    estimate = profile_footprint(model, shape, batch, optimizer, grad_checkpointing) if model is not None else None
-    if estimate is not None and estimate.total > cap * 2**20:
-        raise ConfigError(f"{what} needs about {_mib(estimate.total)} {tail}")
+    if model is None:
+        return None
+    estimate = profile_footprint(model, shape, batch, optimizer, grad_checkpointing, bound=True)
+    if estimate is not None and estimate.total > cap * 2**20:  # the bound may be loose: the estimate decides
+        estimate = profile_footprint(model, shape, batch, optimizer, grad_checkpointing)
+        if estimate is not None and estimate.total > cap * 2**20:
+            raise ConfigError(f"{what} needs about {_mib(estimate.total)} {tail}")
     return estimate
 
 

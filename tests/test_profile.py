@@ -276,3 +276,33 @@ def test_latency_is_estimated_and_measured():
     lat = report.latency_ms
     assert lat["measured"] > 0 and lat["estimated"] > 0 and lat["machine_flops_per_s"] > 1e8
     assert measure_latency_ms(TinyConvLinear(), (3, 16), batch_size=2, repeats=3) > 0
+
+
+def test_the_memory_guard_bound_is_an_upper_bound_and_tight_where_activations_scale():
+    """The guard's one-pass bound (peak at batch 2 scaled by B/2) is never below the two-pass
+    estimate, and within 2 % of it for a conv net (every activation grows with the batch)."""
+    from core.profile import profile_footprint
+
+    for name, tight in (("resnet1d", True), ("imu_se_convnext_lstm", False)):
+        with torch.device("meta"):
+            model = create(name, (6, 128), 6)
+        for batch in (4, 64):
+            bound = profile_footprint(model, (6, 128), batch, bound=True)
+            estimate = profile_footprint(model, (6, 128), batch)
+            assert bound.total >= estimate.total * 0.999, (name, batch)
+            if tight:
+                assert bound.total <= 1.02 * estimate.total, (name, batch)
+
+
+def test_a_loose_bound_over_the_limit_defers_to_the_estimate(monkeypatch):
+    """The LSTM's bound at batch 64 (about 178 MiB) is over a 150 MiB limit, its estimate (about
+    124 MiB) is not: the profile goes ahead; under 100 MiB it is refused with the estimate."""
+    from core.profile import check_profile_memory
+
+    with torch.device("meta"):
+        model = create("imu_se_convnext_lstm", (6, 128), 6)
+    monkeypatch.setenv("SIGSCOPE_MAX_PROFILE_MEMORY_MIB", "150")
+    assert check_profile_memory(model, (6, 128), 64).total < 150 * 2**20  # the estimate let it through
+    monkeypatch.setenv("SIGSCOPE_MAX_PROFILE_MEMORY_MIB", "100")
+    with pytest.raises(ConfigError, match=r"needs about 12\d MiB"):
+        check_profile_memory(model, (6, 128), 64)

@@ -11,7 +11,6 @@ from __future__ import annotations
 from pathlib import Path
 
 from core.config import DataConfig
-from core.errors import DataError
 from core.data.examples import Examples
 from core.data.imu_csv import DEFAULT_OPTIONS, load_imu_files
 from core.data.paths import resolve_path

@@ -275,28 +275,12 @@ def estimate_training_memory(model: nn.Module, input_shape: tuple, batch_size: i
     batch; falls back to one run at `batch_size` when the two runs' operator sequences
     differ (data-dependent control flow).
     """
-    from core.train.optimizers import OPTIMIZERS
-    if optimizer not in OPTIMIZERS:
-        raise ConfigError(f"optimizer={optimizer!r} is not valid: allowed {', '.join(OPTIMIZERS)}")
-    if batch_size < 1:
-        raise ConfigError(f"batch_size={batch_size} must be at least 1")
-    autocast_context(amp, device)  # validates amp
+    weights, grads, state, elem = _static_bytes(model, optimizer, batch_size, amp, device)
     params = list(model.parameters())
-    trainable = [p for p in params if p.requires_grad]
-    weights = unique_bytes(params + list(model.buffers()))
-    grads = unique_bytes(trainable)
-    spec = OPTIMIZERS[optimizer]
-    state = spec.state_copies * grads + spec.state_scalars * 4 * len(trainable)  # fp32 `step` scalars
-    elem = torch.empty((), dtype=next((p.dtype for p in params), torch.float32)).element_size()
     input_bytes = int(batch_size * _prod(input_shape) * elem)
 
     with preserved_state(model):
-        model.train()
-        if grad_checkpointing:
-            if not hasattr(model, "set_grad_checkpointing"):
-                raise ConfigError(f"{type(model).__name__} does not support gradient checkpointing "
-                                  "(it has no set_grad_checkpointing); profile without it")
-            model.set_grad_checkpointing(True)
+        _training_mode(model, grad_checkpointing)
         batches = small_batches or (2, 4)
         runs = []
         for b in batches:
@@ -315,6 +299,59 @@ def estimate_training_memory(model: nn.Module, input_shape: tuple, batch_size: i
                           activations_per_example=int(round(per_example)) + input_bytes // batch_size,
                           activations_saved=int(round(saved)) + input_bytes, input_batch=input_bytes,
                           batch_size=batch_size, amp=amp, grad_checkpointing=grad_checkpointing)
+
+
+def training_memory_bound(model: nn.Module, input_shape: tuple, batch_size: int, optimizer: str = "adamw",
+                          amp: str = "off", grad_checkpointing: bool = False, device: str = "cpu",
+                          probe_batch: int = 2) -> MemoryEstimate:
+    """An upper bound on `estimate_training_memory` from one tracked pass at `probe_batch`
+    instead of two: every storage of a step is a + b·B bytes with a, b >= 0, which for
+    B >= p is at most (a + b·p)·B/p, so the peak at the batch is at most the peak at p times
+    B/p. Tight where activations grow with the batch (they almost always do); used to let
+    small requests through at half the cost of the estimate."""
+    weights, grads, state, elem = _static_bytes(model, optimizer, batch_size, amp, device)
+    params = list(model.parameters())
+    input_bytes = int(batch_size * _prod(input_shape) * elem)
+    scale = max(1.0, batch_size / probe_batch)
+    with preserved_state(model):
+        _training_mode(model, grad_checkpointing)
+        torch.manual_seed(0)
+        example = torch.randn(probe_batch, *input_shape, device=device, dtype=elem_dtype(params))
+        run = run_forward_backward(model, example, amp, device)
+    sizes = [(a.alloc, a.free, float(a.nbytes)) for a in run.allocs if not a.is_grad]
+    peak = _curve_peak(sizes, run.clock) * scale
+    saved = _curve_peak(sizes, run.clock, at=run.marks.get("forward_end", run.clock)) * scale
+    return MemoryEstimate(weights=weights, grads=grads, optimizer=state, activations=int(round(peak)) + input_bytes,
+                          activations_per_example=int(round(peak / batch_size)) + input_bytes // batch_size,
+                          activations_saved=int(round(saved)) + input_bytes, input_batch=input_bytes,
+                          batch_size=batch_size, amp=amp, grad_checkpointing=grad_checkpointing)
+
+
+def _static_bytes(model: nn.Module, optimizer: str, batch_size: int, amp: str, device: str) -> tuple[int, int, int, int]:
+    """Weights, gradients and optimizer state in bytes, and the element size, after the
+    settings are checked."""
+    from core.train.optimizers import OPTIMIZERS
+    if optimizer not in OPTIMIZERS:
+        raise ConfigError(f"optimizer={optimizer!r} is not valid: allowed {', '.join(OPTIMIZERS)}")
+    if batch_size < 1:
+        raise ConfigError(f"batch_size={batch_size} must be at least 1")
+    autocast_context(amp, device)  # validates amp
+    params = list(model.parameters())
+    trainable = [p for p in params if p.requires_grad]
+    grads = unique_bytes(trainable)
+    spec = OPTIMIZERS[optimizer]
+    state = spec.state_copies * grads + spec.state_scalars * 4 * len(trainable)  # fp32 `step` scalars
+    elem = torch.empty((), dtype=next((p.dtype for p in params), torch.float32)).element_size()
+    return unique_bytes(params + list(model.buffers())), grads, state, elem
+
+
+def _training_mode(model: nn.Module, grad_checkpointing: bool) -> None:
+    model.train()
+    if grad_checkpointing:
+        if not hasattr(model, "set_grad_checkpointing"):
+            raise ConfigError(f"{type(model).__name__} does not support gradient checkpointing "
+                              "(it has no set_grad_checkpointing); profile without it")
+        model.set_grad_checkpointing(True)
 
 
 def elem_dtype(params: list[torch.Tensor]) -> torch.dtype:

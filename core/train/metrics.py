@@ -76,7 +76,6 @@ def expected_calibration_error(probs: torch.Tensor, targets: torch.Tensor, n_bin
     confidence, preds = probs.max(dim=1)
     correct = (preds == targets).double()
     bins = torch.clamp((confidence.double() * n_bins).long(), max=n_bins - 1)
-    count = torch.bincount(bins, minlength=n_bins).double()
     conf_sum = torch.bincount(bins, weights=confidence.double(), minlength=n_bins)
     acc_sum = torch.bincount(bins, weights=correct, minlength=n_bins)
     gap = (acc_sum - conf_sum).abs()

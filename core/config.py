@@ -163,6 +163,21 @@ def _metrics() -> dict:
             for split in ("val", "train") for m, d in DIRECTIONS.items()}
 
 
+def _validation_help() -> dict:
+    from core.data.splits import VALIDATION_HELP
+    return VALIDATION_HELP
+
+
+def _fits() -> dict:
+    from core.train.closed_form import FIT_HELP
+    return FIT_HELP
+
+
+def _closed_form_models() -> tuple:
+    from core.train.closed_form import closed_form_models
+    return closed_form_models()
+
+
 def _devices() -> tuple:
     return ("auto", "cpu", "cuda", *(f"cuda:{i}" for i in range(16)), "mps")
 
@@ -228,8 +243,11 @@ class DataConfig(_Config):
                                choices=_normalizations, choice_help=_normalization_help, label="Normalization")
     split: str = param("stratified", "choice", "how examples are divided into train, validation and test",
                        choices=_splits, choice_help=_split_help, label="Split", describe_choice=True)
+    validation: str = param("holdout", "choice", "whether a validation slice is held out of the training data",
+                            choices=lambda: tuple(_validation_help()), choice_help=_validation_help,
+                            label="Validation", describe_choice=True)
     val_fraction: float = param(0.15, "float", "share of examples (or groups) for validation", low=0.0, high=0.9,
-                                label="Validation share", step=0.05)
+                                when=(When("data.validation", "!=", "none"),), label="Validation share", step=0.05)
     test_fraction: float = param(0.2, "float", "share of examples (or groups) for testing", low=0.0, high=0.9,
                                  when=(When("data.split", "!=", "fixed"),), label="Test share", step=0.05)
     test_groups: list = param([], "list", "subjects/speakers held out for testing (empty: drawn by seed)",
@@ -340,6 +358,9 @@ class ProbeConfig(_Config):
 class TrainConfig(_Config):
     epochs: int = param(5, "int", "passes over the training split", low=1, high=100_000, unit="epochs",
                         resume=True, label="Epochs")
+    fit: str = param("gradient", "choice", "how the weights are found", choices=lambda: tuple(_fits()),
+                     choice_help=_fits, when=(When("model.name", "in", _closed_form_models),), label="Fit",
+                     describe_choice=True)
     batch_size: int = param(64, "int", "examples per optimizer step", low=1, high=65_536, log=True,
                             label="Batch size")
     seed: int = param(0, "int", "seed of weights, shuffling, dropout and augmentation", low=0, high=2**32 - 1,

@@ -30,7 +30,7 @@ def _data(cfg: "RunConfig") -> Found:
     if source.needs_path and not d.path:
         found.append(("data.path", f"data.path: source {d.source!r} has no bundled data; give the file or folder "
                                    "of your recordings as data.path"))
-    if d.split != "fixed" and d.val_fraction + d.test_fraction >= 1.0:
+    if d.split != "fixed" and d.validation != "none" and d.val_fraction + d.test_fraction >= 1.0:
         found.append(("data.test_fraction", f"data.val_fraction + data.test_fraction = "
                                             f"{d.val_fraction + d.test_fraction:.2f} leaves no training data; "
                                             "keep the sum below 1"))

@@ -28,6 +28,11 @@ class ZooModel(nn.Module):
             return checkpoint(stage, x, use_reentrant=False)
         return stage(x)
 
+    def fit_to_data(self, x: torch.Tensor, seed: int) -> None:
+        """Fit buffers that depend on the training data (MiniRocket's biases) from training
+        windows x (N, C, T), before the first epoch; never called on resume (the buffers are in
+        the checkpoint). Default: nothing to fit."""
+
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         raise NotImplementedError
 

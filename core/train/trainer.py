@@ -44,6 +44,7 @@ from torch.utils.data import DataLoader, DistributedSampler
 from core import distributed
 from core.config import RunConfig
 from core.errors import ConfigError
+from core.train import closed_form
 from core.train.callbacks import Callback, EarlyStopping, NanGuard
 from core.train.checkpoints import Checkpointer, check_model_state, read_checkpoint, set_rng_state
 from core.train.mixup import dominant_labels, mix_batch, mixed_loss
@@ -65,6 +66,7 @@ class FitResult:
     best_epoch: int | None = None
     final_metrics: dict[str, float] = field(default_factory=dict)
     test_metrics: dict[str, float] = field(default_factory=dict)
+    epochs_rule: str = ""  # how the kept checkpoint was chosen, in words
 
     def to_dict(self) -> dict:
         return dict(self.__dict__)
@@ -134,6 +136,7 @@ class Trainer:
                                                 seed=tc.seed)
         self.train_loader = self._loader(bundle.train, shuffle=True)
         self.val_loader = self._loader(bundle.val, shuffle=False) if len(bundle.val) else None
+        self.watched, self.epochs_rule = self._watched_metric()
         self.test_loader = self._loader(bundle.test, shuffle=False) if len(bundle.test) else None
         self.steps_per_epoch = len(self.train_loader)
         self.epochs = tc.epochs
@@ -152,6 +155,8 @@ class Trainer:
         self.last_grad_norm: torch.Tensor | None = None
         self.stop_status: str | None = None
         self.stop_message = ""
+        # train.fit="ridge": one epoch that solves the head in closed form (core.train.closed_form)
+        self.closed_form = closed_form.ridge_epoch(self)
 
     # ---- set-up ---------------------------------------------------------------------------
     def _build_model(self) -> nn.Module:
@@ -203,11 +208,25 @@ class Trainer:
         tc = self.config.train
         out: list[Callback] = [NanGuard(), *(build_probes(tc.probes, self.total_steps) if self.rank == 0 else [])]
         es = tc.early_stopping
+        metric, mode = self.watched
         if es.enabled:
-            out.append(EarlyStopping(es.metric, es.mode, es.patience))
+            out.append(EarlyStopping(metric, mode, es.patience))
         if self.run_dir is not None and self.rank == 0:
-            out.append(Checkpointer(self.run_dir, metric=es.metric, mode=es.mode, save_last=True))
+            out.append(Checkpointer(self.run_dir, metric=metric, mode=mode, save_last=True))
         return out
+
+    def _watched_metric(self) -> tuple[tuple[str, str], str]:
+        """(metric, mode) that picks the kept checkpoint (and stops early), and the rule in words.
+        Without a validation split a validation metric cannot be watched: the lowest training
+        loss is (Fawaz et al. 2019's rule for small UCR/UEA sets)."""
+        es, data = self.config.train.early_stopping, self.config.data
+        if self.val_loader is not None or not es.metric.startswith("val_"):
+            return (es.metric, es.mode), f"the checkpoint with the best {es.metric} is kept"
+        why = {"none": "data.validation=none",
+               "auto": f"data.validation=auto and {len(self.bundle.train)} training series"}.get(
+            data.validation, "the validation split is empty")
+        return ("train_loss", "min"), (f"no validation split ({why}): every training series trains and the "
+                                       "epoch with the lowest training loss is kept")
 
     # ---- control ----------------------------------------------------------------------------
     def request_stop(self, status: str, message: str) -> None:
@@ -262,6 +281,8 @@ class Trainer:
         torchrun rank 0's `resume_from` decides for every rank)."""
         if distributed.broadcast(resume_from is not None):
             self.load_training_state(resume_from)
+        else:  # data-fitted buffers (MiniRocket's biases) before the first epoch; a resume has them
+            closed_form.fit_to_training_data(self)
         for level, message in self.notes:
             self.recorder.event(message, level)
         n_params = sum(p.numel() for p in self.model.parameters())
@@ -269,7 +290,7 @@ class Trainer:
             if self.world > 1 else str(self.device)
         self.recorder.event(f"training {self.config.model.name} ({n_params:,} parameters) on {where}: "
                             f"{len(self.bundle.train)} train / {len(self.bundle.val)} val / {len(self.bundle.test)} test "
-                            f"examples, {self.steps_per_epoch} steps per epoch")
+                            f"examples, {self.steps_per_epoch} steps per epoch; {self.epochs_rule}")
         self._call("on_fit_start")
         final: dict[str, float] = {}
         completed = self.start_epoch
@@ -277,7 +298,7 @@ class Trainer:
             for epoch in range(self.start_epoch, self.epochs):
                 self.epoch = epoch
                 self._call("on_epoch_start", epoch)
-                train_metrics = self._train_epoch(epoch)
+                train_metrics = self.closed_form(epoch) if self.closed_form else self._train_epoch(epoch)
                 if self.stop_status in ("cancelled", "diverged"):
                     break
                 final = self._end_epoch(epoch, train_metrics)
@@ -295,7 +316,7 @@ class Trainer:
         return FitResult(status=status, message=self.stop_message, epochs_completed=completed,
                          global_step=self.global_step, best_metric=ckpt.best if ckpt else None,
                          best_epoch=ckpt.best_epoch if ckpt else None, final_metrics=final,
-                         test_metrics=test_metrics)
+                         test_metrics=test_metrics, epochs_rule=self.epochs_rule)
 
     def _train_epoch(self, epoch: int) -> dict[str, Any]:
         model, optimizer, scaler = self.train_model, self.optimizer, self.scaler

@@ -3,6 +3,7 @@
     .venv/bin/python bench/uea.py                                   # 7 datasets x 3 seeds x every method
     .venv/bin/python bench/uea.py --datasets GunPoint,ArrowHead --seeds 1 --methods uea_small,aeon_minirocket
     .venv/bin/python bench/uea.py --json results.json --figure docs/results/uea.png
+    .venv/bin/python bench/uea.py --merge a.json b.json --figure uea.png   # tables from runs split over processes
 
 For each dataset (all shipped offline inside aeon) and seed, every method is fitted on the
 TRAIN file and scored on the TEST file: test accuracy and seconds to fit (wall clock and this
@@ -21,7 +22,10 @@ Every Sigscope method runs through `core.jobs.run_job` into a temporary store, e
 started from Train does. The table gives per dataset the mean (and range) over seeds; the last
 rows give each method's mean accuracy over the datasets and its mean rank (1 = best; ties share
 the average rank). Epochs of the gradient-trained models: --epochs (printed; a fixed budget, not
-tuned per dataset).
+tuned per dataset). Everything runs on --threads torch threads (1, as aeon's n_jobs=1): on a
+shared 2-core machine two threads made a small conv net's epoch 13x slower than one (OpenMP
+barriers waiting on busy cores), so datasets are better split over processes (--datasets, then
+--merge).
 """
 from __future__ import annotations
 
@@ -172,6 +176,29 @@ def figure(summary: dict, methods: list[str], datasets: list[str]):
     return fig
 
 
+def run_all(datasets: list[str], methods: list[str], seeds: int, epochs: int, threads: int) -> list[Result]:
+    import torch
+
+    from core.store import Store
+
+    torch.set_num_threads(threads)
+    load = os.getloadavg()
+    print(f"load average at start {load[0]:.2f} {load[1]:.2f} {load[2]:.2f} on {os.cpu_count()} CPUs; "
+          f"epochs {epochs}; seeds {seeds}; {threads} torch thread(s)", flush=True)
+    results: list[Result] = []
+    with tempfile.TemporaryDirectory(prefix="uea-bench-") as tmp:
+        os.environ["SIGSCOPE_RUNS_DIR"] = tmp
+        store = Store(Path(tmp) / "sigscope.db")
+        for d in datasets:
+            for seed in range(seeds):
+                for m in methods:
+                    r = run_aeon(d, seed) if m == "aeon_minirocket" else run_sigscope(m, d, seed, epochs, store)
+                    results.append(r)
+                    print(f"{d:18s} seed {seed} {m:20s} acc {r.accuracy:.3f}  {r.wall_s:7.1f} s wall "
+                          f"{r.cpu_s:7.1f} s CPU  {r.note[:80]}", flush=True)
+    return results
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--datasets", default=",".join(DATASETS))
@@ -179,6 +206,8 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, default=3, help="seeds per dataset and method (3)")
     parser.add_argument("--epochs", type=int, default=DEFAULT_EPOCHS,
                         help=f"epochs of the gradient-trained methods but uea_small ({DEFAULT_EPOCHS})")
+    parser.add_argument("--threads", type=int, default=1, help="torch threads (1)")
+    parser.add_argument("--merge", type=Path, nargs="+", help="summarize the --json files of earlier runs instead")
     parser.add_argument("--json", type=Path, help="write every result and the summary here")
     parser.add_argument("--figure", type=Path, help="write the accuracy figure here as PNG")
     args = parser.parse_args()
@@ -188,29 +217,20 @@ def main() -> None:
     if unknown:
         parser.error(f"unknown methods {unknown}; choose from {', '.join(METHODS)}")
 
-    from core.store import Store
-
-    load = os.getloadavg()
-    print(f"load average at start {load[0]:.2f} {load[1]:.2f} {load[2]:.2f} on {os.cpu_count()} CPUs; "
-          f"epochs {args.epochs}; seeds {args.seeds}", flush=True)
-    results: list[Result] = []
-    with tempfile.TemporaryDirectory(prefix="uea-bench-") as tmp:
-        os.environ["SIGSCOPE_RUNS_DIR"] = tmp
-        store = Store(Path(tmp) / "sigscope.db")
-        for d in datasets:
-            for seed in range(args.seeds):
-                for m in methods:
-                    r = run_aeon(d, seed) if m == "aeon_minirocket" else run_sigscope(m, d, seed, args.epochs, store)
-                    results.append(r)
-                    print(f"{d:18s} seed {seed} {m:20s} acc {r.accuracy:.3f}  {r.wall_s:7.1f} s wall "
-                          f"{r.cpu_s:7.1f} s CPU  {r.note[:80]}", flush=True)
+    if args.merge:
+        results = [Result(**r) for f in args.merge for r in json.loads(f.read_text())["results"]]
+        datasets = [d for d in datasets if any(r.dataset == d for r in results)]
+        methods = [m for m in methods if any(r.method == m for r in results)]
+    else:
+        results = run_all(datasets, methods, args.seeds, args.epochs, args.threads)
     summary = summarize(results, methods, datasets)
     print(markdown(summary, methods, datasets))
     load = os.getloadavg()
     print(f"load average at the end {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}")
     if args.json:
         args.json.write_text(json.dumps({"results": [asdict(r) for r in results], "summary": summary,
-                                         "epochs": args.epochs, "seeds": args.seeds}, indent=2))
+                                         "epochs": args.epochs, "seeds": args.seeds, "threads": args.threads},
+                                        indent=2))
     if args.figure:
         from bench.figures_png import PngRenderer
         with PngRenderer() as png:

@@ -146,8 +146,10 @@ def last_conv_block(model: nn.Module, x: torch.Tensor) -> str | None:
     channels-first map (B, C, T) or (B, C, F, T) — the "last conv block" Grad-CAM reads."""
     candidates = {name: m for name, m in model.named_modules()
                   if name and any(isinstance(sub, _CONVS) for sub in m.modules())}
-    # a channels-first output has as many channels as one of the block's convs makes
+    # a channels-first output has as many channels as one of the block's convs makes, or as the
+    # block says it makes (an Inception module concatenates its branches: 4 x filters, no conv's width)
     conv_widths = {name: {s.out_channels for s in m.modules() if isinstance(s, _CONVS)}
+                   | ({m.out_channels} if isinstance(getattr(m, "out_channels", None), int) else set())
                    for name, m in candidates.items()}
     finished: list[str] = []
     hooks = []

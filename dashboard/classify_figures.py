@@ -217,3 +217,14 @@ def saliency_curves(curves: list[dict]) -> go.Figure:
                       yaxis=dict(title="relevance (max 1)", range=[0, 1.05]),
                       legend=dict(orientation="h", y=1.02, yanchor="bottom", x=0))
     return fig
+
+
+def contribution_bars(labels: list[str], values: list[float], axis_title: str) -> go.Figure:
+    """Signed contributions to a logit (for the class in red, against it in blue), one bar per label."""
+    values = np.asarray(values, dtype=float)
+    fig = go.Figure(go.Bar(x=[str(v) for v in labels], y=values,
+                           marker_color=np.where(values >= 0, OVERLAY_COLOR, "#1f77b4").tolist(),
+                           hovertemplate="%{x}: %{y:.3f}<extra></extra>"))
+    fig.update_layout(height=280, margin=dict(l=10, r=10, t=10, b=10), xaxis=dict(title=axis_title, type="category"),
+                      yaxis_title="contribution to the logit")
+    return fig

@@ -355,8 +355,12 @@ def batch_table(items: list[Item]) -> pd.DataFrame:
 
 # ---- one prediction in detail ------------------------------------------------------------
 def _overlay(pred: Prediction) -> dict | None:
-    """What to draw over the signal: attention pooling weights, else the last layer's
-    rollout (CLS models), else Grad-CAM."""
+    """What to draw over the signal: MiniRocket's per-step contribution to the logit, else
+    attention pooling weights, else the last layer's rollout (CLS models), else Grad-CAM."""
+    if pred.contributions:
+        c = pred.contributions
+        return {"name": "contribution to the logit", "axis": "logit per step", "times": c["times"],
+                "values": c["values"]}
     pooling = [a for a in pred.attention if a["kind"] == "pooling"]
     if pooling:
         w = pooling[-1]["weights"]
@@ -443,6 +447,8 @@ def show_prediction(predictor: Predictor, item: Item, key: str) -> None:
         st.info(f"Not available for {pred.variant}: {EXPLANATIONS_NEED_PYTORCH}.", icon=":material/visibility_off:")
     if pred.attention:
         attention_section(predictor, pred, key)
+    if pred.contributions:
+        contributions_section(predictor, pred.contributions, key)
     if pred.saliency:
         st.subheader("Where the model looked: Grad-CAM and saliency")
         st.caption("This model has no attention. Grad-CAM reads the last convolutional block "
@@ -450,6 +456,34 @@ def show_prediction(predictor: Predictor, item: Item, key: str) -> None:
                    "input-gradient saliency is |d logit / d input|. Both are per window, scaled to max 1, "
                    "averaged where windows overlap.")
         st.plotly_chart(cf.saliency_curves(pred.saliency), width="stretch", key=f"{key}.sal")
+
+
+def contributions_section(predictor: Predictor, c: dict, key: str) -> None:
+    """MiniRocket: which dilations (and channels) carried the decision, as bars that sum to the
+    logit's feature part; the per-step map is the curve drawn with the signal above."""
+    st.subheader("What carried the decision: dilations and time steps")
+    total = c["logit"] - c["baseline"]
+    several = c["windows"] > 1
+    st.caption(f"MiniRocket's head is linear in its features, so the logit for the predicted class "
+               f"({', '.join(c['classes'])}) splits exactly into contributions, measured from {c['reference']}: "
+               f"logit {c['logit']:.3f} − baseline {c['baseline']:.3f} = {total:.3f}. The bars sum to it, and so "
+               "does the curve drawn with the signal above (one value per input step; positive where the features "
+               "that count for the class fired more often than at the reference). Dilation d spaces a kernel's 9 "
+               "taps d samples apart (it spans 8d + 1 samples)."
+               + (f" Each of the {c['windows']} windows is explained toward its own predicted class; the bars are "
+                  "their means." if several else ""))
+    rate = predictor.sample_rate  # 1.0: a UEA/UCR series, counted in samples
+    labels = [f"{d} ({8 * d + 1} samples)" if rate == 1.0 else f"{d} ({(8 * d + 1) / rate:.3g} s)"
+              for d in c["dilations"]]
+    columns = st.columns([3, 2]) if len(c["by_channel"]) > 1 else [st.container()]
+    with columns[0]:
+        st.plotly_chart(cf.contribution_bars(labels, c["by_dilation"], "dilation (span)"), width="stretch",
+                        key=f"{key}.dilations")
+    if len(c["by_channel"]) > 1:
+        with columns[1]:
+            st.plotly_chart(cf.contribution_bars(c["channels"], c["by_channel"], "channel"), width="stretch",
+                            key=f"{key}.channels_contrib")
+            st.caption("A feature's contribution is shared equally by the channels its kernel sums.")
 
 
 def attention_section(predictor: Predictor, pred: Prediction, key: str) -> None:

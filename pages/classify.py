@@ -38,8 +38,9 @@ predictor = parts.variant_picker(store, by_id[run_id], predictor)
 
 audio = predictor.signal == "audio"
 c1, c2, c3 = st.columns(3)
-hop = c1.number_input("Hop between windows (s)", min_value=0.02, max_value=60.0, step=0.05,
-                      value=round(predictor.stride / predictor.sample_rate, 3), key=f"classify.hop.{run_id}",
+run_hop = round(predictor.stride / predictor.sample_rate, 3)  # a UEA series at 1 Hz: its whole length, e.g. 150 s
+hop = c1.number_input("Hop between windows (s)", min_value=0.02, max_value=max(60.0, run_hop), step=0.05,
+                      value=run_hop, key=f"classify.hop.{run_id}",
                       help=f"windows are the run's {predictor.window_seconds:g} s; a smaller hop gives a finer "
                            "timeline and costs more")
 aggregate = c2.radio("Combine windows by", ["mean", "vote"], horizontal=True, key="classify.aggregate",

@@ -112,11 +112,14 @@ def predictor_from_loaded(loaded, run_id: str | None = None, run_name: str = "")
     from core.models import registry
 
     cfg, meta = loaded.config, loaded.meta
-    signal = get_source(cfg.data.source).signal
+    source = get_source(cfg.data.source)
+    signal = source.signal
     rate = float(meta.get("sample_rate") or (cfg.data.sample_rate if signal == "audio" else 50.0))
     if signal == "audio":
         window = int(round(cfg.data.clip_seconds * rate))
         stride = max(1, window // 2)
+    elif not source.windowed:  # whole fixed-length series (UEA/UCR): a window is the series the model was built for
+        window = stride = int(meta["input_shape"][-1])
     else:
         window = seconds_or_samples(cfg.data.window, rate, "window")
         stride = seconds_or_samples(cfg.data.stride, rate, "stride")

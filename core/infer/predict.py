@@ -10,7 +10,10 @@ Window probabilities are aggregated into the clip's answer by the mean of log-pr
 (renormalized, the default) or by majority vote; confidence is the top probability, entropy
 is in nats, margin is top-1 minus top-2. An ensemble's window probabilities are the mean of
 its members'; the explanation (attention or saliency) is its primary member's, and each
-member's own answer is kept in `Prediction.members`.
+member's own answer is kept in `Prediction.members`. A MiniRocket run has no gradient to read
+(its pooling counts threshold crossings): its explanation is the exact decomposition of each
+window's logit over time steps, dilations and channels (core/explain_minirocket.py), in
+`Prediction.contributions`.
 
 No answer carries a NaN probability: model inputs (after features and normalization),
 logits and probabilities are checked finite, and a window that fails is refused naming its
@@ -30,6 +33,7 @@ import torch
 from core.data.features import NonFiniteFeatures
 from core.errors import ConfigError, DataError, SigscopeError
 from core.explain import LayerAttention, attention_summary, grad_cam, input_saliency, stitch
+from core.explain_minirocket import MiniRocketExplanation, explain_minirocket_batch, is_minirocket
 from core.infer.ensemble import Ensemble, as_ensemble
 from core.infer.loading import BATCH, Predictor, one_blas_thread, softmax
 from core.infer.reading import (SILENCE_PEAK, check_upload_size, display_name, error_line, private_copies,
@@ -80,6 +84,7 @@ class Prediction:
     layers: list[LayerAttention] = field(default_factory=list)
     attention: list[dict] = field(default_factory=list)
     saliency: list[dict] = field(default_factory=list)
+    contributions: dict = field(default_factory=dict)  # MiniRocket: the logit over time, dilations, channels
     run_id: str | None = None
     members: list[dict] = field(default_factory=list)  # an ensemble's members: run_id, label, confidence
     variant: str = ""  # the exported variant that answered (core.infer.variants); "" = the PyTorch model
@@ -130,7 +135,7 @@ class Prediction:
                "windows": self.windows()}
         if self.window_accuracy is not None:
             out["window_accuracy"] = round(self.window_accuracy, 4)
-        for key in ("streams", "attention", "saliency", "notes", "warnings", "members", "variant"):
+        for key in ("streams", "attention", "saliency", "contributions", "notes", "warnings", "members", "variant"):
             if getattr(self, key):
                 out[key] = getattr(self, key)
         return out
@@ -156,6 +161,7 @@ class WindowOutputs:
     layers: list[LayerAttention] = field(default_factory=list)
     attention: list[dict] = field(default_factory=list)
     saliency: list[dict] = field(default_factory=list)
+    contributions: dict = field(default_factory=dict)
 
 
 def aggregate_probs(window_probs: np.ndarray, how: str = "mean") -> np.ndarray:
@@ -224,7 +230,8 @@ def classify_file(model: Predictor | Ensemble, path: str | Path, name: str | Non
                       class_names=list(ensemble.class_names), signal=read.signal,
                       channel_names=list(ensemble.channel_names), window_true=read.truth, streams=read.streams,
                       notes=notes, warnings=warnings, layers=explained.layers, attention=explained.attention,
-                      saliency=explained.saliency, run_id=ensemble.run_id, members=members,
+                      saliency=explained.saliency, contributions=explained.contributions,
+                      run_id=ensemble.run_id, members=members,
                       variant=ensemble.primary.variant)
 
 
@@ -288,7 +295,8 @@ def run_windows(predictor: Predictor, signal: np.ndarray, starts: np.ndarray, le
         raise ConfigError(f"explain={explain!r} with {predictor.variant}: {EXPLANATIONS_NEED_PYTORCH}")
     probs, batches = [], []
     model = predictor.model
-    cams, sals, cam_layer = [], [], None
+    exact = use_saliency and is_minirocket(model)  # no gradients through its pooling: its exact decomposition
+    cams, sals, cam_layer, decomposed = [], [], None, []
     for i in range(0, len(starts), BATCH):
         x = torch.from_numpy(_finite_inputs(predictor, signal, starts, i, name)).to(predictor.device)
         with torch.no_grad():
@@ -306,7 +314,9 @@ def run_windows(predictor: Predictor, signal: np.ndarray, starts: np.ndarray, le
             raise DataError(f"{_where(predictor, starts, i + int(np.argwhere(~np.isfinite(p))[0][0]), name)}: the "
                             "probabilities are not finite although the logits are; refused rather than shown")
         probs.append(p)
-        if use_saliency:
+        if exact:
+            decomposed += explain_minirocket_batch(model, x, p.argmax(axis=1))
+        elif use_saliency:
             targets = torch.from_numpy(p.argmax(axis=1)).to(predictor.device)
             cam, cam_layer = grad_cam(model, x, targets, cam_layer)
             cams.append(cam)
@@ -323,7 +333,9 @@ def run_windows(predictor: Predictor, signal: np.ndarray, starts: np.ndarray, le
         curve = layer.rollout if layer.kind == "self" else layer.weights
         entry[key] = _curve(*stitch(curve, spans, start_s, duration))
         out.attention.append(entry)
-    if use_saliency:
+    if exact:
+        out.contributions = _contributions(predictor, decomposed, start_s, duration)
+    elif use_saliency:
         if cam_layer is not None:
             cam = np.concatenate(cams)
             out.saliency.append({"method": "grad_cam", "layer": cam_layer, "tokens": int(cam.shape[1]),
@@ -332,6 +344,26 @@ def run_windows(predictor: Predictor, signal: np.ndarray, starts: np.ndarray, le
         out.saliency.append({"method": "input_gradient", "layer": "input", "tokens": int(sal.shape[1]),
                              **_curve(*stitch(sal, predictor.spans(sal.shape[1]), start_s, duration))})
     return out
+
+
+def _contributions(predictor: Predictor, explained: list[MiniRocketExplanation], start_s: np.ndarray,
+                   duration: float) -> dict:
+    """MiniRocket's per-window decompositions as one JSON object: the per-time-step map stitched
+    over the file (logit units per input step), and per dilation and channel their mean over the
+    windows; each window is explained toward its own predicted class."""
+    by_time = np.stack([e.by_time for e in explained])
+    channels = list(predictor.channel_names) or [f"ch{c}" for c in range(len(explained[0].by_channel))]
+    return {"method": "minirocket_decomposition", "target": "each window's predicted class",
+            "reference": explained[0].reference,
+            "classes": sorted({predictor.class_names[e.target] for e in explained}),
+            **_curve(*stitch(by_time, predictor.spans(by_time.shape[1]), start_s, duration)),
+            "dilations": explained[0].dilations.tolist(),
+            "by_dilation": [round(float(v), 5) for v in np.mean([e.by_dilation for e in explained], axis=0)],
+            "channels": channels,
+            "by_channel": [round(float(v), 5) for v in np.mean([e.by_channel for e in explained], axis=0)],
+            "logit": round(float(np.mean([e.logit for e in explained])), 5),
+            "baseline": round(float(np.mean([e.baseline for e in explained])), 5),
+            "max_residual": float(max(e.residual for e in explained)), "windows": len(explained)}
 
 
 def _where(predictor: Predictor, starts: np.ndarray, index: int, name: str) -> str:

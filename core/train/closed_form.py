@@ -225,9 +225,13 @@ class RidgeEpoch:
         targets = torch.cat(labels)
         head = ridge_fit(feats, targets.numpy(), trainer.bundle.num_classes)
         device = model.head.weight.device
+        # the same logits written around the fitted series' mean, W (f - mean) / scale + (b + W mean / scale),
+        # so the head says what a feature adds against a typical training series (core/explain_minirocket.py)
+        mean = feats.astype(np.float64).mean(axis=0)
+        bias = head.bias + head.weight @ (mean / head.feature_scale)
         model.set_linear_head(torch.as_tensor(head.weight, dtype=torch.float32, device=device),
-                              torch.as_tensor(head.bias, dtype=torch.float32, device=device),
-                              torch.zeros(feats.shape[1], device=device),
+                              torch.as_tensor(bias, dtype=torch.float32, device=device),
+                              torch.as_tensor(mean, dtype=torch.float32, device=device),
                               torch.as_tensor(head.feature_scale, dtype=torch.float32, device=device))
         model.train()
         trainer.global_step = self.batches + 1

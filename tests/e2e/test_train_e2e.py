@@ -133,16 +133,22 @@ def test_monitor_charts_gain_points_while_the_run_trains(server, page, test_outp
     screenshot(page, test_output / "monitor-gradients.png")
 
 
-def test_cancel_a_second_run_from_the_queue(server, page, test_output):
+def start_from_train(server, page, name: str, epochs: int | None = None) -> str:
+    """Open Train at its defaults, name the run (and set its epochs), start it; its run id."""
     page.goto(server["url"] + "/train")
     wait_for_app(page)
-    name = page.get_by_role("textbox", name="Run name")
-    name.fill("e2e cancelled")
-    name.press("Enter")
-    wait_for_app(page)
+    boxes = ((page.get_by_role("spinbutton", name="Epochs", exact=True), str(epochs)),) if epochs else ()
+    for box, value in (*boxes, (page.get_by_role("textbox", name="Run name"), name)):
+        box.fill(value)
+        box.press("Enter")
+        wait_for_app(page)
     page.get_by_role("button", name="Start training").click()
     page.get_by_text("Queued run").wait_for()
-    run_id = queued_run_id(page)
+    return queued_run_id(page)
+
+
+def test_cancel_a_second_run_from_the_queue(server, page, test_output):
+    run_id = start_from_train(server, page, "e2e cancelled")
     STATE["cancelled"] = run_id
     cancel = page.locator(f".st-key-train-cancel-{run_id} button")  # that run's row in the queue
     for _ in range(3):  # the queue redraws every 2 s; a click on a row being replaced is retried
@@ -178,20 +184,7 @@ def test_cancel_the_watched_run_from_monitor(server, page, test_output):
 
 def test_a_short_run_completes_and_all_three_are_on_runs(server, page, test_output):
     watched, cancelled = STATE["watched"], STATE["cancelled"]
-    page.goto(server["url"] + "/train")
-    wait_for_app(page)
-    for label, value in (("Epochs", "2"),):
-        box = page.get_by_role("spinbutton", name=label, exact=True)
-        box.fill(value)
-        box.press("Enter")
-        wait_for_app(page)
-    name = page.get_by_role("textbox", name="Run name")
-    name.fill("e2e completed")
-    name.press("Enter")
-    wait_for_app(page)
-    page.get_by_role("button", name="Start training").click()
-    page.get_by_text("Queued run").wait_for()
-    done = queued_run_id(page)
+    done = start_from_train(server, page, "e2e completed", epochs=2)
     assert store_of(server).get_run(done)["config"]["train"]["epochs"] == 2
     assert wait_finished(server, done) == "completed"
 

@@ -166,14 +166,20 @@ def _v4(db: sqlite3.Connection) -> None:
     db.execute("ALTER TABLE runs ADD COLUMN cancel_requested REAL")
 
 
+def _v5(db: sqlite3.Connection) -> None:
+    """Seed ensembles: the tag shared by the runs trained as one ensemble (core.ensembles)."""
+    db.execute("ALTER TABLE runs ADD COLUMN ensemble TEXT")
+
+
 # Migrations as code: (version, function). Append new ones; never edit a released one.
-MIGRATIONS: list[tuple[int, Callable[[sqlite3.Connection], None]]] = [(1, _v1), (2, _v2), (3, _v3), (4, _v4)]
+MIGRATIONS: list[tuple[int, Callable[[sqlite3.Connection], None]]] = [(1, _v1), (2, _v2), (3, _v3), (4, _v4),
+                                                                      (5, _v5)]
 SCHEMA_VERSION = MIGRATIONS[-1][0]
 
 _RUN_FIELDS = ("name", "status", "config", "started_at", "finished_at", "error", "epoch", "total_epochs",
                "step", "total_steps", "device", "owner_pid", "owner_host", "owner_started", "run_dir", "summary",
                "threads", "processes", "log_path", "priority", "held", "study", "trial", "sweep",
-               "cancel_requested")
+               "cancel_requested", "ensemble")
 # the run columns a run dump carries as they are (config and summary go as JSON; the owning
 # process and the folder are the restoring store's own)
 _DUMPED_RUN = ("name", "status", "created_at", "started_at", "finished_at", "error", "epoch", "total_epochs", "step",

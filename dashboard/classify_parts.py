@@ -18,11 +18,13 @@ from core.demo import DEMO_NAMES, bundle_manifest, demo_configs, demo_run, ensur
 from core.errors import SigscopeError
 from core.infer import (MAX_UPLOAD_BYTES, Prediction, Predictor, adapt_to_uploads, classify_bytes, display_name,
                         error_line)
+from core.infer.ensemble import Ensemble, as_ensemble
 from core.infer.variants import EXPLANATIONS_NEED_PYTORCH
 from dashboard import classify_figures as cf
 from dashboard.estimates import training_time
 
 ADAPT_KEY = "classify.adapted"
+ENSEMBLE_OPTION = "ensemble:"  # the Model picker's value for a seed ensemble: "ensemble:<tag>"
 MAX_CACHED = 32  # classifications kept per server (each holds its upload's bytes and signal)
 
 
@@ -65,6 +67,67 @@ def _predictor(run_id: str, runs_dir: str, stamp: float) -> Predictor:
 def predictor_for(store, run: dict) -> Predictor:
     """The run's Predictor, cached per server until its checkpoint file changes."""
     return _predictor(run["id"], str(store.runs_dir), _checkpoint(run).stat().st_mtime)
+
+
+def classifiable_ensembles(store) -> list:
+    """Stored seed ensembles (core.ensembles) whose completed runs, two or more, all have a checkpoint."""
+    from core.ensembles import list_ensembles
+
+    return [e for e in list_ensembles(store) if all(has_checkpoint(r) for r in e.members)]
+
+
+def ensemble_for(store, ensemble) -> Ensemble:
+    """The ensemble's members loaded together, cached per server until a member's checkpoint changes."""
+    stamps = tuple(_checkpoint(r).stat().st_mtime for r in ensemble.members)
+    return _ensemble(tuple(ensemble.run_ids), str(store.runs_dir), stamps)
+
+
+@st.cache_resource(show_spinner="Loading the ensemble's models…", max_entries=2)
+def _ensemble(run_ids: tuple, runs_dir: str, stamps: tuple) -> Ensemble:
+    from core import paths
+    from core.infer import load_ensemble
+    from core.store import Store
+
+    return load_ensemble(list(run_ids), Store(paths.store_path(Path(runs_dir))))
+
+
+def ensemble_label(store, ensemble) -> str:
+    """The picker's line for an ensemble: members, model, data and its own test accuracy (read
+    from the cache ensemble_scores filled; never computed here)."""
+    from core.ensembles import cached_score
+
+    score = cached_score(store, ensemble)
+    return ensemble.label(score) + ("" if score is not None else " · test acc not measured")
+
+
+def ensemble_scores(store, ensembles: list) -> dict[str, str]:
+    """Score every ensemble not scored yet on its test split (once: the result is cached under the
+    runs folder); returns tag -> why it could not be scored, for those that could not."""
+    from core.ensembles import cached_score, ensemble_score
+
+    tried: dict = st.session_state.setdefault("classify.ensemble_failed", {})  # not tried again each rerun
+    failed = {}
+    for e in ensembles:
+        key = (e.tag, tuple(e.run_ids))
+        if key in tried:
+            failed[e.tag] = tried[key]
+        elif cached_score(store, e) is None:
+            with st.spinner(f"Measuring {e.name} (ensemble of {len(e.members)}) on its test split, once…"):
+                try:
+                    ensemble_score(store, e, model=ensemble_for(store, e))
+                except Exception as error:  # noqa: BLE001 - a run that cannot be scored is a line, not a crash
+                    failed[e.tag] = tried[key] = error_line(error)
+    return failed
+
+
+def explainer(model: Predictor | Ensemble) -> Predictor:
+    """The run whose model explains an answer: the run itself, or an ensemble's primary member."""
+    return as_ensemble(model).primary
+
+
+def _model_key(model: Predictor | Ensemble) -> tuple:
+    """What answers, for cache keys: each member's run, checkpoint, epoch and exported variant."""
+    return tuple((m.run_id, str(m.checkpoint), m.epoch, m.variant) for m in as_ensemble(model).members)
 
 
 def _checkpoint(run: dict) -> Path:
@@ -286,8 +349,8 @@ def classify_cached(predictor: Predictor, data: bytes, name: str, hop: float, ag
     if len(data) > MAX_UPLOAD_BYTES:
         return Item(label, b"", error=f"{label}: {len(data) / 2**20:.1f} MiB is over the "
                                       f"{MAX_UPLOAD_BYTES // 2**20} MiB upload limit")
-    key = (predictor.run_id, str(predictor.checkpoint), predictor.epoch, predictor.variant, variant,
-           digest or hashlib.sha1(data).hexdigest(), label, round(hop, 4), aggregate, top_k)
+    key = (_model_key(predictor), variant, digest or hashlib.sha1(data).hexdigest(), label, round(hop, 4), aggregate,
+           top_k)
     return _classified(key, predictor, data)
 
 
@@ -323,7 +386,7 @@ def adapted_cached(predictor: Predictor, uploads: list[tuple[bytes, str]], hop: 
     digest = hashlib.sha1()
     for data, name in uploads:
         digest.update(hashlib.sha1(data).digest() + name.encode())
-    key = (predictor.run_id, str(predictor.checkpoint), digest.hexdigest(), round(hop, 4))
+    key = (_model_key(predictor), digest.hexdigest(), round(hop, 4))
     cache: dict = st.session_state.setdefault(ADAPT_KEY, {})
     if key not in cache:
         cache.clear()  # one adapted model per session is plenty
@@ -406,6 +469,10 @@ def show_prediction(predictor: Predictor, item: Item, key: str) -> None:
                    "know well what this is — check the top classes below", icon=":material/help:")
     if pred.variant:
         st.caption(f":material/memory: Answered by the exported variant {pred.variant}, not the PyTorch model")
+    if pred.members:
+        st.caption(f":material/groups: The mean of {len(pred.members)} runs' probabilities; each alone said "
+                   + ", ".join(f"{m['label']} ({m['confidence']:.2f})" for m in pred.members)
+                   + ". Where it looked is the first run's explanation.")
     for note in pred.notes:
         if note != EXPLANATIONS_NEED_PYTORCH:  # said where the explanation would be, below
             st.info(note, icon=":material/info:")

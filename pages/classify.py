@@ -20,21 +20,38 @@ if not runs:
 
 by_id = {r["id"]: r for r in runs}
 quality = {i: parts.quality_of(store, r) for i, r in by_id.items()}
+ensembles = {parts.ENSEMBLE_OPTION + e.tag: e for e in parts.classifiable_ensembles(store)}
+unscored = parts.ensemble_scores(store, list(ensembles.values()))  # each new ensemble's test accuracy, once
 ids = list(by_id)
 default = next((i for i, r in by_id.items() if r["name"] == "demo-audio"), ids[0])
-run_id = st.selectbox("Model", ids, index=ids.index(default), key="classify.run",
-                      format_func=lambda i: f"{run_label(by_id[i])} · {quality[i].label()}",
-                      help="each run's data and its accuracy and macro-F1 on its own held-out split")
-if quality[run_id].warning():
-    st.warning(quality[run_id].warning(), icon=":material/casino:")
-try:
-    predictor = parts.predictor_for(store, by_id[run_id])
-except Exception as e:  # noqa: BLE001 - a broken run folder is a message, not a crash
-    st.error(f"Run {run_id} cannot be loaded: {e}")
-    st.stop()
-st.caption(predictor.describe() + f" · checkpoint {predictor.checkpoint.name if predictor.checkpoint else '?'} "
-           f"(epoch {predictor.epoch})")
-predictor = parts.variant_picker(store, by_id[run_id], predictor)
+choices = list(ensembles) + ids  # seed ensembles first, then every run (their members included)
+run_id = st.selectbox("Model", choices, index=choices.index(default), key="classify.run",
+                      format_func=lambda i: (parts.ensemble_label(store, ensembles[i]) if i in ensembles
+                                             else f"{run_label(by_id[i])} · {quality[i].label()}"),
+                      help="each run's data and its accuracy and macro-F1 on its own held-out split; an ensemble "
+                           "answers with the mean of its seeds' probabilities, scored on their test split")
+if run_id in ensembles:
+    ensemble = ensembles[run_id]
+    if ensemble.tag in unscored:
+        st.warning(f"The ensemble's test accuracy could not be measured: {unscored[ensemble.tag]}")
+    try:
+        predictor = parts.ensemble_for(store, ensemble)
+    except Exception as e:  # noqa: BLE001 - a broken run folder is a message, not a crash
+        st.error(f"Ensemble {ensemble.tag} cannot be loaded: {e}")
+        st.stop()
+    st.caption(predictor.describe() + f" · runs {', '.join(ensemble.run_ids)} (tag {ensemble.tag}; "
+               f"`python -m core evaluate --ensemble {ensemble.tag}`)")
+else:
+    if quality[run_id].warning():
+        st.warning(quality[run_id].warning(), icon=":material/casino:")
+    try:
+        predictor = parts.predictor_for(store, by_id[run_id])
+    except Exception as e:  # noqa: BLE001 - a broken run folder is a message, not a crash
+        st.error(f"Run {run_id} cannot be loaded: {e}")
+        st.stop()
+    st.caption(predictor.describe() + f" · checkpoint {predictor.checkpoint.name if predictor.checkpoint else '?'} "
+               f"(epoch {predictor.epoch})")
+    predictor = parts.variant_picker(store, by_id[run_id], predictor)
 
 audio = predictor.signal == "audio"
 c1, c2, c3 = st.columns(3)
@@ -57,7 +74,7 @@ if not uploads:
     st.stop()
 
 variant = ""
-if len(uploads) > 1 and has_batchnorm(predictor.model):
+if len(uploads) > 1 and has_batchnorm(parts.explainer(predictor).model):
     if st.toggle("Adapt to these recordings", key="classify.adapt",
                  help="Re-estimate the model's BatchNorm statistics on all the uploaded windows before classifying "
                       "them: test-time adaptation to a new speaker, wearer or device, no labels used. Upload ten or "
@@ -87,4 +104,4 @@ if len(items) > 1:
     st.download_button("Download predictions (CSV)", table.to_csv(index=False).encode(), "predictions.csv",
                        "text/csv", key="classify.csv", icon=":material/download:")
 if ok:
-    parts.detail_section(predictor, ok)
+    parts.detail_section(parts.explainer(predictor), ok)  # an ensemble is explained by its first run

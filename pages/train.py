@@ -5,6 +5,8 @@ import dataclasses
 import streamlit as st
 
 from core import spec
+from core.ensembles import MAX_MEMBERS, submit_seeds
+from core.errors import SigscopeError
 from core.models import registry
 from core.train import steps_per_epoch_for
 from dashboard import estimates, figures, forms
@@ -19,6 +21,7 @@ SECTIONS = ["Data", "Model", "Training", "Optimizer and schedule", "Probes", "Ru
 STICKY_CSS = """<style>[data-testid="stLayoutWrapper"]:has(> .st-key-train-start) {{position: sticky;
 top: 3.75rem; z-index: 990; background-color: {background}; border-radius: 0.5rem;}}</style>"""
 PAGE_BACKGROUND = {"light": "#ffffff", "dark": "#0e1117"}  # Streamlit's own light and dark themes
+ENSEMBLE_KEY = "train.ensemble"  # "Ensemble of N seeds" (Training section); Start reads it in any section
 
 
 def run_summary(working: dict, summary: dict, steps: int | None) -> str:
@@ -36,6 +39,8 @@ st.title("Train")
 st.caption("Runs train in the background on this server; watch them on Monitor. "
            "Every choice below becomes one run config (JSON), the same the CLI takes.")
 
+# set through the API each run, so the value outlives the Training section being closed (not drawn)
+st.session_state[ENSEMBLE_KEY] = st.session_state.get(ENSEMBLE_KEY, 1)
 handoff = st.session_state.pop("handoff.run", None)  # from Build's "Train this model" or Runs' "Edit and re-run"
 if handoff:
     forms.fill_form("train", handoff["config"])
@@ -83,6 +88,13 @@ with training_tab:
         form.hidden.add("train.epochs")  # drawn in the Start bar: how long to train is decided next to Start
         form.section("train.", exclude=("train.probes.",), columns=4)
         form.hidden.discard("train.epochs")
+        seeds_col, seeds_note = st.columns([1, 3], vertical_alignment="bottom")
+        seeds_col.number_input("Ensemble of N seeds", min_value=1, max_value=MAX_MEMBERS, step=1, key=ENSEMBLE_KEY,
+                               help="Start queues N runs of this config with seeds Seed, Seed+1, …; Classify "
+                                    "offers them as one model (the mean of their probabilities)")
+        seeds_note.caption("N > 1 trains the same config N times with consecutive seeds and averages them, as "
+                           "InceptionTime's paper does with 5: steadier and usually a little more accurate than "
+                           "one run, at N times the training time.")
 
 with optim_tab:
     if optim_tab.open:
@@ -148,19 +160,30 @@ if config_tab.open:
         if config is not None:
             save_preset_view("train", config)
 
+seeds = int(st.session_state[ENSEMBLE_KEY])
 with start_bar:
-    summary_col.caption(run_summary(form.working, summary, steps))
+    summary_col.caption(run_summary(form.working, summary, steps)
+                        + (f" · **ensemble of {seeds} seeds**" if seeds > 1 else ""))
     if config is not None and steps and not problems:  # how long Start will take, and what Monitor will get
-        summary_col.caption(estimates.training_time(config.to_json(), summary)
+        summary_col.caption(estimates.training_time(config.to_json(), summary) + (" per run" if seeds > 1 else "")
                             + " · " + estimates.probe_cadence(config, steps))
+    queued = f"queue these {seeds} runs; they start" if seeds > 1 else "queue this run; it starts"
     if button_col.button("Start training", type="primary", disabled=bool(problems), key="train.submit",
                          width="stretch",
-                         help="; ".join(problems) if problems else "queue this run; it starts when a worker is free"):
-        run_id = engine().submit(config)
-        st.session_state["selected_run"] = run_id
-        st.success(f"Queued run **{run_id}**.")
-        st.page_link("pages/monitor.py", label="Watch it on Monitor", icon=":material/monitoring:",
-                     query_params={"run": run_id})
+                         help="; ".join(problems) if problems else f"{queued} when a worker is free"):
+        try:
+            run_ids = submit_seeds(engine().jobs, config, seeds)
+        except SigscopeError as e:  # e.g. a seed too large to count N seeds up from
+            run_ids = []
+            st.error(str(e))
+        if run_ids:
+            st.session_state["selected_run"] = run_ids[0]
+            last = config.train.seed + seeds - 1
+            st.success(f"Queued an ensemble of {seeds} runs (seeds {config.train.seed}–{last}): **{run_ids[0]}** … "
+                       f"**{run_ids[-1]}**. Classify offers them as one model once two have completed."
+                       if seeds > 1 else f"Queued run **{run_ids[0]}**.")
+            st.page_link("pages/monitor.py", label="Watch it on Monitor", icon=":material/monitoring:",
+                         query_params={"run": run_ids[0]})
     if problems:
         st.error("Fix first:\n" + "\n".join(f"- {p}" for p in problems))
 

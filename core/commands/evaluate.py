@@ -2,6 +2,7 @@
 
     python -m core evaluate --run RUN_ID                      # its test split: accuracy, macro-F1, per class
     python -m core evaluate --run A --run B --run C --json    # an ensemble: the mean of their probabilities
+    python -m core evaluate --ensemble ens-20250101-120000-3fa9c2   # the seeds `train --ensemble N` trained
 
 The run's data config is loaded again (features from the disk cache) and normalized with
 its stored training statistics, so a single run reproduces its recorded test accuracy.
@@ -20,8 +21,9 @@ from core.commands import emit
 def add_parser(subparsers) -> None:
     p = subparsers.add_parser("evaluate", help="score a run or an ensemble of runs on its test split",
                               description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--run", required=True, action="append",
-                   help="run id or run name; repeat it for an ensemble")
+    p.add_argument("--run", action="append", default=[], help="run id or run name; repeat it for an ensemble")
+    p.add_argument("--ensemble", metavar="TAG",
+                   help="the completed runs of a seed ensemble (its tag, or the name its runs share)")
     p.add_argument("--split", choices=["test", "val", "train"], default="test")
     p.add_argument("--checkpoint", choices=["best", "last"], default="best")
     p.add_argument("--adapt-bn", action="store_true",
@@ -35,7 +37,11 @@ def run(args: argparse.Namespace) -> int:
     from core.infer import evaluate_split
     from core.store import Store
 
-    scores = evaluate_split(load_runs(Store(), args.run, args.checkpoint), args.split, adapt_bn=args.adapt_bn)
+    store = Store()
+    refs = _runs(store, args)
+    scores = evaluate_split(load_runs(store, refs, args.checkpoint), args.split, adapt_bn=args.adapt_bn)
+    if args.ensemble:
+        scores["ensemble"] = args.ensemble
     what = "run " + scores["run_ids"][0] if len(scores["run_ids"]) == 1 else f"ensemble of {len(scores['run_ids'])} runs"
     lines = [f"{what} on its {args.split} split ({scores['n']} examples"
              + (", BatchNorm adapted to them" if args.adapt_bn else "")
@@ -46,3 +52,13 @@ def run(args: argparse.Namespace) -> int:
     lines += [f"  {name:>12s}  F1 {f1:.3f}  recall {r:.3f}" for name, f1, r in zip(per["class_names"], per["f1"], per["recall"])]
     emit(scores, args.json, "\n".join(lines))
     return 0
+
+
+def _runs(store, args: argparse.Namespace) -> list[str]:
+    """The run ids or names to score: --run's, or the completed members of --ensemble."""
+    from core.ensembles import get_ensemble
+    from core.errors import ConfigError
+
+    if bool(args.run) == bool(args.ensemble):
+        raise ConfigError("give --run (once, or repeated for an ensemble) or --ensemble TAG, not both or neither")
+    return args.run or get_ensemble(store, args.ensemble).run_ids

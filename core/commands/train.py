@@ -8,6 +8,7 @@
     python -m core train --preset hapt_resnet1d --nproc 2                 # PyTorch DDP: 2 processes under torchrun
     python -m core train --config run.json --nproc 1 --nnodes 2 --node-rank 0 --rdzv-endpoint 10.0.0.5:29500
     python -m core train --config run.json --nproc 1 --nnodes 2 --node-rank 1 --rdzv-endpoint 10.0.0.5:29500
+    python -m core train --preset uea_basicmotions --model inception_time --ensemble 5   # 5 seeds, averaged
 
 `--set key=value` takes dotted config keys (train.batch_size=32, data.options.classes=all12,
 data.augment.jitter.p=0.3); a key without a dot is a model hyperparameter (depth=2 means
@@ -21,11 +22,17 @@ on CPU, NCCL on GPUs); node 0 stores the run, the other nodes join it through th
 rendezvous at --rdzv-endpoint (node 0's HOST:PORT). SIGTERM or Ctrl-C stops a run after its
 current step, checkpoint kept. `--run-id ID` and `--join` are how the job manager and torchrun
 start the processes of a stored run; people do not need them.
+
+--ensemble N trains the config N times, one run after another, with seeds train.seed,
+train.seed+1, ... (named "NAME · seed k/N", tagged as one ensemble, core.ensembles), then
+prints the ensemble's accuracy on the runs' test split (the mean of their probabilities, as
+`python -m core evaluate --ensemble TAG` and Classify's model picker use it).
 """
 from __future__ import annotations
 
 import argparse
 import sys
+import time
 from pathlib import Path
 
 from core.commands import emit
@@ -52,6 +59,8 @@ def add_parser(subparsers) -> None:
     p.add_argument("--node-rank", type=int, default=0, metavar="R", help="this machine's rank, 0..M-1 (0 stores the run)")
     p.add_argument("--rdzv-endpoint", metavar="HOST:PORT", help="node 0's address for the c10d rendezvous")
     p.add_argument("--rdzv-timeout", type=int, default=60, metavar="S", help="seconds every node has to join (60)")
+    p.add_argument("--ensemble", type=int, default=1, metavar="N",
+                   help="train N runs with seeds train.seed, +1, ... as one ensemble and print its test accuracy")
     p.add_argument("--json", action="store_true", help="print the result as JSON")
     # how the job manager and torchrun start a stored run's processes
     p.add_argument("--run-id", help=argparse.SUPPRESS)
@@ -115,6 +124,8 @@ def run(args: argparse.Namespace) -> int:
     from core.jobs import requeue_for_resume
     from core.store import Store
 
+    if args.ensemble != 1:
+        return _train_ensemble(args)
     resume_from = None
     if args.resume:
         overrides = resume_overrides(args)
@@ -192,6 +203,18 @@ def _stop_on_sigterm(cancel) -> None:
 
 
 def _report(args, store, run_id: str, status: str) -> int:
+    out, text = _outcome(store, run_id, status)
+    emit(out, args.json, text)
+    return 0 if status == "completed" else 1
+
+
+def _cancel_rest(store, run_ids: list[str], why: str) -> None:
+    for run_id in run_ids:
+        store.update_run(run_id, status="cancelled", error=why, finished_at=time.time())
+
+
+def _outcome(store, run_id: str, status: str) -> tuple[dict, str]:
+    """How a run ended, as JSON and as one line."""
     run = store.get_run(run_id)
     summary = run.get("summary") or {}
     out = {"run_id": run_id, "status": status, "message": run.get("error") or "", "run_dir": run["run_dir"],
@@ -203,8 +226,58 @@ def _report(args, store, run_id: str, status: str) -> int:
     for key in ("test_accuracy", "test_macro_f1"):
         if key in (out["test_metrics"] or {}):
             text += f" {key}={out['test_metrics'][key]:.4f}"
-    emit(out, args.json, text)
-    return 0 if status == "completed" else 1
+    return out, text
+
+
+def _train_ensemble(args: argparse.Namespace) -> int:
+    """--ensemble N: the N seeds stored at once (queued), trained here one after another, then
+    the ensemble scored on the runs' test split."""
+    from core.ensembles import create_seed_runs, ensemble_score, list_ensembles, seed_configs
+    from core.store import Store
+
+    for flag, refused in (("resume", args.resume), ("run-id", args.run_id), ("join", args.join),
+                          ("nnodes", args.nnodes > 1), ("node-rank", args.node_rank),
+                          ("rdzv-endpoint", args.rdzv_endpoint)):
+        if refused:
+            raise ConfigError(f"--ensemble cannot be combined with --{flag}: an ensemble trains new runs on this "
+                              "machine (use --nproc for several processes per run)")
+    plan = seed_configs(build_config(args), args.ensemble)  # refused here, before anything is stored
+    store = Store()
+    run_ids = create_seed_runs(store, plan)
+    cfg = plan.configs[0]
+    print(f"ensemble {plan.tag}: {len(run_ids)} runs of {cfg.model.name} on {cfg.data.source}, seeds "
+          f"{plan.seeds[0]}..{plan.seeds[-1]}, {cfg.train.epochs} epochs each; runs folder {store.runs_dir}",
+          file=sys.stderr, flush=True)
+    outcomes = []
+    for i, (run_id, member) in enumerate(zip(run_ids, plan.configs)):
+        print(f"run {run_id} ({member.name}, seed {member.train.seed})", file=sys.stderr, flush=True)
+        try:
+            if member.train.processes > 1:
+                status = _launch(args, store, run_id, member, None)
+            else:
+                status = _in_process(store, run_id, member, None)
+        except KeyboardInterrupt:
+            _cancel_rest(store, run_ids[i + 1:], "cancelled with Ctrl-C before it started")
+            raise
+        out, text = _outcome(store, run_id, status)
+        outcomes.append(out)
+        print(text, file=sys.stderr if args.json else sys.stdout, flush=True)
+        if status == "cancelled":  # SIGTERM stops the ensemble, not just the run it was training
+            _cancel_rest(store, run_ids[i + 1:], f"cancelled before it started: run {run_id} was cancelled")
+            break
+    ensemble = next((e for e in list_ensembles(store) if e.tag == plan.tag), None)  # two or more completed
+    result = {"ensemble": plan.tag, "runs": outcomes, "test": None}
+    if ensemble is None:
+        emit(result, args.json, f"ensemble {plan.tag}: fewer than two runs completed; no ensemble score")
+        return 1
+    score = ensemble_score(store, ensemble)
+    result["test"] = score.to_dict()
+    members = ", ".join(f"{a:.4f}" for a in score.member_accuracy.values())
+    emit(result, args.json,
+         f"ensemble {plan.tag} ({len(ensemble.run_ids)} of {len(run_ids)} runs): test_accuracy={score.accuracy:.4f} "
+         f"test_macro_f1={score.macro_f1:.4f} on {score.n} examples (members: {members})\n"
+         f"  python -m core evaluate --ensemble {plan.tag}   # the same score again")
+    return 0 if all(o["status"] == "completed" for o in outcomes) else 1
 
 
 def _headline(metrics: dict | None) -> dict:

@@ -170,8 +170,9 @@ def figure(summary: dict, methods: list[str], datasets: list[str]):
                     error_y=dict(type="data", symmetric=False,
                                  array=[c["max"] - c["mean"] if c else 0 for c in cells],
                                  arrayminus=[c["mean"] - c["min"] if c else 0 for c in cells]))
+    lowest = min((c["min"] for d in datasets for c in summary["table"][d].values()), default=0.0)
     fig.update_layout(barmode="group", title="Test accuracy per UEA/UCR dataset (mean over seeds, range as bars)",
-                      yaxis=dict(title="test accuracy", range=[0, 1.02]), width=1100, height=480,
+                      yaxis=dict(title="test accuracy", range=[max(0.0, lowest - 0.05), 1.01]), width=1100, height=480,
                       legend=dict(orientation="h", y=-0.15))
     return fig
 

@@ -17,7 +17,6 @@ scores it again).
 from __future__ import annotations
 
 import json
-import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -211,7 +210,6 @@ def ensemble_score(store, ensemble: StoredEnsemble, split: str = "test", model=N
     except (OSError, ValueError):
         data = {}
     data[split] = score.to_dict()
-    tmp = path.with_suffix(f".{os.getpid()}.tmp")
-    tmp.write_text(json.dumps(data, indent=1))
-    os.replace(tmp, path)  # a reader never sees half a file
+    from core.train.checkpoints import atomic_write_text
+    atomic_write_text(path, json.dumps(data, indent=1))
     return score

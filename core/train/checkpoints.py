@@ -49,7 +49,9 @@ FORMAT = 1
 
 
 def atomic_write_text(path: Path, text: str) -> None:
-    tmp = path.with_name(path.name + ".tmp")
+    """Write `text` to `path` so that a reader never sees half a file (a temporary file of this
+    process, then renamed: two processes writing at once do not share a temporary file)."""
+    tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
     tmp.write_text(text)
     os.replace(tmp, path)
 

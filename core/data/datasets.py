@@ -54,6 +54,14 @@ class SignalDataset(Dataset):
     def __len__(self) -> int:
         return len(self.y)
 
+    def without_augmentation(self) -> "SignalDataset":
+        """The same examples as the model sees them at evaluation: no random augmentation
+        (itself when it has none)."""
+        if self.augmenter is None:
+            return self
+        return SignalDataset(self.x, self.y, self.groups, self.ids, self.normalization, None, self.featurize,
+                             split=self.split)
+
     def _generator(self) -> np.random.Generator:
         # One generator per process: DataLoader workers each get their own torch seed.
         if self._rng is None or self._rng_pid != os.getpid():

@@ -47,19 +47,11 @@ def closed_form_models() -> tuple[str, ...]:
 
 
 # ---- data-fitted buffers ----------------------------------------------------------------
-def _without_augmentation(dataset: Dataset) -> Dataset:
-    """The same examples as the model would see them at evaluation (no random augmentation)."""
-    from core.data.datasets import SignalDataset
-    if isinstance(dataset, SignalDataset) and dataset.augmenter is not None:
-        return SignalDataset(dataset.x, dataset.y, dataset.groups, dataset.ids, dataset.normalization, None,
-                             dataset.featurize, split=dataset.split)
-    return dataset
-
-
 def fitting_examples(trainer: "Trainer") -> Dataset:
     """The series a fit without gradients learns from: the training split, plus the validation
     split when the head is solved by ridge (whose leave-one-out CV needs no held-out series)."""
-    parts = [_without_augmentation(trainer.bundle.train)]
+    train = trainer.bundle.train
+    parts = [train.without_augmentation() if hasattr(train, "without_augmentation") else train]
     if trainer.closed_form is not None and len(trainer.bundle.val):
         parts.append(trainer.bundle.val)
     return parts[0] if len(parts) == 1 else ConcatDataset(parts)

@@ -177,7 +177,8 @@ def figure(summary: dict, methods: list[str], datasets: list[str]):
     return fig
 
 
-def run_all(datasets: list[str], methods: list[str], seeds: int, epochs: int, threads: int) -> list[Result]:
+def run_all(datasets: list[str], methods: list[str], seeds: int, epochs: int, threads: int,
+            first_seed: int = 0) -> list[Result]:
     import torch
 
     from core.store import Store
@@ -191,7 +192,7 @@ def run_all(datasets: list[str], methods: list[str], seeds: int, epochs: int, th
         os.environ["SIGSCOPE_RUNS_DIR"] = tmp
         store = Store(Path(tmp) / "sigscope.db")
         for d in datasets:
-            for seed in range(seeds):
+            for seed in range(first_seed, first_seed + seeds):
                 for m in methods:
                     r = run_aeon(d, seed) if m == "aeon_minirocket" else run_sigscope(m, d, seed, epochs, store)
                     results.append(r)
@@ -205,6 +206,8 @@ def main() -> None:
     parser.add_argument("--datasets", default=",".join(DATASETS))
     parser.add_argument("--methods", default=",".join(METHODS))
     parser.add_argument("--seeds", type=int, default=3, help="seeds per dataset and method (3)")
+    parser.add_argument("--first-seed", type=int, default=0,
+                        help="the first seed (0); with --merge, more seeds of an earlier run can be added later")
     parser.add_argument("--epochs", type=int, default=DEFAULT_EPOCHS,
                         help=f"epochs of the gradient-trained methods but uea_small ({DEFAULT_EPOCHS})")
     parser.add_argument("--threads", type=int, default=1, help="torch threads (1)")
@@ -223,7 +226,7 @@ def main() -> None:
         datasets = [d for d in datasets if any(r.dataset == d for r in results)]
         methods = [m for m in methods if any(r.method == m for r in results)]
     else:
-        results = run_all(datasets, methods, args.seeds, args.epochs, args.threads)
+        results = run_all(datasets, methods, args.seeds, args.epochs, args.threads, args.first_seed)
     summary = summarize(results, methods, datasets)
     print(markdown(summary, methods, datasets))
     load = os.getloadavg()

@@ -87,6 +87,22 @@ def test_features_are_proportions_of_positive_values_on_a_small_input():
     assert np.mean(got != want) < 1e-3 and np.abs(got - want).max() <= 1 / 8 + 1e-6
 
 
+def test_a_flat_stretch_convolves_to_exactly_zero():
+    """Each kernel's weights sum to 0, so a constant stretch convolves to 0; summed in float32 it
+    would be rounding noise of either sign, which a bias of 0 would count as positive or not by
+    chance (ACSF1's constant power readings: up to 60 % of a feature). The sums are exact."""
+    from core.models.zoo.minirocket import exact_conv
+
+    levels = np.random.default_rng(0).uniform(-3, 3, size=64).astype(np.float32)
+    x = torch.from_numpy(np.repeat(levels[:, None, None], 200, axis=2))  # (64, 1, 200) constants
+    model = MiniRocket(1, 2, 200)
+    for j, (dilation, _) in enumerate(model.transform.plan):
+        inside = exact_conv(x, model.transform.weights(j), dilation)[..., 4 * dilation:200 - 4 * dilation]
+        assert torch.count_nonzero(inside) == 0, dilation
+    float32 = torch.nn.functional.conv1d(x, model.transform.weights(0), padding=4)[..., 4:-4]
+    assert torch.count_nonzero(float32) > 0  # what the float64 sum avoids
+
+
 # ---- agreement with aeon --------------------------------------------------------------------------
 def test_features_equal_aeons_minirocket_on_gunpoint():
     """The randomness is aligned (same seed: the same series per bias as aeon's numba draws), so

@@ -6,7 +6,15 @@ import os
 import tempfile
 from pathlib import Path
 
-import pytest
+# Two pytest-xdist workers share the machine's cores, so each computes on one thread (set before
+# torch is imported; the dashboards, runs and workers the tests start inherit it, unless a run is
+# given its own thread count). With torch's default of every core per worker, each worker's
+# OpenMP barriers waited on threads the other worker had taken: the suite without tests/e2e took
+# 553 s that way and 423 s this way (`pytest --ignore=tests/e2e`, 2 cores, same background load).
+# A person who sets OMP_NUM_THREADS keeps theirs.
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+
+import pytest  # noqa: E402 - after the thread count, as it may import torch through plugins
 
 pytest_plugins = ["tests.hostile.fixtures"]  # the hostile-input worker and its two runs
 

@@ -65,10 +65,12 @@ def config_diff(configs: dict[str, dict]) -> list[dict]:
 
 
 def dataset_key(run: dict) -> str:
-    """What makes two runs' metrics comparable: the data source and its class set."""
+    """What makes two runs' metrics comparable, in a few words: the data source, the dataset's
+    name where the source holds several, and its class set ('uea ArrowHead', 'hapt (basic6)')."""
     data = run.get("config", {}).get("data", {})
-    classes = (data.get("options") or {}).get("classes")
-    return str(data.get("source", "?")) + (f" ({classes})" if classes else "")
+    options = data.get("options") or {}
+    name, classes = options.get("name"), options.get("classes")
+    return " ".join(str(p) for p in (data.get("source", "?"), name) if p) + (f" ({classes})" if classes else "")
 
 
 def compare_runs(store, run_ids: list[str]) -> dict:

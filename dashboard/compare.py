@@ -42,7 +42,7 @@ def runs_table(store: Store, runs: list[dict]) -> pd.DataFrame:
         started, finished = r.get("started_at"), r.get("finished_at")
         rows.append({
             "id": r["id"], "name": r.get("name") or "", "status": r["status"],
-            "model": cfg.get("model", {}).get("name", "?"), "data": cfg.get("data", {}).get("source", "?"),
+            "model": cfg.get("model", {}).get("name", "?"), "data": dataset_key(r),
             "epochs": f"{r.get('epoch') or 0}/{r.get('total_epochs') or cfg.get('train', {}).get('epochs', '?')}",
             "created": pd.Timestamp(r["created_at"], unit="s"),
             "duration_s": (finished or time.time()) - started if started else None,

@@ -4,6 +4,7 @@ from __future__ import annotations
 import pandas as pd
 import streamlit as st
 
+from core.compare import dataset_key
 from core.models import registry
 
 
@@ -82,8 +83,7 @@ def latency_jobs():
 def run_label(run: dict) -> str:
     """'quick start · 20250101-120000-3fa9c2 · running' for pickers and tables."""
     model = run["config"].get("model", {}).get("name", "?")
-    source = run["config"].get("data", {}).get("source", "?")
-    name = run.get("name") or f"{model} on {source}"
+    name = run.get("name") or f"{model} on {dataset_key(run)}"
     return f"{name} · {run['id']} · {run['status']}"
 
 

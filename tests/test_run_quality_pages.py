@@ -93,3 +93,21 @@ def test_runs_compares_runs_of_the_same_data_by_default_and_notes_the_others(tmp
         assert any("fsdd-b" in n and "compared on final metrics only" in n for n in notes), notes
     finally:
         shutdown_engines()
+
+
+def test_two_uea_datasets_are_different_data_and_the_runs_table_names_them():
+    """ArrowHead and GunPoint are both source 'uea': the dataset's name keeps them apart, in the
+    default comparison and in the Runs table's data column (which said 'uea' for both)."""
+    from core.compare import dataset_key
+    from dashboard.compare import default_selection
+
+    def run(run_id: str, name: str | None, created: float) -> dict:
+        options = {"name": name} if name else {}
+        return {"id": run_id, "status": "completed", "created_at": created,
+                "config": {"data": {"source": "uea", "options": options}}}
+
+    arrow, gun, arrow2 = run("a", "ArrowHead", 1), run("g", "GunPoint", 2), run("a2", "ArrowHead", 3)
+    assert dataset_key(arrow) == "uea ArrowHead" and dataset_key(gun) == "uea GunPoint"
+    assert dataset_key({"config": {"data": {"source": "hapt", "options": {"classes": "basic6"}}}}) == "hapt (basic6)"
+    assert dataset_key(run("x", None, 0)) == "uea"
+    assert default_selection([arrow2, gun, arrow]) == ["a2", "a"]

@@ -184,6 +184,26 @@ def test_csv_with_wrong_columns_names_what_is_missing(imu):
         classify_bytes(imu, csv_bytes(frame), "walk.csv")
 
 
+def test_a_one_column_csv_is_one_signal_for_a_one_channel_run_and_refused_where_it_is_not():
+    """A univariate run (a UCR set's MiniRocket) classifies a CSV of one named column, saying
+    which column it read as its channel; a column of bare numbers, or one line of text, is still
+    refused with what to do, and a six-channel run still names the columns it lacks."""
+    from core.data.imu_csv import looks_like_csv
+
+    run = load_run(stored_untrained_run("one-channel", "resnet1d", DataConfig(source="uea", options={"name": "GunPoint"}),
+                                        (1, 150), ["1", "2"], ["dim0"], 1.0, "imu",
+                                        {"base_channels": 8, "num_stages": 2}))
+    signal = np.sin(np.linspace(0, 6, 150))
+    one = ("value\n" + "\n".join(f"{v:.5f}" for v in signal)).encode()
+    assert looks_like_csv(one)
+    result = classify_bytes(run, one, "one.csv")
+    assert result.label in ("1", "2") and np.isfinite(result.window_probs).all()
+    assert any("column 'value' read as the run's one channel 'dim0'" in n for n in result.notes), result.notes
+    with pytest.raises(DataError, match="nor a text CSV .*first line is no header"):
+        classify_bytes(run, "\n".join(f"{v:.5f}" for v in signal).encode(), "bare.csv")
+    assert not looks_like_csv(b"Not Found\n<html><body>gone</body></html>")
+
+
 def test_csv_nan_runs_short_interpolated_long_refused_with_lines(imu):
     frame = imu_frame()
     frame.loc[10:12, "acc_y"] = np.nan  # 3 missing: interpolated

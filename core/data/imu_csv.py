@@ -327,9 +327,13 @@ def _sniff(path: Path, stream: CsvBytes, delimiter: str | None) -> CsvHeader:
     if len(names) < 2 and given:
         raise DataError(f"{path}: its header splits into one column with options.delimiter={given!r}; the file "
                         "uses another delimiter — set options.delimiter (e.g. ',' ';' or '\\t')")
-    if len(names) < 2:
+    if len(names) < 2 and not _one_signal_column(names[0], row):
+        if _is_number(names[0]):
+            raise DataError(f"{path}: has no header row (its first line is a number); add a first line naming "
+                            "the column, e.g. value")
         raise DataError(f"{path}: is not a CSV of signals: its first line has no {' '.join(map(repr, DELIMITERS))} "
-                        "separator (one column). Give a CSV with a header row of column names")
+                        "separator, and it is not one signal's column (a name, then one number per line). Give a CSV "
+                        "with a header row of column names")
     if len(names) > lim.max_columns:
         raise DataError(f"{path}: has {len(names)} columns; the limit is max_columns={lim.max_columns}. Keep the "
                         f"signal columns only, or {how_to_raise('max_columns')}")
@@ -372,16 +376,23 @@ def open_csv(path: Path, delimiter: str | None = None, max_rows: int | None = No
 
 
 def read_header(path: Path, delimiter: str | None) -> tuple[list[str], str]:
-    """(column names, delimiter) of a CSV, refusing empty, binary, one-column and header-less
-    files, and files that are not a table."""
+    """(column names, delimiter) of a CSV, refusing empty, binary and header-less files, files
+    that are not a table, and one-column files but a signal's (a name, then numbers)."""
     stream, header = open_csv(path, delimiter)
     stream.close()
     return header.columns, header.delimiter
 
 
+def _one_signal_column(name: str, row: str) -> bool:
+    """A one-column CSV of one signal: a column name (not a number), then a number per row."""
+    name = name.strip()
+    return bool(name) and not _is_number(name) and len(name) <= 64 and _is_number(row.strip())
+
+
 def looks_like_csv(head: bytes) -> bool:
     """Whether the first bytes of a file (not gzip) read as a text table: a header record
-    (UTF-8, with or without BOM, or UTF-16 with BOM) holding a delimiter."""
+    (UTF-8, with or without BOM, or UTF-16 with BOM) holding a delimiter, or one column's name
+    followed by a number (a one-signal CSV)."""
     if head[:2] in UTF16_BOMS:
         head = head[:len(head) // 2 * 2].decode("utf-16", errors="ignore").encode("utf-8")
     elif head.startswith(UTF8_BOM):
@@ -399,7 +410,12 @@ def looks_like_csv(head: bytes) -> bool:
         text = record[:e.start].decode("utf-8")
     if not text.replace("\t", " ").replace("\r", "").replace("\n", " ").isprintable():
         return False  # control characters: binary, not a header of column names
-    return any(len(_fields(text, d)) >= 2 for d in DELIMITERS)
+    if any(len(_fields(text, d)) >= 2 for d in DELIMITERS):
+        return True
+    rows = head[end + 1:].lstrip(b"\r\n") if end >= 0 else b""
+    row_end = _record_end(rows, 0)
+    first_row = rows[:row_end] if row_end >= 0 else rows[:64]
+    return _one_signal_column(text, first_row.decode("utf-8", errors="replace"))
 
 
 def detect_roles(path: Path, columns: list[str], opts: dict, need_label: bool = True) -> dict:

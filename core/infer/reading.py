@@ -78,8 +78,8 @@ def detect_kind(path: Path, signal: str | None = None) -> str:
 
     if looks_like_csv(head):  # UTF-8 (BOM or not) or UTF-16 text whose header holds a delimiter
         return "csv"
-    raise DataError(f"{path}: is neither audio (WAV/FLAC/OGG/MP3) nor a text CSV (its content is not audio, and has "
-                    f"no header row of column names separated by , ; tab or |); {WANTED.get(signal, WANTED[None])}")
+    raise DataError(f"{path}: is neither audio (WAV/FLAC/OGG/MP3) nor a text CSV (its content is not audio, and its first "
+                    f"line is no header: column names separated by , ; tab or |, or one name above a column of numbers); {WANTED.get(signal, WANTED[None])}")
 
 
 def _utf16_csv(head: bytes) -> bool:
@@ -186,15 +186,18 @@ def _read_imu(model, path: Path, hop: int) -> Windows:
     lim = limits()
     columns, _ = read_header(path, None)
     missing = [c for c in model.channel_names if c not in columns]
-    if missing:
+    channels, renamed = list(model.channel_names), None
+    if missing and len(channels) == 1 and len(columns) == 1:  # one signal for a one-channel run: no doubt which
+        channels, renamed = list(columns), f"column '{columns[0]}' read as the run's one channel '{channels[0]}'"
+    elif missing:
         raise DataError(f"{path}: has no column(s) {missing}; run {model.run_id} was trained on channels "
                         f"{model.channel_names} (the CSV has {show_columns(columns)}). Rename the columns to match")
     # a chunk never holds many more rows than the windows allowed need
     chunk_rows = min(int(DEFAULT_OPTIONS["chunk_rows"]), max(1000, (lim.max_windows + 1) * hop + model.window))
-    opts = {**DEFAULT_OPTIONS, "channels": list(model.channel_names), "chunk_rows": chunk_rows}
+    opts = {**DEFAULT_OPTIONS, "channels": channels, "chunk_rows": chunk_rows}
     time_name = detect_roles(path, columns, opts, need_label=False)["time"]  # its name gives the unit (time_ms)
     index = {name: i for i, name in enumerate(model.class_names)}
-    pieces, all_starts, truths, streams, notes = [], [], [], [], []
+    pieces, all_starts, truths, streams, notes = [], [], [], [], [renamed] if renamed else []
     offset = 0
     done = [0]  # windows of the streams read so far
 

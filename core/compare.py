@@ -67,7 +67,11 @@ def config_diff(configs: dict[str, dict]) -> list[dict]:
 def dataset_key(run: dict) -> str:
     """What makes two runs' metrics comparable, in a few words: the data source, the dataset's
     name where the source holds several, and its class set ('uea ArrowHead', 'hapt (basic6)')."""
-    data = run.get("config", {}).get("data", {})
+    return data_words(run.get("config", {}).get("data", {}))
+
+
+def data_words(data: dict) -> str:
+    """A data config (its dict) in a few words, as dataset_key names a run's data."""
     options = data.get("options") or {}
     name, classes = options.get("name"), options.get("classes")
     return " ".join(str(p) for p in (data.get("source", "?"), name) if p) + (f" ({classes})" if classes else "")

@@ -20,6 +20,7 @@ import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from core.compare import data_words
 from core.config import RunConfig
 from core.errors import ConfigError
 
@@ -85,12 +86,10 @@ class StoredEnsemble:
         return min(r["created_at"] for r in self.runs)
 
     def what(self) -> str:
-        """'inception_time on uea (GunPoint)': the model and data the members share."""
-        cfg = self.runs[0]["config"]
-        data = cfg.get("data", {})
-        dataset = (data.get("options") or {}).get("name")
-        return f"{cfg.get('model', {}).get('name', '?')} on {data.get('source', '?')}" + (
-            f" ({dataset})" if dataset else "")
+        """'inception_time on uea GunPoint': the model and data the members share."""
+        from core.compare import dataset_key
+
+        return f"{self.runs[0]['config'].get('model', {}).get('name', '?')} on {dataset_key(self.runs[0])}"
 
     def label(self, score: EnsembleScore | None = None) -> str:
         """One line for pickers: members, model, data and (when scored) the ensemble's test accuracy."""
@@ -118,7 +117,7 @@ def seed_configs(config: RunConfig, n: int, tag: str | None = None) -> SeedPlan:
     first, high = config.train.seed, 2**32 - 1
     if first + n - 1 > high:
         raise ConfigError(f"train.seed={first} leaves no room for {n} seeds below {high + 1}; choose a smaller seed")
-    base = config.name or f"{config.model.name} on {config.data.source}"
+    base = config.name or f"{config.model.name} on {data_words(config.data.to_dict())}"
     configs = []
     for k in range(n):
         member = RunConfig.from_dict(config.to_dict())

@@ -117,7 +117,7 @@ def test_train_ensemble_stores_three_tagged_runs_and_prints_the_ensembles_accura
     score = cached_score(store, ensemble)  # computed once by the CLI, kept for Classify's picker
     assert score is not None and score.accuracy == pytest.approx(accuracy, abs=1e-4) and score.n == 150
     assert set(score.member_accuracy) == set(ensemble.run_ids)
-    assert ensemble.label(score).startswith("ensemble of 3 · minirocket on uea (GunPoint) · test acc ")
+    assert ensemble.label(score).startswith("ensemble of 3 · minirocket on uea GunPoint · test acc ")
 
 
 def test_evaluate_scores_an_ensemble_by_its_tag(trained):
@@ -151,7 +151,7 @@ def test_classify_offers_the_ensemble_with_its_accuracy_and_classifies_a_file_wi
         at.switch_page("pages/classify.py").run()
         picker = at.selectbox(key="classify.run")
         shown = [o for o in picker.options if o.startswith("ensemble of 3")]
-        assert len(shown) == 1 and f"minirocket on uea (GunPoint) · test acc {scored.accuracy:.3f}" in shown[0], \
+        assert len(shown) == 1 and f"minirocket on uea GunPoint · test acc {scored.accuracy:.3f}" in shown[0], \
             picker.options
         assert cached_score(store, ensemble) == scored  # measured by the page, once, and kept
         picker.set_value("ensemble:" + ensemble.tag).run()

@@ -18,6 +18,7 @@ import argparse
 import sys
 
 from core.commands import emit
+from core.compare import data_words
 from core.demo import DEMO_NAMES, demo_configs, demo_run
 
 
@@ -80,7 +81,7 @@ def _train(store, name: str, cfg, threads: int) -> dict:
     if threads and threads > 0:
         torch.set_num_threads(threads)
     run_id = store.create_run(cfg.to_dict(), name=name)
-    print(f"{name}: training run {run_id} ({cfg.model.name} on {cfg.data.source}, {cfg.train.epochs} epochs)",
+    print(f"{name}: training run {run_id} ({cfg.model.name} on {data_words(cfg.data.to_dict())}, {cfg.train.epochs} epochs)",
           file=sys.stderr, flush=True)
     run_job(store, run_id, cfg, device="cpu", callbacks=[ProgressPrinter()])
     return store.get_run(run_id)

@@ -13,6 +13,7 @@ import argparse
 import time
 
 from core.commands import emit
+from core.compare import dataset_key
 from core.errors import ConfigError
 
 
@@ -85,7 +86,7 @@ def run_show(args: argparse.Namespace) -> int:
     out = {**run, "final_metrics": final, "last_probes": store.last_probes(args.run_id),
            "artifacts": store.artifacts(args.run_id), "events": store.events(args.run_id)[-20:]}
     text = "\n".join([f"{run['id']} {run['name']!r}: {run['status']}" + (f" - {run['error']}" if run["error"] else ""),
-                      f"model {run['config']['model']['name']} on {run['config']['data']['source']}, "
+                      f"model {run['config']['model']['name']} on {dataset_key(run)}, "
                       f"epoch {run['epoch']}/{run['total_epochs']}, step {run['step']}/{run['total_steps']}",
                       *(f"  {k} = {v:.4f}" for k, v in final.items()
                         if v is not None and "/" not in k and k.split("_", 1)[0] in ("val", "test"))])

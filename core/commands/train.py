@@ -36,6 +36,7 @@ import time
 from pathlib import Path
 
 from core.commands import emit
+from core.compare import data_words
 from core.config import RunConfig, parse_sets
 from core.errors import ConfigError
 
@@ -141,7 +142,7 @@ def run(args: argparse.Namespace) -> int:
             return _join(args, cfg)
         store = Store()
         run_id = store.create_run(cfg.to_dict(), name=cfg.name)
-    print(f"run {run_id} ({cfg.model.name} on {cfg.data.source}, {cfg.train.epochs} epochs"
+    print(f"run {run_id} ({cfg.model.name} on {data_words(cfg.data.to_dict())}, {cfg.train.epochs} epochs"
           + (f", {cfg.train.processes} processes x {args.nnodes} machine(s)" if cfg.train.processes > 1 or
              args.nnodes > 1 else "") + f"); runs folder {store.runs_dir}", file=sys.stderr, flush=True)
     if cfg.train.processes > 1 or args.nnodes > 1:
@@ -245,7 +246,7 @@ def _train_ensemble(args: argparse.Namespace) -> int:
     store = Store()
     run_ids = create_seed_runs(store, plan)
     cfg = plan.configs[0]
-    print(f"ensemble {plan.tag}: {len(run_ids)} runs of {cfg.model.name} on {cfg.data.source}, seeds "
+    print(f"ensemble {plan.tag}: {len(run_ids)} runs of {cfg.model.name} on {data_words(cfg.data.to_dict())}, seeds "
           f"{plan.seeds[0]}..{plan.seeds[-1]}, {cfg.train.epochs} epochs each; runs folder {store.runs_dir}",
           file=sys.stderr, flush=True)
     outcomes = []

@@ -183,7 +183,7 @@ _RUN_FIELDS = ("name", "status", "config", "started_at", "finished_at", "error",
 # the run columns a run dump carries as they are (config and summary go as JSON; the owning
 # process and the folder are the restoring store's own)
 _DUMPED_RUN = ("name", "status", "created_at", "started_at", "finished_at", "error", "epoch", "total_epochs", "step",
-               "total_steps", "device")
+               "total_steps", "device", "ensemble")
 # the tables a run dump carries, and their columns (row ids and run_id left out)
 _DUMPED = {"metrics": ("step", "epoch", "split", "key", "value"), "probes": ("step", "layer", "key", "value"),
            "histograms": ("step", "layer", "kind", "edges", "counts"), "events": ("time", "level", "message"),

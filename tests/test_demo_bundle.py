@@ -60,9 +60,10 @@ def test_installed_demo_is_an_ordinary_completed_run_with_its_history(store):
 def test_dump_and_restore_round_trip(store):
     """What a run dump carries comes back row for row under a new id."""
     run_id = install_bundled(store, "demo-imu")
+    store.update_run(run_id, ensemble="seeds-abc")  # a member of a seed ensemble stays one
     dump = store.dump_run(run_id)
     again = store.restore_run(json.loads(json.dumps(dump)))
-    assert again != run_id
+    assert again != run_id and store.get_run(again)["ensemble"] == "seeds-abc"
     second = store.dump_run(again)
     assert second["tables"] == dump["tables"] and second["run"] == dump["run"]
     with pytest.raises(ValueError, match="not a Sigscope run dump"):

@@ -198,6 +198,7 @@ def test_gradient_fit_trains_the_head_with_probes_and_a_resume_keeps_the_buffers
     fit = MiniRocket.fit_to_data
     monkeypatch.setattr(MiniRocket, "fit_to_data", lambda self, x, seed: (calls.append(len(x)), fit(self, x, seed)))
     cfg = gunpoint_config(epochs=1, probes=ProbeConfig(every_n_steps=1, probes=["grad_norm", "weights"]))
+    cfg.model.hparams = {"num_features": 840}  # what is checked is the loop, not the model's accuracy
     store = Store()
     run_id = store.create_run(cfg.to_dict(), name="minirocket-gradient")
     assert run_job(store, run_id, cfg, device="cpu") == "completed", store.get_run(run_id)["error"]

@@ -14,6 +14,7 @@ import os
 import socket
 import subprocess
 import sys
+import time
 import tomllib
 from pathlib import Path
 
@@ -80,6 +81,17 @@ def test_a_killed_cli_run_shows_interrupted_on_a_running_engine_and_its_last_rep
         shutdown_engines()
 
 
+def _until_exited(pid: int, limit: float = 60.0) -> None:
+    """SIGKILL is delivered when the kernel next schedules the process, which on busy cores is
+    not at once: wait until it is a zombie (exited, not yet collected by its parent), or gone."""
+    from core.store import _process_stat
+
+    deadline = time.monotonic() + limit
+    while (stat := _process_stat(pid)) is not None and stat[0] not in ("Z", "X"):
+        assert time.monotonic() < deadline, f"pid {pid} still {stat[0]} {limit:.0f} s after SIGKILL"
+        time.sleep(0.01)
+
+
 def test_runs_list_with_no_engine_marks_a_killed_run_and_leaves_other_machines_runs(store, capsys):
     config = {"model": {"name": "resnet1d"}, "data": {"source": "synthetic_imu"}}
     owner = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(600)"])
@@ -92,6 +104,7 @@ def test_runs_list_with_no_engine_marks_a_killed_run_and_leaves_other_machines_r
         assert cli_json(capsys, "runs", "list")[0]["status"] == "running"
 
         owner.kill()  # not waited for: still a zombie when `runs list` looks
+        _until_exited(owner.pid)
         statuses = {r["name"]: r["status"] for r in cli_json(capsys, "runs", "list")}
         assert statuses == {"killed": "interrupted", "on another machine": "running", "alive": "running"}
         assert f"pid {owner.pid}" in store.get_run(killed)["error"], "the store itself was updated"

@@ -5,7 +5,7 @@
     run_ids = submit_seeds(jobs, cfg, 5)     # queued in a JobManager, each run tagged
     for e in list_ensembles(store):          # stored groups with at least two completed runs
         score = ensemble_score(store, e)     # its test accuracy (evaluate_split), computed once, cached
-        e.label(score)                       # 'ensemble of 5 · inception_time on uea (GunPoint) · test acc 0.987'
+        e.label(score)                       # 'ensemble of 5 · inception_time on uea GunPoint · test acc 0.987 · NAME'
 
 The members differ only in `train.seed` (and their names); the data split (`data.split_seed`)
 is the same, so they are tested on the same examples and `core.infer.load_ensemble` takes
@@ -20,7 +20,7 @@ import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from core.compare import data_words
+from core.compare import data_words, dataset_key
 from core.config import RunConfig
 from core.errors import ConfigError
 
@@ -87,8 +87,6 @@ class StoredEnsemble:
 
     def what(self) -> str:
         """'inception_time on uea GunPoint': the model and data the members share."""
-        from core.compare import dataset_key
-
         return f"{self.runs[0]['config'].get('model', {}).get('name', '?')} on {dataset_key(self.runs[0])}"
 
     def label(self, score: EnsembleScore | None = None) -> str:

@@ -268,6 +268,15 @@ class DataConfig(_Config):
     max_examples: int | None = param(None, "int", "use at most this many examples, drawn per class (quick runs)",
                                      low=2, high=10**9, nullable=True, null_means="all of them",
                                      label="Max examples", advanced=True)
+    folds: int | None = param(None, "int", "cross-validation: the training subjects/speakers are divided into this "
+                              "many folds and the run tests on one of them", low=2, high=100, nullable=True,
+                              null_means="no cross-validation", label="CV folds", advanced=True, sweep=False)
+    fold: int = param(0, "int", "the fold this run tests on (0 to folds - 1); the other folds train", low=0, high=99,
+                      when=(When("data.folds", "!=", None),), label="Tested fold", advanced=True, sweep=False)
+    # Marks from Explore (core.explore.marks), recorded so the run stays reproducible: window ids
+    # left out of the train and validation splits, and window id -> class name relabels there.
+    exclude: list = field(default_factory=list)
+    relabel: dict = field(default_factory=dict)
 
     def augmentations(self) -> list[AugmentConfig]:
         return [a if isinstance(a, AugmentConfig) else AugmentConfig.from_dict(a) for a in self.augment]

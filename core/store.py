@@ -171,19 +171,34 @@ def _v5(db: sqlite3.Connection) -> None:
     db.execute("ALTER TABLE runs ADD COLUMN ensemble TEXT")
 
 
+def _v6(db: sqlite3.Connection) -> None:
+    """Explore: the run a run was made for (a cross-validation fold of it), and the marks a
+    person put on a dataset's windows (exclude, relabel as) for new runs to use."""
+    db.execute("ALTER TABLE runs ADD COLUMN parent TEXT")
+    db.execute("""CREATE TABLE marks (
+            dataset TEXT NOT NULL,
+            window_id TEXT NOT NULL,
+            action TEXT NOT NULL,
+            label TEXT,
+            note TEXT,
+            created_at REAL NOT NULL,
+            PRIMARY KEY (dataset, window_id)
+        )""")
+
+
 # Migrations as code: (version, function). Append new ones; never edit a released one.
 MIGRATIONS: list[tuple[int, Callable[[sqlite3.Connection], None]]] = [(1, _v1), (2, _v2), (3, _v3), (4, _v4),
-                                                                      (5, _v5)]
+                                                                      (5, _v5), (6, _v6)]
 SCHEMA_VERSION = MIGRATIONS[-1][0]
 
 _RUN_FIELDS = ("name", "status", "config", "started_at", "finished_at", "error", "epoch", "total_epochs",
                "step", "total_steps", "device", "owner_pid", "owner_host", "owner_started", "run_dir", "summary",
                "threads", "processes", "log_path", "priority", "held", "study", "trial", "sweep",
-               "cancel_requested", "ensemble")
+               "cancel_requested", "ensemble", "parent")
 # the run columns a run dump carries as they are (config and summary go as JSON; the owning
 # process and the folder are the restoring store's own)
 _DUMPED_RUN = ("name", "status", "created_at", "started_at", "finished_at", "error", "epoch", "total_epochs", "step",
-               "total_steps", "device", "ensemble")
+               "total_steps", "device", "ensemble", "parent")
 # the tables a run dump carries, and their columns (row ids and run_id left out)
 _DUMPED = {"metrics": ("step", "epoch", "split", "key", "value"), "probes": ("step", "layer", "key", "value"),
            "histograms": ("step", "layer", "kind", "edges", "counts"), "events": ("time", "level", "message"),
@@ -418,6 +433,23 @@ class Store:
         """Sweeps started on this machine, newest first."""
         rows = self.connect().execute("SELECT * FROM sweeps ORDER BY created_at DESC").fetchall()
         return [dict(r) for r in rows]
+
+    def put_mark(self, dataset: str, window_id: str, action: str, label: str | None = None, note: str = "") -> None:
+        """Mark one window of a dataset (core.explore.marks says what a mark means); a window has
+        one mark, so a new one replaces the old."""
+        self.connect().execute(
+            "INSERT OR REPLACE INTO marks(dataset, window_id, action, label, note, created_at) VALUES (?, ?, ?, ?, ?, ?)",
+            (dataset, window_id, action, label, note, time.time()))
+
+    def marks(self, dataset: str) -> list[dict]:
+        """A dataset's marks, oldest first."""
+        rows = self.connect().execute("SELECT * FROM marks WHERE dataset = ? ORDER BY created_at, window_id",
+                                      (dataset,)).fetchall()
+        return [dict(r) for r in rows]
+
+    def delete_mark(self, dataset: str, window_id: str) -> bool:
+        return self.connect().execute("DELETE FROM marks WHERE dataset = ? AND window_id = ?",
+                                      (dataset, window_id)).rowcount > 0
 
     def delete_run(self, run_id: str, remove_files: bool = True) -> bool:
         """Delete a run's rows (and its folder unless `remove_files=False`). Refuses a running run."""

@@ -22,7 +22,7 @@ from core.data.features import (INPUT_KIND, check_feature_config, feature_channe
                                 feature_normalization_methods, featurize_audio)
 from core.data.normalize import audio_energy_rule, fit_normalization
 from core.data.sources import SourceSpec, get_source
-from core.data.splits import split_indices
+from core.data.splits import fold_split, split_indices
 from core.data.windowing import seconds_or_samples
 
 # Parameters that change what a source produces (and so the cache key) ...
@@ -56,6 +56,8 @@ def load(cfg: DataConfig | dict, cache_dir: str | Path | None = None) -> Dataset
         input_kind = "imu"
         channel_names = raw.channel_names
     train_idx, val_idx, test_idx = split_indices(raw, cfg)
+    train_idx, test_idx = fold_split(raw, cfg, train_idx, test_idx)
+    labels, train_idx, val_idx, marked = _apply_marks(raw, cfg, train_idx, val_idx)
 
     methods = feature_normalization_methods(cfg, feats.x.shape[1]) if spec.signal == "audio" else None
     energy = audio_energy_rule(cfg.features, cfg.mfcc_c0, cfg.n_mels) if spec.signal == "audio" else None
@@ -67,9 +69,9 @@ def load(cfg: DataConfig | dict, cache_dir: str | Path | None = None) -> Dataset
     def subset(idx: np.ndarray, split: str, augment) -> SignalDataset:
         on_the_fly = (augment is not None and augment.has_signal_steps and spec.signal == "audio")
         if on_the_fly:  # waveform augmentations need the waveform: featurize per item
-            return SignalDataset(raw.x[idx], raw.y[idx], raw.groups[idx], raw.ids[idx], norm, augment,
+            return SignalDataset(raw.x[idx], labels[idx], raw.groups[idx], raw.ids[idx], norm, augment,
                                  featurize=lambda w: featurize_audio(w, raw.sample_rate, cfg), split=split)
-        return SignalDataset(feats.x[idx], raw.y[idx], raw.groups[idx], raw.ids[idx], norm, augment, split=split)
+        return SignalDataset(feats.x[idx], labels[idx], raw.groups[idx], raw.ids[idx], norm, augment, split=split)
 
     train = subset(train_idx, "train", augmenter)
     val = subset(val_idx, "val", None)
@@ -80,6 +82,8 @@ def load(cfg: DataConfig | dict, cache_dir: str | Path | None = None) -> Dataset
         "source": cfg.source, "signal": raw.signal, "n_examples": len(raw),
         "class_counts": raw.class_counts(),
         "split": cfg.split,
+        **({"folds": {"folds": cfg.folds, "fold": cfg.fold}} if cfg.folds is not None else {}),
+        **({"marks": marked} if marked else {}),
         "split_sizes": {"train": len(train), "val": len(val), "test": len(test)},
         "split_class_counts": {"train": train.class_counts(n_classes), "val": val.class_counts(n_classes),
                                "test": test.class_counts(n_classes)},
@@ -139,6 +143,38 @@ def _cap(ex: Examples, cfg: DataConfig) -> Examples:
         share = max(1, int(round(cfg.max_examples * len(members) / len(ex))))
         keep.append(rng.choice(members, size=min(share, len(members)), replace=False))
     return ex.subset(np.sort(np.concatenate(keep)))
+
+
+def _apply_marks(raw: Examples, cfg: DataConfig, train: np.ndarray, val: np.ndarray):
+    """Explore's marks (cfg.exclude, cfg.relabel) on the train and validation windows; the test
+    split is left as it is so runs stay comparable on the same windows. (labels, train, val, a
+    report of what was applied) — ids not in those splits are counted, not refused: a mark made
+    on one split of the data may fall in another split's windows."""
+    if not cfg.exclude and not cfg.relabel:
+        return raw.y, train, val, {}
+    if not isinstance(cfg.exclude, list) or not isinstance(cfg.relabel, dict):
+        raise DataError("data.exclude must be a list of window ids and data.relabel an object of "
+                        "window id -> class name")
+    unknown = sorted({str(v) for v in cfg.relabel.values()} - set(raw.class_names))
+    if unknown:
+        raise DataError(f"data.relabel names class(es) {unknown[:5]} that the data does not have; "
+                        f"its classes are {raw.class_names}")
+    ids = raw.ids.astype(str)
+    trained = np.concatenate([train, val])
+    labels = raw.y.copy()
+    relabel = {str(k): raw.class_names.index(str(v)) for k, v in cfg.relabel.items()}
+    relabelled = [i for i in trained if ids[i] in relabel]
+    for i in relabelled:
+        labels[i] = relabel[ids[i]]
+    excluded = set(str(i) for i in cfg.exclude)
+    keep = lambda idx: idx[~np.isin(ids[idx], list(excluded))] if excluded else idx  # noqa: E731
+    new_train, new_val = keep(train), keep(val)
+    if len(new_train) == 0:
+        raise DataError(f"data.exclude leaves no training windows (it names {len(excluded)}); remove some marks")
+    applied = {"excluded": int(len(trained) - len(new_train) - len(new_val)), "relabelled": len(relabelled)}
+    marked = excluded | set(relabel)
+    applied["not_in_train_or_val"] = len(marked - set(ids[trained].tolist()))
+    return labels, new_train, new_val, applied
 
 
 def _check_classes(ex: Examples, cfg: DataConfig) -> None:

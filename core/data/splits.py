@@ -76,6 +76,34 @@ def split_indices(ex: Examples, cfg: DataConfig) -> tuple[np.ndarray, np.ndarray
     return np.sort(train), np.sort(val), np.sort(test)
 
 
+def fold_split(ex: Examples, cfg: DataConfig, train: np.ndarray, test: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """With cfg.folds = K: the training examples' groups (subjects/speakers) divided into K folds
+    of about equal size (largest group first into the smallest fold; ties in a seeded order), and
+    fold cfg.fold's examples made the test split: (train, test). Without folds, unchanged."""
+    if cfg.folds is None:
+        return train, test
+    k, fold = int(cfg.folds), int(cfg.fold)
+    if k < 2:
+        raise DataError(f"folds={k}: cross-validation needs at least 2 folds")
+    if not 0 <= fold < k:
+        raise DataError(f"fold={fold} is not one of the {k} folds (0 to {k - 1})")
+    groups = ex.groups[train].astype(str)
+    unique, counts = np.unique(groups, return_counts=True)
+    if len(unique) < k:
+        shown = ", ".join(unique[:20].tolist())
+        raise DataError(f"folds={k} need {k} subjects/speakers in the training split; it has {len(unique)} "
+                        f"({shown}); use at most {len(unique)} folds, or a split that trains on more of them")
+    order = np.random.default_rng(cfg.split_seed).permutation(len(unique))
+    order = order[np.argsort(-counts[order], kind="stable")]
+    sizes, owner = np.zeros(k, dtype=np.int64), {}
+    for i in order:
+        smallest = int(np.argmin(sizes))
+        owner[unique[i]] = smallest
+        sizes[smallest] += counts[i]
+    held = np.array([owner[g] == fold for g in groups], dtype=bool)
+    return train[~held], np.sort(train[held])
+
+
 def holds_no_validation(cfg: DataConfig, train_and_val: int) -> bool:
     """Whether `cfg.validation` folds the validation slice back into training for a split
     with this many train + validation examples."""

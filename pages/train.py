@@ -7,6 +7,7 @@ import streamlit as st
 from core import spec
 from core.ensembles import MAX_MEMBERS, submit_seeds
 from core.errors import SigscopeError
+from core.explore.marks import list_marks, marks_words, with_marks
 from core.models import registry
 from core.train import steps_per_epoch_for
 from dashboard import estimates, figures, forms
@@ -167,6 +168,12 @@ with start_bar:
     if config is not None and steps and not problems:  # how long Start will take, and what Monitor will get
         summary_col.caption(estimates.training_time(config.to_json(), summary) + (" per run" if seeds > 1 else "")
                             + " · " + estimates.probe_cadence(config, steps))
+    marks = list_marks(engine().store, config.data) if config is not None else []
+    if marks and summary_col.checkbox(f"Train with Explore's marks on this data ({marks_words(marks)})", value=True,
+                                      key="train.marks", help="windows marked on the Explore page: excluded ones "
+                                      "are left out of training and validation, relabelled ones train as the class "
+                                      "chosen there; the run's config records them (data.exclude, data.relabel)"):
+        config = with_marks(config, marks)
     queued = f"queue these {seeds} runs; they start" if seeds > 1 else "queue this run; it starts"
     if button_col.button("Start training", type="primary", disabled=bool(problems), key="train.submit",
                          width="stretch",

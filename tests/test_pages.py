@@ -322,6 +322,28 @@ def test_train_refuses_an_invalid_combination_with_the_reason_and_submits_a_vali
     engine().jobs.wait(runs[0]["id"], timeout=60)
 
 
+def test_train_offers_explores_marks_and_the_run_records_them(runs_dir):
+    from core.explore.marks import add_mark
+    from dashboard.engine import engine
+
+    at = open_page("pages/train.py")
+    set_form(at, "data.source", "synthetic_imu")
+    assert not any(c.key == "train.marks" for c in at.checkbox), "no marks on this data: nothing offered"
+    data = shown_config(at).data
+    add_mark(engine().store, data, "synthetic:0", "exclude")
+    add_mark(engine().store, data, "synthetic:1", "relabel", "class_2")
+    at.run()
+    box = next(c for c in at.checkbox if c.key == "train.marks")
+    assert "1 excluded, 1 relabelled" in box.label and box.value
+    at.button(key="train.submit").click().run()
+    assert not at.exception, [e.message for e in at.exception]
+    run = next(r for r in Store(runs_dir / "sigscope.db").list_runs() if r["config"]["data"].get("exclude"))
+    assert run["config"]["data"]["exclude"] == ["synthetic:0"]
+    assert run["config"]["data"]["relabel"] == {"synthetic:1": "class_2"}
+    engine().cancel(run["id"])
+    engine().jobs.wait(run["id"], timeout=60)
+
+
 def test_train_refuses_a_bad_value_in_a_field_with_the_key(runs_dir):
     at = open_page("pages/train.py")
     set_form(at, "data.window", "abc")

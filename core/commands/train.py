@@ -62,6 +62,9 @@ def add_parser(subparsers) -> None:
     p.add_argument("--rdzv-timeout", type=int, default=60, metavar="S", help="seconds every node has to join (60)")
     p.add_argument("--ensemble", type=int, default=1, metavar="N",
                    help="train N runs with seeds train.seed, +1, ... as one ensemble and print its test accuracy")
+    p.add_argument("--marks", action="store_true",
+                   help="train with the Explore marks on this data (excluded windows, relabels; "
+                        "`python -m core explore marks`); the run's config records them")
     p.add_argument("--json", action="store_true", help="print the result as JSON")
     # how the job manager and torchrun start a stored run's processes
     p.add_argument("--run-id", help=argparse.SUPPRESS)
@@ -93,7 +96,12 @@ def build_config(args: argparse.Namespace) -> RunConfig:
     else:
         cfg = RunConfig()
     overrides = _overrides(args)
-    return cfg.with_overrides(overrides) if overrides else cfg.validated()
+    cfg = cfg.with_overrides(overrides) if overrides else cfg.validated()
+    if getattr(args, "marks", False):
+        from core.explore.marks import list_marks, with_marks
+        from core.store import Store
+        cfg = with_marks(cfg, list_marks(Store(), cfg.data))
+    return cfg
 
 
 def _overrides(args: argparse.Namespace) -> dict:

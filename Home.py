@@ -9,6 +9,8 @@ st.set_page_config(page_title="Sigscope", page_icon=str(ROOT / "dashboard" / "as
 analyze = [st.Page("pages/runs.py", title="Runs", icon=":material/table_view:")]
 if (ROOT / "pages" / "classify.py").exists():
     analyze.append(st.Page("pages/classify.py", title="Classify", icon=":material/search:"))
+if (ROOT / "pages" / "explore.py").exists():
+    analyze.append(st.Page("pages/explore.py", title="Explore", icon=":material/scatter_plot:"))
 pages = {
     "Sigscope": [st.Page("pages/home.py", title="Home", icon=":material/home:", default=True)],
     "Design": [st.Page("pages/build.py", title="Build", icon=":material/construction:")],

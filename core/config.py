@@ -206,6 +206,9 @@ class AugmentConfig(_Config):
     params: dict = field(default_factory=dict)
 
 
+SPLITS = ("train", "val", "test")  # what a DataConfig resolves to (core.data.load), in this order
+
+
 @dataclass
 class DataConfig(_Config):
     """Which data, how it is windowed, featurized, normalized, augmented and split."""

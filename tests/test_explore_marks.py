@@ -94,3 +94,22 @@ def test_a_new_run_leaves_excluded_windows_out_of_training_and_records_the_marks
 def test_a_relabel_to_a_class_the_data_does_not_have_is_refused():
     with pytest.raises(DataError, match="does not have"):
         load(DataConfig.from_dict({**HAPT.to_dict(), "relabel": {"2:0:320": "JUMPING"}}))
+
+
+def test_the_cli_adds_lists_and_removes_marks_on_a_runs_data(tmp_path, monkeypatch, capsys):
+    import json
+
+    from core.__main__ import main
+    from core.demo import install_bundled
+
+    monkeypatch.setenv("SIGSCOPE_RUNS_DIR", str(tmp_path / "cli"))
+    store = Store()
+    run_id = install_bundled(store, "demo-imu")
+    assert main(["explore", "marks", "--run", "demo-imu", "--exclude", "2:0:320", "--relabel", "2:0:384=SITTING"]) == 0
+    assert "1 excluded, 1 relabelled" in capsys.readouterr().out
+    assert main(["explore", "marks", "--run", "demo-imu", "--relabel", "2:0:448=JUMPING"]) == 2
+    assert "'JUMPING' is not one of the run's classes" in capsys.readouterr().err
+    assert main(["explore", "marks", "--run", run_id, "--remove", "2:0:320", "--json"]) == 0
+    shown = json.loads(capsys.readouterr().out)
+    assert [(m["window_id"], m["action"], m["label"]) for m in shown["marks"]] == [("2:0:384", "relabel", "SITTING")]
+    assert main(["explore", "marks", "--run", run_id, "--remove", "2:0:320"]) == 2

@@ -2,6 +2,10 @@
 
     scores = evaluate_split(ensemble, "test")                 # accuracy on the runs' own test split
     split = split_probabilities(predictor, "test")            # SplitProbabilities(ids, labels, probabilities)
+    x = split_inputs(predictor, bundle, "val")                # the model inputs of a split, as scored here
+
+`split_inputs` (via `dataset_inputs`) is the one place a split of a run's data becomes model
+inputs; scoring, embeddings (core.explore) and importance all read the split through it.
 """
 from __future__ import annotations
 
@@ -13,6 +17,7 @@ import torch
 
 from core.data.features import featurize_audio
 from core.data.normalize import apply_normalization
+from core.config import SPLITS
 from core.errors import ConfigError
 from core.infer.adapt import adapt_batchnorm
 from core.infer.ensemble import Ensemble, as_ensemble
@@ -28,6 +33,32 @@ class SplitProbabilities:
     probabilities: np.ndarray
 
 
+def dataset_inputs(ds, normalization: dict, sample_rate: float, data_config) -> np.ndarray:
+    """A split's examples as a model sees them at evaluation (N, *input_shape): featurized when
+    the split holds raw clips (a training split with waveform augmentation), then normalized
+    with `normalization` (the training split's statistics); no augmentation."""
+    if len(ds) == 0:
+        return np.zeros((0, *np.shape(ds.x)[1:]), np.float32)
+    if ds.featurize is not None:  # a training split with waveform augmentation holds raw clips
+        x = featurize_audio(ds.x, sample_rate, data_config)
+    else:
+        x = ds.x
+    return apply_normalization(x, normalization)
+
+
+def split_inputs(predictor: Predictor, bundle, split: str) -> np.ndarray:
+    """The model inputs (N, *input_shape) of one split of `bundle` (loaded from the run's
+    DataConfig), normalized with the run's stored training statistics: the exact inputs the run
+    was scored on. An empty split gives zero rows."""
+    if split not in SPLITS:
+        raise ConfigError(f"split={split!r}; use train, val or test")
+    if list(bundle.class_names) != list(predictor.class_names):
+        raise ConfigError(f"run {predictor.run_id}'s data now gives classes {bundle.class_names}, not the "
+                          f"{predictor.class_names} it was trained on; the data changed since it was trained")
+    return dataset_inputs(getattr(bundle, split), predictor.normalization, predictor.sample_rate,
+                          predictor.config.data)
+
+
 def split_probabilities(predictor: Predictor, split: str = "test", bundle=None,
                         adapt_bn: bool = False) -> SplitProbabilities:
     """One run on its own data split: the run's DataConfig is loaded again (features from the
@@ -36,21 +67,14 @@ def split_probabilities(predictor: Predictor, split: str = "test", bundle=None,
     re-estimate the model's BatchNorm statistics on the split's own inputs (labels unused)."""
     from core.data import load
 
-    if split not in ("train", "val", "test"):
+    if split not in SPLITS:
         raise ConfigError(f"split={split!r}; use train, val or test")
     bundle = bundle if bundle is not None else load(predictor.config.data)
-    if list(bundle.class_names) != list(predictor.class_names):
-        raise ConfigError(f"run {predictor.run_id}'s data now gives classes {bundle.class_names}, not the "
-                          f"{predictor.class_names} it was trained on; the data changed since it was trained")
+    x = split_inputs(predictor, bundle, split)
     ds = getattr(bundle, split)
     if len(ds) == 0:
         raise ConfigError(f"run {predictor.run_id} has no {split} examples (its data.{split}_fraction or groups "
                           "leave that split empty)")
-    if ds.featurize is not None:  # a training split with waveform augmentation holds raw clips
-        x = featurize_audio(ds.x, predictor.sample_rate, predictor.config.data)
-    else:
-        x = ds.x
-    x = apply_normalization(x, predictor.normalization)
     with one_blas_thread():
         if adapt_bn:
             predictor = adapt_batchnorm(predictor, x)

@@ -104,7 +104,7 @@ def test_ablation_agrees_on_the_channel_and_has_no_interval(store, synthetic_run
 
 
 def test_bad_input_is_a_clear_config_error(store, synthetic_run):
-    with pytest.raises(ConfigError, match="by='pixel' is not known; use one of channel, time, band"):
+    with pytest.raises(ConfigError, match="by='pixel' is not known; use one of channel, sensor, time, band"):
         importance(synthetic_run, by="pixel", store=store)
     with pytest.raises(ConfigError, match="method='shap' is not known"):
         importance(synthetic_run, method="shap", store=store)
@@ -114,7 +114,7 @@ def test_bad_input_is_a_clear_config_error(store, synthetic_run):
         importance(synthetic_run, split="val", store=store)
     with pytest.raises(ConfigError, match="blocks=65 exceeds the 64 time steps"):
         importance(synthetic_run, by="time", blocks=65, store=store)
-    with pytest.raises(ConfigError, match="--by band does not apply .* IMU model .*use --by channel or --by time"):
+    with pytest.raises(ConfigError, match="--by band does not apply .* IMU model .*use --by channel or --by sensor or --by time"):
         importance(synthetic_run, by="band", store=store)
 
 
@@ -165,7 +165,18 @@ def test_cli_json_and_the_band_error_on_an_imu_run(synthetic_run, capsys):
 
 
 def test_choices_have_one_owner():
-    assert list(IMPORTANCE_UNITS) == ["channel", "time", "band"]
+    assert list(IMPORTANCE_UNITS) == ["channel", "sensor", "time", "band"]
     assert list(IMPORTANCE_METHODS) == ["permutation", "ablation"]
     assert not IMPORTANCE_UNITS["band"].allows("imu") and IMPORTANCE_UNITS["band"].allows("spectrogram")
     assert IMPORTANCE_UNITS["channel"].allows("imu") and not IMPORTANCE_UNITS["channel"].allows("waveform")
+
+
+def test_sensor_importance_shuffles_a_sensors_axes_together(store):
+    from core.demo import install_bundled
+
+    run_id = install_bundled(store, "demo-imu")
+    by_sensor = importance(run_id, by="sensor", repeats=2, store=store)
+    assert by_sensor.names == ["acc", "gyro"] and by_sensor.drops.shape == (2, 2)
+    by_channel = importance(run_id, by="channel", repeats=2, store=store)
+    # the whole accelerometer carries more than any one of its axes
+    assert by_sensor.drop[0] > by_channel.drop[:3].max()

@@ -72,6 +72,9 @@ IMPORTANCE_UNITS: dict[str, ImportanceUnit] = {u.name: u for u in (
     ImportanceUnit("channel", "Channel",
                    "each input channel (IMU axis, audio feature channel or stack4 plane) on its own",
                    ("imu", "mel_channels", "cepstral_channels", "spectrogram")),
+    ImportanceUnit("sensor", "Sensor",
+                   "the channels of one sensor together (named before '_': acc_x, acc_y, acc_z are 'acc'), "
+                   "e.g. accelerometer against gyroscope", ("imu",)),
     ImportanceUnit("time", "Time",
                    "contiguous blocks of the window's time axis (single steps are autocorrelated, so blocks)",
                    tuple(INPUT_KINDS)),
@@ -252,6 +255,18 @@ def _channel_plan(predictor, x: np.ndarray, train: Callable[[], np.ndarray]) -> 
     return _Plan(names, [(c,) for c in range(n)], x, lambda w: w, None, lambda: _mean_window(train()))
 
 
+def _sensor_plan(predictor, x: np.ndarray, train: Callable[[], np.ndarray]) -> _Plan:
+    channels = _channel_plan(predictor, x, train)
+    sensors: dict[str, list[int]] = {}
+    for c, name in enumerate(channels.names):
+        sensors.setdefault(name.split("_", 1)[0], []).append(c)
+    if len(sensors) < 2:
+        raise ConfigError(f"run {predictor.run_id}'s channels {channels.names} are one sensor (named before '_'); "
+                          "use --by channel")
+    return _Plan(list(sensors), [(members,) for members in sensors.values()], x, lambda w: w, None,
+                 channels.train_mean)
+
+
 def _band_plan(predictor, x: np.ndarray, kind: str, blocks: int | None, features: Callable[[str], np.ndarray],
                train: Callable[[], np.ndarray], split: str) -> _Plan:
     from core.data.normalize import apply_normalization
@@ -361,6 +376,8 @@ def importance(run_id: str, by: str = "channel", method: str = "permutation", re
 
     if by == "channel":
         plan = _channel_plan(predictor, x, lambda: inputs("train"))
+    elif by == "sensor":
+        plan = _sensor_plan(predictor, x, lambda: inputs("train"))
     elif by == "time":
         plan = _time_plan(predictor, x, blocks, lambda: inputs("train"))
     else:

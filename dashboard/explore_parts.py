@@ -265,25 +265,11 @@ def window_recording(predictor: Predictor, source: str) -> Path:
 
 def imu_window_prediction(predictor: Predictor, signal: np.ndarray, name: str, true_label: int):
     """Classify's Prediction for one in-memory IMU window (T, C): its answer, top-k and where the
-    model looked, from core.infer's own window runner (the same path a file takes)."""
-    from core.infer.loading import one_blas_thread
-    from core.infer.predict import Prediction, flat_signal_warnings, run_windows, summarize
+    model looked, through core.infer's classify_signal (the path a file takes once read)."""
+    from core.infer.predict import classify_signal
 
-    starts = np.zeros(1, dtype=np.int64)
-    with one_blas_thread():
-        out = run_windows(predictor, signal, starts, len(signal), "auto", name)
-    probs = out.probs[0]
-    s = summarize(probs, list(predictor.class_names), TOP_K)
-    duration = len(signal) / predictor.sample_rate
-    return Prediction(file=name, label=s.label, probabilities=dict(zip(predictor.class_names, probs.tolist())),
-                      top_k=s.top_k, confidence=s.confidence, entropy=s.entropy, margin=s.margin, aggregate="mean",
-                      signal_kind=predictor.signal, sample_rate=predictor.sample_rate, duration=duration,
-                      window_seconds=predictor.window_seconds, hop_seconds=predictor.window_seconds,
-                      starts=starts, window_probs=out.probs, class_names=list(predictor.class_names), signal=signal,
-                      channel_names=list(predictor.channel_names), window_true=np.array([int(true_label)]),
-                      warnings=flat_signal_warnings(signal, predictor.signal, list(predictor.channel_names)),
-                      layers=out.layers, attention=out.attention, saliency=out.saliency,
-                      contributions=out.contributions, run_id=predictor.run_id)
+    return classify_signal(predictor, signal, np.zeros(1, dtype=np.int64), name, TOP_K,
+                           truth=np.array([int(true_label)]))
 
 
 def window_item(predictor: Predictor, embedding, index: int) -> cparts.Item:

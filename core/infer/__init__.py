@@ -30,13 +30,15 @@ from core.infer.ensemble import Ensemble, as_ensemble, load_ensemble
 from core.infer.evaluate import SplitProbabilities, evaluate_split, split_probabilities
 from core.infer.loading import BATCH, Predictor, load_run, load_run_dir, predictor_from_loaded
 from core.infer.predict import (AGGREGATES, EXPLAIN_MODES, ClassTrack, Prediction, Summary, aggregate_probs,
-                                classify_bytes, classify_file, classify_files, summarize, window_attention)
+                                classify_bytes, classify_file, classify_files, classify_signal, summarize,
+                                window_attention)
 from core.infer.reading import (MAX_AUDIO_SECONDS, MAX_UPLOAD_BYTES, MAX_WINDOWS, detect_kind, display_name,
                                 error_line, sliding_starts, upload_suffix)
 
 __all__ = ["AGGREGATES", "Adapted", "BATCH", "ClassTrack", "EXPLAIN_MODES", "Ensemble", "MAX_AUDIO_SECONDS",
            "MAX_UPLOAD_BYTES", "MAX_WINDOWS", "Prediction", "Predictor", "SplitProbabilities", "Summary",
            "adapt_batchnorm", "adapt_to_files", "adapt_to_uploads", "aggregate_probs", "as_ensemble",
-           "classify_bytes", "classify_file", "classify_files", "detect_kind", "display_name", "error_line",
+           "classify_bytes", "classify_file", "classify_files", "classify_signal", "detect_kind", "display_name",
+           "error_line",
            "evaluate_split", "has_batchnorm", "load_ensemble", "load_run", "load_run_dir", "predictor_from_loaded",
            "sliding_starts", "split_probabilities", "summarize", "upload_suffix", "window_attention"]

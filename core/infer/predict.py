@@ -196,20 +196,29 @@ def classify_file(model: Predictor | Ensemble, path: str | Path, name: str | Non
     seconds between window starts (default: half the clip for audio, the run's stride for IMU).
     explain: "auto" (attention for attention models, Grad-CAM + saliency otherwise), "attention",
     "saliency", "all" or "none". Raises DataError/ConfigError with one clear line."""
-    if explain not in EXPLAIN_MODES:
-        raise ConfigError(f"explain={explain!r}; use one of {', '.join(EXPLAIN_MODES)}")
-    if aggregate not in AGGREGATES:
-        raise ConfigError(f"aggregate={aggregate!r}; use one of {', '.join(AGGREGATES)}")
+    _check_modes(explain, aggregate)
     ensemble = as_ensemble(model)
     name = name or str(path)
     read = read_windows(ensemble, Path(path), name, hop)
-    notes = list(read.notes) + ([ensemble.adapted] if ensemble.adapted else [])
-    warnings = flat_signal_warnings(read.signal, ensemble.signal, list(ensemble.channel_names))
-    length = len(read.signal)
-    explain = _bounded_explain(ensemble.primary, explain, len(read.starts), notes)
+    return classify_signal(ensemble, read.signal, read.starts, name, top_k, read.hop, aggregate, explain,
+                           truth=read.truth, notes=read.notes, streams=read.streams)
+
+
+def classify_signal(model: Predictor | Ensemble, signal: np.ndarray, starts: np.ndarray, name: str, top_k: int = 3,
+                    hop_samples: int | None = None, aggregate: str = "mean", explain: str = "auto",
+                    truth: np.ndarray | None = None, notes: list[str] | tuple = (), streams=None) -> Prediction:
+    """Classify a signal already in memory (an IMU array (T, C) or a waveform (T,)) at window
+    `starts` (samples): what classify_file does once it has read a file, and what Explore does
+    with a window of a run's own data. truth: a label per window where known."""
+    _check_modes(explain, aggregate)
+    ensemble = as_ensemble(model)
+    notes = list(notes) + ([ensemble.adapted] if ensemble.adapted else [])
+    warnings = flat_signal_warnings(signal, ensemble.signal, list(ensemble.channel_names))
+    length = len(signal)
+    explain = _bounded_explain(ensemble.primary, explain, len(starts), notes)
     with one_blas_thread():
-        explained = run_windows(ensemble.primary, read.signal, read.starts, length, explain, name)
-        each = [explained.probs] + [run_windows(m, read.signal, read.starts, length, "none", name).probs
+        explained = run_windows(ensemble.primary, signal, starts, length, explain, name)
+        each = [explained.probs] + [run_windows(m, signal, starts, length, "none", name).probs
                                     for m in ensemble.members[1:]]
     probs = np.mean(each, axis=0)
     members = []
@@ -222,17 +231,25 @@ def classify_file(model: Predictor | Ensemble, path: str | Path, name: str | Non
     if not np.isfinite(clip).all():  # the last line of defence: finite windows cannot give this
         raise DataError(f"{name}: the combined probabilities are not finite; refused rather than shown")
     s = summarize(clip, ensemble.class_names, top_k)
+    hop_samples = hop_samples if hop_samples is not None else int(round(ensemble.window_seconds * ensemble.sample_rate))
     return Prediction(file=name, label=s.label, probabilities=dict(zip(ensemble.class_names, clip.tolist())),
                       top_k=s.top_k, confidence=s.confidence, entropy=s.entropy, margin=s.margin,
                       aggregate=aggregate, signal_kind=ensemble.signal, sample_rate=ensemble.sample_rate,
                       duration=length / ensemble.sample_rate, window_seconds=ensemble.window_seconds,
-                      hop_seconds=read.hop / ensemble.sample_rate, starts=read.starts, window_probs=probs,
-                      class_names=list(ensemble.class_names), signal=read.signal,
-                      channel_names=list(ensemble.channel_names), window_true=read.truth, streams=read.streams,
+                      hop_seconds=hop_samples / ensemble.sample_rate, starts=starts, window_probs=probs,
+                      class_names=list(ensemble.class_names), signal=signal,
+                      channel_names=list(ensemble.channel_names), window_true=truth, streams=streams,
                       notes=notes, warnings=warnings, layers=explained.layers, attention=explained.attention,
                       saliency=explained.saliency, contributions=explained.contributions,
                       run_id=ensemble.run_id, members=members,
                       variant=ensemble.primary.variant)
+
+
+def _check_modes(explain: str, aggregate: str) -> None:
+    if explain not in EXPLAIN_MODES:
+        raise ConfigError(f"explain={explain!r}; use one of {', '.join(EXPLAIN_MODES)}")
+    if aggregate not in AGGREGATES:
+        raise ConfigError(f"aggregate={aggregate!r}; use one of {', '.join(AGGREGATES)}")
 
 
 def _bounded_explain(predictor: Predictor, explain: str, windows: int, notes: list[str]) -> str:

@@ -76,7 +76,7 @@ def test_the_seeds_of_an_ensemble_differ_only_in_their_seed_and_name():
 def test_a_store_made_before_ensembles_opens_and_gains_the_tag_column(tmp_path):
     import sqlite3
 
-    from core.store import MIGRATIONS
+    from core.store import MIGRATIONS, SCHEMA_VERSION
 
     path = tmp_path / "old.db"
     db = sqlite3.connect(path, isolation_level=None)
@@ -87,8 +87,9 @@ def test_a_store_made_before_ensembles_opens_and_gains_the_tag_column(tmp_path):
     db.execute("INSERT INTO runs(id, name, status, config, created_at) VALUES ('old', 'kept', 'completed', '{}', 1)")
     db.close()
     store = Store(path)
-    assert store.schema_version() == 5
+    assert store.schema_version() == SCHEMA_VERSION  # every later migration ran on it
     assert store.get_run("old")["name"] == "kept" and store.get_run("old")["ensemble"] is None
+    assert store.get_run("old")["parent"] is None and store.marks("any") == []
     assert list_ensembles(store) == []
 
 

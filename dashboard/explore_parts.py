@@ -10,9 +10,7 @@ the label-issue table, so the last click wins whichever it was on.
 from __future__ import annotations
 
 import dataclasses
-import importlib
 from pathlib import Path
-from types import ModuleType
 
 import numpy as np
 import pandas as pd
@@ -35,17 +33,6 @@ DETAIL_CSS = (f"<style>.st-key-{DETAIL_KEY} [data-testid='stMetricValue'] {{font
 
 
 # ---- engine parts ------------------------------------------------------------------------------
-def engine_part(name: str) -> ModuleType | None:
-    """core.explore.<name>, or None when that part of the engine is not installed (its section
-    then says so instead of the page failing). Any other import error is raised."""
-    try:
-        return importlib.import_module(f"core.explore.{name}")
-    except ModuleNotFoundError as e:
-        if e.name in (f"core.explore.{name}", "core.explore"):
-            return None
-        raise
-
-
 def _cache() -> dict:
     cache = st.session_state.setdefault(CACHE, {})
     while len(cache) > MAX_CACHED:  # oldest first: dicts keep insertion order
@@ -330,9 +317,7 @@ def window_detail(predictor: Predictor, embedding, index: int, key: str) -> None
 # ---- marks ---------------------------------------------------------------------------------------------
 def mark_buttons(store, data: dict, embedding, index: int, key: str) -> None:
     """Exclude / relabel the opened window in new runs (core.explore.marks, stored per dataset)."""
-    marks = engine_part("marks")
-    if marks is None:
-        return
+    from core.explore import marks
     t = embedding.table
     window_id = str(t.ids[index])
     current = next((m for m in marks.list_marks(store, data) if m.window_id == window_id), None)
@@ -366,10 +351,7 @@ def predicted_name(embedding, index: int) -> str | None:
 
 def marks_list(store, data: dict, key: str) -> None:
     """The dataset's marks, each with a remove button, and how a new run uses them."""
-    marks = engine_part("marks")
-    if marks is None:
-        st.caption("Marks need core.explore.marks, which is not installed.")
-        return
+    from core.explore import marks
     current = marks.list_marks(store, data)
     st.markdown(f"**Marks on this dataset** — {marks.marks_words(current)}")
     st.caption("Marks belong to the data as windowed (source, files, window, stride). A new run of this data on "
@@ -421,10 +403,7 @@ def label_issue_section(eng, run: dict, embedding, map_key: str) -> None:
     """The cheap score (the run on its own val + test windows) or K fold runs through the
     JobManager, watched through the store (found again after a reload: they carry the run's id
     as their parent); then the ranked list."""
-    li = engine_part("label_issues")
-    if li is None:
-        st.caption("Label issues need core.explore.label_issues, which is not installed.")
-        return
+    from core.explore import label_issues as li
     store = eng.store
     run_id = run["id"]
     cache = _cache()
@@ -505,10 +484,7 @@ def _on_row_select(table_key: str, map_key: str, rows_to_index: list[int]) -> No
 def neighbours_section(embedding, map_key: str, key: str, top: int = 30) -> None:
     """The closest pairs of windows from different recordings (different labels first worth a
     look) and the most isolated windows, by distance in the embedding; a row opens its window."""
-    nb = engine_part("neighbours")
-    if nb is None:
-        st.caption("Near-duplicates and outliers need core.explore.neighbours, which is not installed.")
-        return
+    from core.explore import neighbours as nb
     cache = _cache()
     found_key = ("neighbours", embedding.kind, embedding.run_id, embedding.key, top)
     if found_key not in cache:
@@ -548,10 +524,7 @@ def neighbours_section(embedding, map_key: str, key: str, top: int = 30) -> None
 def importance_section(run: dict, predictor: Predictor, store, key: str) -> None:
     """By channel, time or band: the accuracy drop when that part of the input is shuffled
     (permutation) or set to its training mean (ablation), with a confidence interval from repeats."""
-    imp = engine_part("importance")
-    if imp is None:
-        st.caption("Importance needs core.explore.importance, which is not installed.")
-        return
+    from core.explore import importance as imp
     units = imp.allowed_units(predictor)
     methods = imp.IMPORTANCE_METHODS
     c1, c2, c3 = st.columns([2, 2, 1], vertical_alignment="bottom")

@@ -3,6 +3,7 @@ model); click a window to open it; find likely mislabels; see which channel and 
 import streamlit as st
 
 from core.errors import SigscopeError
+from core.explore import project
 from dashboard import classify_parts as cparts
 from dashboard import explore_figures as ef
 from dashboard import explore_parts as parts
@@ -22,11 +23,6 @@ if not runs:
     parts.runs_without_weights(store)
     parts.add_demo_models(store)
     st.page_link("pages/train.py", label="Open Train", icon=":material/model_training:")
-    st.stop()
-
-project = parts.engine_part("project")
-if project is None:
-    st.warning("The map needs core.explore (embed, project), which is not installed.", icon=":material/warning:")
     st.stop()
 
 run = parts.run_picker(store, runs)

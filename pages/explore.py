@@ -3,7 +3,7 @@ model); click a window to open it; find likely mislabels; see which channel and 
 import streamlit as st
 
 from core.errors import SigscopeError
-from core.explore import project
+from core.explore.project import PROJECTIONS
 from dashboard import classify_parts as cparts
 from dashboard import explore_figures as ef
 from dashboard import explore_parts as parts
@@ -32,9 +32,9 @@ what = c1.radio("Map of", ["model", "data"], horizontal=True, key="explore.what"
                 format_func=lambda w: "the run's model" if w == "model" else "the data only",
                 help="the run's model: each window's forward_features embedding, coloured by its answers too; "
                      "the data only: the windows' inputs flattened and reduced by PCA, before any model")
-method = c2.selectbox("Projection", list(project.PROJECTIONS), key="explore.method",
-                      format_func=lambda m: project.PROJECTIONS[m].label,
-                      help=" · ".join(f"{p.label}: {p.help}" for p in project.PROJECTIONS.values()))
+method = c2.selectbox("Projection", list(PROJECTIONS), key="explore.method",
+                      format_func=lambda m: PROJECTIONS[m].label,
+                      help=" · ".join(f"{p.label}: {p.help}" for p in PROJECTIONS.values()))
 seed = int(c4.number_input("Seed", 0, 2**31 - 1, 0, key="explore.seed", help="the projection's seed"))
 
 try:
@@ -58,7 +58,7 @@ with left:
     how = (f"{run['config']['model']['name']}'s features ({embedding.dim} dims)" if embedding.kind == "model"
            else f"inputs → PCA ({embedding.dim} dims)")
     parts.map_chart(embedding, projection, color_by, map_key,
-                    title=f"{len(embedding):,} windows · {project.PROJECTIONS[method].label}", height=620)
+                    title=f"{len(embedding):,} windows · {PROJECTIONS[method].label}", height=620)
     st.caption(f"Each point is a window: {how}. Embedding {embedding.seconds:.1f} s"
                f"{' (cached)' if embedding.cached else ''}, map "
                f"{projection.seconds:.1f} s{' (cached)' if projection.cached else ''}. Drag to pan, scroll to zoom, "

@@ -10,6 +10,7 @@ import pandas as pd
 import streamlit as st
 
 from core.compare import config_diff, dataset_key, run_quality
+from core.profiling.mfu import mfu_percent, run_utilization
 from core.store import Store
 from core.train.metrics import DIRECTIONS
 from dashboard import figures
@@ -23,6 +24,9 @@ TABLE_COLUMNS = {
     "test_accuracy": st.column_config.NumberColumn("test acc", format="%.3f"),
     "test_macro_f1": st.column_config.NumberColumn("test F1", format="%.3f"),
     "val_loss": st.column_config.NumberColumn("val loss", format="%.4f"),
+    "mfu": st.column_config.NumberColumn("MFU", format="%.1f %%",
+                                         help="model-FLOPs utilisation of the last epoch (percent of the device's "
+                                              "measured matmul peak)"),
     "error": st.column_config.TextColumn("message", width="medium"),
 }
 OVERLAY_METRICS = {"val/loss": "validation loss", "val/accuracy": "validation accuracy",
@@ -47,10 +51,11 @@ def runs_table(store: Store, runs: list[dict]) -> pd.DataFrame:
             "created": pd.Timestamp(r["created_at"], unit="s"),
             "duration_s": (finished or time.time()) - started if started else None,
             **{k: finals.get(k) for k in SUMMARY_METRICS},
+            "mfu": mfu_percent(run_utilization(r, finals)["mfu"]),
             "error": r.get("error") or "",
         })
     frame = pd.DataFrame(rows)
-    for column in (*SUMMARY_METRICS, "duration_s"):
+    for column in (*SUMMARY_METRICS, "duration_s", "mfu"):
         frame[column] = pd.to_numeric(frame[column])  # all-None columns read as numbers, not "None"
     return frame
 

@@ -9,6 +9,7 @@ import time
 import pandas as pd
 import streamlit as st
 
+from core.profiling.mfu import describe, format_mfu, run_utilization
 from dashboard import figures
 from dashboard.engine import engine
 from dashboard.parts import RESUMABLE, progress_bar, resume_view, status_banner
@@ -35,13 +36,19 @@ def live_view(run_id: str, smoothing: float, was_active: bool) -> None:
     steps = split_series(step_rows)
     loss_x, loss_y = steps.get("step/loss", ([], []))
     finals = store.final_metrics(run_id)
-    m1, m2, m3, m4, m5 = st.columns(5)
+    m1, m2, m3, m4, m5, m6, m7 = st.columns(7)
     step = max(run.get("step") or 0, loss_x[-1] if loss_x else 0)  # the row's step is written every 0.5 s
     m1.metric("Step", f"{step} / {run.get('total_steps') or '?'}")
     m2.metric("Loss points", f"{len(loss_x)}", help="per-step training loss points stored so far")
     m3.metric("Latest loss", _fmt(loss_y[-1] if loss_y else None), help=f"at step {loss_x[-1]}" if loss_x else None)
     m4.metric("Val accuracy", _fmt(finals.get("val_accuracy"), ".3f"))
     m5.metric("Test accuracy", _fmt(finals.get("test_accuracy"), ".3f"))
+    m6.metric("Samples/s", _fmt(finals.get("train_samples_per_sec"), ",.0f"),
+              help="training examples per second in the last epoch (every process's)")
+    utilization = run_utilization(run, finals)
+    m7.metric("MFU", format_mfu(utilization["mfu"]),
+              help="model-FLOPs utilisation of the last epoch: counted training FLOPs per second over the "
+                   f"device's measured matmul peak. {describe(utilization)}")
     if run["status"] in ("queued", "running") and st.button("Cancel this run", key="monitor.cancel"):
         st.toast(engine().cancel(run_id))
     if run["status"] in RESUMABLE:

@@ -1,7 +1,7 @@
 """`python -m core runs ...`: list, show, compare, cancel and delete stored runs.
 
     python -m core runs list --json
-    python -m core runs show RUN_ID --json     # config, status, final metrics, last probe values
+    python -m core runs show RUN_ID --json     # config, status, final metrics, MFU, last probe values
     python -m core runs queue                  # queued and running runs, in the order they start
     python -m core runs cancel RUN_ID          # through the store: reaches a run the dashboard started
     python -m core runs compare A B [C ...] [--json]   # final metrics side by side, resolved config diff
@@ -15,6 +15,7 @@ import time
 from core.commands import emit
 from core.compare import dataset_key
 from core.errors import ConfigError
+from core.profiling.mfu import describe, run_utilization
 
 
 def add_parser(subparsers) -> None:
@@ -53,7 +54,7 @@ def _row(run: dict, final: dict) -> dict:
             "epoch": run["epoch"], "total_epochs": run["total_epochs"], "step": run["step"],
             "total_steps": run["total_steps"], "created_at": run["created_at"], "finished_at": run["finished_at"],
             "val_accuracy": final.get("val_accuracy"), "test_accuracy": final.get("test_accuracy"),
-            "error": run["error"]}
+            "mfu": run_utilization(run, final)["mfu"], "error": run["error"]}
 
 
 def _checked_store():
@@ -83,13 +84,15 @@ def run_show(args: argparse.Namespace) -> int:
     if run is None:
         raise ConfigError(f"no run {args.run_id!r}; see `python -m core runs list`")
     final = store.final_metrics(args.run_id)
-    out = {**run, "final_metrics": final, "last_probes": store.last_probes(args.run_id),
+    utilization = run_utilization(run, final)
+    out = {**run, "final_metrics": final, "utilization": utilization, "last_probes": store.last_probes(args.run_id),
            "artifacts": store.artifacts(args.run_id), "events": store.events(args.run_id)[-20:]}
     text = "\n".join([f"{run['id']} {run['name']!r}: {run['status']}" + (f" - {run['error']}" if run["error"] else ""),
                       f"model {run['config']['model']['name']} on {dataset_key(run)}, "
                       f"epoch {run['epoch']}/{run['total_epochs']}, step {run['step']}/{run['total_steps']}",
                       *(f"  {k} = {v:.4f}" for k, v in final.items()
-                        if v is not None and "/" not in k and k.split("_", 1)[0] in ("val", "test"))])
+                        if v is not None and "/" not in k and k.split("_", 1)[0] in ("val", "test")),
+                      f"  {describe(utilization)}"])
     emit(out, args.json, text)
     return 0
 

@@ -6,12 +6,16 @@ Convention: FLOPs = 2 x MACs (one multiply-add = 2 FLOPs). What is counted:
   add is not counted (as both counters do);
 - attention (`scaled_dot_product_attention`, every backend): QK^T and AV, that is
   2 * (2 * B * H * S_q * S_k * D);
+- the backward of convolutions as torch counts it (input gradient + weight gradient, each as
+  many multiply-adds as the forward), with a grouped conv's weight gradient divided by its
+  groups (torch counts it dense);
 - recurrent layers (LSTM via mkldnn/cuDNN kernels): 2 * B * T * (|W_ih| + |W_hh|) per
   layer and direction, the gate matmuls (GRU/RNN on CPU decompose into mm/addmm and are
-  counted as such);
+  counted as such); their backward twice that;
 - norms, as fvcore counts them: layer/group/instance norm and batch norm in training
   5 multiply-adds per element with an affine transform (4 without), batch norm in
-  inference 2 (1 without); doubled here to FLOPs.
+  inference 2 (1 without); doubled here to FLOPs. Their backward (no counter has one) is
+  counted as twice the training forward, the convention a matmul's backward follows.
 Element-wise ops (activations, additions, pooling, softmax, dropout) are not counted by
 either counter; they are listed in `skipped` with their call counts and output sizes so
 nothing vanishes silently.
@@ -22,6 +26,9 @@ and decomposes norms into uncounted element-wise ops; fvcore gives 0 for `aten::
 `aten::gru` and `aten::scaled_dot_product_attention`. The formulas below close both gaps.
 MultiheadAttention under eval() + no_grad() takes a fused fast path neither counter sees,
 so counting runs with gradients on and the MHA fast path disabled.
+
+`count_training_flops` counts one training step (forward + backward, as they run) per example:
+the numerator of a run's model-FLOPs utilisation (core.train.utilization).
 """
 from __future__ import annotations
 
@@ -34,7 +41,8 @@ from typing import Any, Iterator
 
 import torch
 from torch import nn
-from torch.utils.flop_counter import FlopCounterMode, sdpa_backward_flop_count, sdpa_flop_count
+from torch.utils.flop_counter import (FlopCounterMode, conv_backward_flop, sdpa_backward_flop_count,
+                                      sdpa_flop_count)
 
 aten = torch.ops.aten
 
@@ -74,6 +82,15 @@ def _cudnn_rnn_flop(input_shape, weights, *args, out_shape=None, **kwargs) -> in
     return _rnn_flop(input_shape, list(weights))
 
 
+def _mkldnn_rnn_layer_backward_flop(input_shape, w_ih, w_hh, *args, out_shape=None, **kwargs) -> int:
+    # gradients through the gates to the input/state and to the weights: twice the forward
+    return 2 * _rnn_flop(input_shape, [w_ih, w_hh])
+
+
+def _cudnn_rnn_backward_flop(input_shape, weights, *args, out_shape=None, **kwargs) -> int:
+    return 2 * _rnn_flop(input_shape, list(weights))
+
+
 def _layer_norm_flop(input_shape, normalized_shape, weight_shape=None, *args, out_shape=None, **kwargs) -> int:
     return 2 * _numel(input_shape) * (5 if weight_shape is not None else 4)
 
@@ -95,21 +112,65 @@ def _batch_norm_inference_flop(input_shape, weight_shape=None, *args, out_shape=
     return 2 * _numel(input_shape) * (2 if weight_shape is not None else 1)
 
 
+def _conv_backward_flop(grad_out_shape, x_shape, w_shape, bias, stride, padding, dilation, transposed,
+                        output_padding, groups, output_mask, out_shape=None, **kwargs) -> int:
+    # torch's formula counts a grouped conv's weight gradient as if the conv were dense (x groups,
+    # x channels for a depthwise conv, measured on torch 2.13); its input gradient is right.
+    # (torch's exported formula is shape-wrapped: shapes pass through, out_val is the output.)
+    args = (grad_out_shape, x_shape, w_shape, bias, stride, padding, dilation, transposed, output_padding, groups)
+    grad_input = conv_backward_flop(*args, [output_mask[0], False, False], out_val=out_shape) if output_mask[0] else 0
+    grad_weight = conv_backward_flop(*args, [False, output_mask[1], False], out_val=out_shape) if output_mask[1] else 0
+    return int(grad_input + grad_weight // max(1, int(groups)))
+
+
+# A norm's backward, by the same convention as a matmul's: twice its forward (the gradient of
+# the input and of the affine parameters), training-mode per-element count.
+def _norm_backward_per_element(affine: bool) -> int:
+    return 2 * (5 if affine else 4)
+
+
+def _batch_norm_backward_flop(grad_out_shape, input_shape, weight_shape=None, *args, out_shape=None, **kwargs) -> int:
+    return 2 * _numel(input_shape) * _norm_backward_per_element(weight_shape is not None)
+
+
+def _layer_norm_backward_flop(grad_out_shape, input_shape, normalized_shape, mean_shape, rstd_shape,
+                              weight_shape=None, *args, out_shape=None, **kwargs) -> int:
+    return 2 * _numel(input_shape) * _norm_backward_per_element(weight_shape is not None)
+
+
+def _group_norm_backward_flop(grad_out_shape, input_shape, mean_shape, rstd_shape, weight_shape=None, *args,
+                              out_shape=None, **kwargs) -> int:
+    return 2 * _numel(input_shape) * _norm_backward_per_element(weight_shape is not None)
+
+
+def _vendor_batch_norm_backward_flop(input_shape, grad_out_shape, weight_shape=None, *args, out_shape=None,
+                                     **kwargs) -> int:
+    return 2 * _numel(input_shape) * _norm_backward_per_element(weight_shape is not None)
+
+
 def _custom_mapping() -> dict:
     mapping: dict[Any, Any] = {
         aten._scaled_dot_product_flash_attention_for_cpu: _sdpa_cpu_flop,
         aten._scaled_dot_product_flash_attention_for_cpu_backward: _sdpa_cpu_backward_flop,
         aten.mkldnn_rnn_layer: _mkldnn_rnn_layer_flop,
         aten._cudnn_rnn: _cudnn_rnn_flop,
+        aten.mkldnn_rnn_layer_backward: _mkldnn_rnn_layer_backward_flop,
+        aten._cudnn_rnn_backward: _cudnn_rnn_backward_flop,
         aten.native_layer_norm: _layer_norm_flop,
         aten.native_group_norm: _group_norm_flop,
         aten.native_batch_norm: _batch_norm_flop,
         aten._native_batch_norm_legit: _batch_norm_flop,
         aten._native_batch_norm_legit_no_training: _batch_norm_inference_flop,
+        aten.convolution_backward: _conv_backward_flop,
+        aten.native_batch_norm_backward: _batch_norm_backward_flop,
+        aten.native_layer_norm_backward: _layer_norm_backward_flop,
+        aten.native_group_norm_backward: _group_norm_backward_flop,
     }
     for name in ("cudnn_batch_norm", "miopen_batch_norm"):
         if hasattr(aten, name):
             mapping[getattr(aten, name)] = _batch_norm_flop
+        if hasattr(aten, name + "_backward"):
+            mapping[getattr(aten, name + "_backward")] = _vendor_batch_norm_backward_flop
     return mapping
 
 
@@ -193,6 +254,82 @@ def count_flops(model: nn.Module, example: torch.Tensor) -> FlopCount:
     total = int(mode.get_total_flops())
     skipped = {op: (calls, elems) for op, (calls, elems) in sorted(mode.skipped.items())}
     return FlopCount(total=total, by_module=by_module, by_operator=dict(by_operator), skipped=skipped)
+
+
+@dataclass
+class TrainingFlops:
+    """FLOPs of one training step per example: forward and backward, as FlopCounterMode (with
+    the formulas above) counts them; the optimizer's update is not counted (model FLOPs)."""
+
+    forward: float  # per example
+    backward: float  # per example
+    batch: int  # examples in the counted batch
+    skipped: dict[str, tuple[int, int]] = field(default_factory=dict)  # ops without a formula (whole batch)
+
+    @property
+    def total(self) -> float:
+        return self.forward + self.backward
+
+    @property
+    def backward_ratio(self) -> float:
+        """backward / forward (about 2: gradients for inputs and for weights)."""
+        return self.backward / self.forward if self.forward else float("nan")
+
+
+def count_training_flops(model: nn.Module, example: torch.Tensor) -> TrainingFlops:
+    """Count forward + backward of one batch `example` (B, ...) in training mode, per example.
+
+    The backward is counted as it runs, not guessed as 2x the forward: a matmul-like layer costs
+    2 per multiply-add for the input gradient and 2 for the weight gradient, and the input
+    gradient is not computed for a layer whose input needs none (the first layer, on the data),
+    so a lone nn.Linear(i, o) counts 2*i*o forward and 2*i*o backward per example. Norms'
+    backward and element-wise ops have no formula (see `skipped`). The loss is the output's sum
+    (a loss adds only element-wise work).
+
+    The model is left as it was: train/eval mode, buffers (BatchNorm running statistics),
+    parameter gradients and the random number generators (dropout) are restored, so counting
+    at the start of a run does not change its training.
+    """
+    batch = int(example.shape[0])
+    was_training = model.training
+    buffers = {name: b.detach().clone() for name, b in model.named_buffers()}
+    params = [p for p in model.parameters()]
+    grads = [p.grad for p in params]
+    devices = [example.device] if example.device.type == "cuda" else []
+    mode = _CountingMode(_custom_mapping())
+    try:
+        with torch.random.fork_rng(devices=devices), counting_conditions(), mode:
+            for p in params:
+                p.grad = None
+            model.train()
+            output = model(example)
+            forward = int(mode.get_total_flops())
+            output = output[0] if isinstance(output, (tuple, list)) else output
+            output.float().sum().backward()
+            total = int(mode.get_total_flops())
+    finally:
+        model.train(was_training)
+        with torch.no_grad():
+            for name, b in model.named_buffers():
+                if name in buffers:
+                    b.copy_(buffers[name])
+        for p, g in zip(params, grads):
+            p.grad = g
+    skipped = {op: (calls, elems) for op, (calls, elems) in sorted(mode.skipped.items())}
+    return TrainingFlops(forward=forward / batch, backward=(total - forward) / batch, batch=batch, skipped=skipped)
+
+
+def training_flops_per_example(model: nn.Module, input_shape: tuple[int, ...], batch: int = 2,
+                               device: str | torch.device | None = None) -> float:
+    """Forward + backward FLOPs per example of `model` at `input_shape` (no batch dimension),
+    counted on a random batch (the values do not change the count; a batch of 2 because
+    BatchNorm in training needs more than one value per channel). Drawn from a private
+    generator, so the global RNG is untouched; the model is left as it was."""
+    generator = torch.Generator().manual_seed(0)
+    if device is None:
+        device = next((p.device for p in model.parameters()), torch.device("cpu"))
+    example = torch.randn(batch, *tuple(input_shape), generator=generator).to(device)
+    return count_training_flops(model, example).total
 
 
 def _op_name(op) -> str:

@@ -4,14 +4,16 @@
     result = trainer.fit()                 # FitResult(status="completed", test_metrics={...})
     trainer.fit(resume_from="runs/demo/checkpoints/last.pt")  # continues the same curve
 
-Built-in callbacks, in order: NanGuard, the probes of `train.probes`, EarlyStopping (when
-enabled), Checkpointer (when a run folder is given), then the caller's callbacks.
+Built-in callbacks, in order: NanGuard, Utilization (MFU), the probes of `train.probes`,
+EarlyStopping (when enabled), Checkpointer (when a run folder is given), then the caller's
+callbacks.
 
 Metrics written to the recorder:
 - split "step" (every optimizer step): loss, lr (the lr that step used)
 - split "train" (every epoch, from the training forward passes, so with dropout on):
   classification metrics, weight_norm, samples_per_sec, epoch_seconds (with mixup, each blended
-  example is scored against the label it is mostly made of)
+  example is scored against the label it is mostly made of); flops_per_sec and mfu (model-FLOPs
+  utilisation against the device's measured peak: the Utilization callback)
 - split "val" (every epoch) and "test" (once at the end, with the best checkpoint's
   weights when there is one): classification metrics; val/test loss is plain
   cross-entropy (label smoothing only shapes the training loss)
@@ -52,6 +54,7 @@ from core.train.metrics import classification_metrics, weight_l2_norm
 from core.train.probes import build_probes
 from core.train.recorder import MemoryRecorder
 from core.train.schedulers import build_optimizer, build_scheduler
+from core.train.utilization import Utilization
 
 
 @dataclass
@@ -67,6 +70,12 @@ class FitResult:
     final_metrics: dict[str, float] = field(default_factory=dict)
     test_metrics: dict[str, float] = field(default_factory=dict)
     epochs_rule: str = ""  # how the kept checkpoint was chosen, in words
+    # model-FLOPs utilisation (core.train.utilization); None when not measured
+    flops_per_example: float | None = None  # training (forward + backward) FLOPs, counted
+    peak_flops: float | None = None  # FLOP/s of one process's device, measured
+    peak_dtype: str | None = None  # the matmul dtype of that peak: fp32, bf16, fp16
+    mfu: float | None = None  # the last epoch's
+    mfu_mean: float | None = None  # over the run's epochs
 
     def to_dict(self) -> dict:
         return dict(self.__dict__)
@@ -206,12 +215,14 @@ class Trainer:
 
     def _builtin_callbacks(self) -> list[Callback]:
         tc = self.config.train
-        out: list[Callback] = [NanGuard(), *(build_probes(tc.probes, self.total_steps) if self.rank == 0 else [])]
+        main = self.rank == 0
+        out: list[Callback] = [NanGuard(), *([Utilization()] if main else []),
+                               *(build_probes(tc.probes, self.total_steps) if main else [])]
         es = tc.early_stopping
         metric, mode = self.watched
         if es.enabled:
             out.append(EarlyStopping(metric, mode, es.patience))
-        if self.run_dir is not None and self.rank == 0:
+        if self.run_dir is not None and main:
             out.append(Checkpointer(self.run_dir, metric=metric, mode=mode, save_last=True))
         return out
 
@@ -313,10 +324,12 @@ class Trainer:
             self.recorder.flush()
         status = self.stop_status or "completed"
         ckpt = self.checkpointer()
+        utilization = next((cb for cb in self.callbacks if isinstance(cb, Utilization)), None)
         return FitResult(status=status, message=self.stop_message, epochs_completed=completed,
                          global_step=self.global_step, best_metric=ckpt.best if ckpt else None,
                          best_epoch=ckpt.best_epoch if ckpt else None, final_metrics=final,
-                         test_metrics=test_metrics, epochs_rule=self.epochs_rule)
+                         test_metrics=test_metrics, epochs_rule=self.epochs_rule,
+                         **(utilization.summary() if utilization else {}))
 
     def _train_epoch(self, epoch: int) -> dict[str, Any]:
         model, optimizer, scaler = self.train_model, self.optimizer, self.scaler

@@ -224,17 +224,22 @@ def _cancel_rest(store, run_ids: list[str], why: str) -> None:
 
 def _outcome(store, run_id: str, status: str) -> tuple[dict, str]:
     """How a run ended, as JSON and as one line."""
+    from core.profiling.mfu import describe, run_utilization
+
     run = store.get_run(run_id)
     summary = run.get("summary") or {}
     out = {"run_id": run_id, "status": status, "message": run.get("error") or "", "run_dir": run["run_dir"],
            "epochs_completed": summary.get("epochs_completed"), "test_metrics": _headline(summary.get("test_metrics")),
-           "final_metrics": _headline(summary.get("final_metrics"))}
+           "final_metrics": _headline(summary.get("final_metrics")),
+           "utilization": run_utilization(run, store.final_metrics(run_id))}
     text = f"{run_id}: {status}"
     if out["message"]:
         text += f" - {out['message']}"
     for key in ("test_accuracy", "test_macro_f1"):
         if key in (out["test_metrics"] or {}):
             text += f" {key}={out['test_metrics'][key]:.4f}"
+    if out["utilization"].get("mfu") is not None:
+        text += f" · {describe(out['utilization'])}"
     return out, text
 
 

@@ -25,6 +25,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    # freed activation buffers stay in the process (core.runtime), before any big allocation
+    from core.runtime import tune_malloc
+    tune_malloc()
     parser = build_parser()
     args = parser.parse_args(argv)
     try:

@@ -6,7 +6,10 @@
 Adding an optimizer is one entry here: the Train form, `--set optim.name=...`, validation,
 `python -m core options` and sweeps read this registry (OptimConfig.name's choices), and
 OptimConfig's knobs (momentum, betas) apply to the optimizers whose `uses` name them.
-`foreach=True` keeps Adam/AdamW/SGD off their per-tensor Python loop on CPU.
+Adam/AdamW use torch's fused kernel (`fused=True`, CPU and CUDA): measured by
+`bench/throughput.py --compare optimizer` on CPU, one thread, AdamW's step took 1.1 ms against
+3.3 ms with `foreach=True` and 4.1 ms as torch's default per-tensor loop (har_transformer,
+0.72 M parameters in 60 tensors; resnet1d, 0.24 M: 0.7 / 1.9 / 2.6 ms). SGD keeps `foreach=True`.
 """
 from __future__ import annotations
 
@@ -30,11 +33,11 @@ class OptimizerSpec:
 
 
 def _adam(params, cfg: OptimConfig) -> torch.optim.Optimizer:
-    return torch.optim.Adam(params, lr=cfg.lr, betas=tuple(cfg.betas), weight_decay=cfg.weight_decay, foreach=True)
+    return torch.optim.Adam(params, lr=cfg.lr, betas=tuple(cfg.betas), weight_decay=cfg.weight_decay, fused=True)
 
 
 def _adamw(params, cfg: OptimConfig) -> torch.optim.Optimizer:
-    return torch.optim.AdamW(params, lr=cfg.lr, betas=tuple(cfg.betas), weight_decay=cfg.weight_decay, foreach=True)
+    return torch.optim.AdamW(params, lr=cfg.lr, betas=tuple(cfg.betas), weight_decay=cfg.weight_decay, fused=True)
 
 
 def _sgd(params, cfg: OptimConfig) -> torch.optim.Optimizer:

@@ -6,6 +6,7 @@ import torch
 from torch import nn
 
 from core.models.blocks._checks import check_int, check_prob
+from core.models.blocks.dropout import dropout_layer
 from core.models.blocks.mhsa import FeedForward, MultiHeadSelfAttention
 
 
@@ -33,7 +34,7 @@ class ConformerConvModule(nn.Module):
         self.bn = nn.BatchNorm1d(dim)
         self.act = nn.SiLU()
         self.pointwise_out = nn.Conv1d(dim, dim, 1)
-        self.drop = nn.Dropout(dropout)
+        self.drop = dropout_layer(dropout)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         # (B, T, D) -> (B, D, T) -> (B, 2D, T) -> GLU (B, D, T) -> ... -> (B, T, D)
@@ -64,7 +65,7 @@ class ConformerBlock(nn.Module):
         self.ff1 = FeedForward(dim, ff_mult * dim, dropout, activation="silu")
         self.attn_norm = nn.LayerNorm(dim)
         self.attn = MultiHeadSelfAttention(dim, heads, attn_dropout=dropout)
-        self.attn_drop = nn.Dropout(dropout)
+        self.attn_drop = dropout_layer(dropout)
         self.conv = ConformerConvModule(dim, conv_kernel, dropout)
         self.ff2_norm = nn.LayerNorm(dim)
         self.ff2 = FeedForward(dim, ff_mult * dim, dropout, activation="silu")

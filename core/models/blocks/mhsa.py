@@ -14,6 +14,7 @@ from torch import nn
 
 from core.models.attention import AttentionSource
 from core.models.blocks._checks import check_choice, check_divisible, check_int, check_prob
+from core.models.blocks.dropout import dropout_layer, effective_p
 
 
 class MultiHeadSelfAttention(AttentionSource):
@@ -34,7 +35,7 @@ class MultiHeadSelfAttention(AttentionSource):
         check_int(owner, "dim", dim)
         check_int(owner, "heads", heads)
         check_divisible(owner, "dim", dim, "heads", heads)
-        self.attn_dropout = check_prob(owner, "attn_dropout", attn_dropout)
+        self.attn_dropout = effective_p(check_prob(owner, "attn_dropout", attn_dropout))  # 0 below 1e-3
         self.heads = heads
         self.head_dim = dim // heads
         self.has_cls = has_cls
@@ -82,8 +83,8 @@ class FeedForward(nn.Module):
         check_int("FeedForward", "hidden", hidden)
         check_prob("FeedForward", "dropout", dropout)
         check_choice("FeedForward", "activation", activation, tuple(self._ACTIVATIONS))
-        self.net = nn.Sequential(nn.Linear(dim, hidden), self._ACTIVATIONS[activation](), nn.Dropout(dropout),
-                                 nn.Linear(hidden, dim), nn.Dropout(dropout))
+        self.net = nn.Sequential(nn.Linear(dim, hidden), self._ACTIVATIONS[activation](), dropout_layer(dropout),
+                                 nn.Linear(hidden, dim), dropout_layer(dropout))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         # (B, T, D) -> (B, T, hidden) -> (B, T, D)
@@ -117,7 +118,7 @@ class TransformerEncoderLayer(nn.Module):
         self.ffn = FeedForward(dim, mlp_dim, dropout)
         self.norm1 = nn.LayerNorm(dim)
         self.norm2 = nn.LayerNorm(dim)
-        self.drop = nn.Dropout(dropout)
+        self.drop = dropout_layer(dropout)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         # (B, T, D) -> (B, T, D)

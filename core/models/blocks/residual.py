@@ -8,6 +8,7 @@ from torch import nn
 from core.errors import ConfigError
 from core.models.blocks._checks import check_choice, check_divisible, check_int
 from core.models.blocks.conv import CONV_KINDS, conv1d
+from core.models.blocks.dropout import dropout_layer
 
 
 def _pair(owner: str, name: str, value: int | tuple[int, int]) -> tuple[int, int]:
@@ -67,7 +68,7 @@ class BasicBlock1d(nn.Module):
         _odd(owner, "kernel_size", (kernel_size,))
         self.conv1 = _conv1d(conv, in_channels, out_channels, kernel_size, stride, groups)
         self.bn1 = nn.BatchNorm1d(out_channels)
-        self.drop = nn.Dropout(dropout)
+        self.drop = dropout_layer(dropout)
         self.conv2 = _conv1d(conv, out_channels, out_channels, kernel_size, 1, groups)
         self.bn2 = nn.BatchNorm1d(out_channels)
         self.shortcut = _shortcut(nn.Conv1d, nn.BatchNorm1d, in_channels, out_channels, stride)
@@ -145,7 +146,7 @@ class BasicBlock2d(nn.Module):
         pad = (kernel[0] // 2, kernel[1] // 2)
         self.conv1 = nn.Conv2d(in_channels, out_channels, kernel, stride=stride, padding=pad, bias=False)
         self.bn1 = nn.BatchNorm2d(out_channels)
-        self.drop = nn.Dropout2d(dropout)
+        self.drop = dropout_layer(dropout, nn.Dropout2d)
         self.conv2 = nn.Conv2d(out_channels, out_channels, kernel, padding=pad, bias=False)
         self.bn2 = nn.BatchNorm2d(out_channels)
         self.shortcut = _shortcut(nn.Conv2d, nn.BatchNorm2d, in_channels, out_channels, stride)

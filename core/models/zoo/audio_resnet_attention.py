@@ -15,6 +15,7 @@ from core.models.base import ZooModel
 from core.models.blocks import (BasicBlock2d, Bottleneck2d, SqueezeExcite2d, TemporalAttentionPooling,
                                 TransformerEncoderLayer)
 from core.models.blocks._checks import check_choice, check_int, check_prob
+from core.models.blocks.dropout import dropout_layer
 from core.models.registry import HParam, ModelSpec, register
 
 HEAD_CHOICES = ("8,8,4", "8,8,8", "4,4,4", "4,4,2", "2,2,2", "8,4", "4", "8,8,4,4")
@@ -99,12 +100,12 @@ class AudioResNetAttention(ZooModel):
             width = out
         self.stages = nn.ModuleList(stages)
         self.proj = nn.Linear(width, d_model)
-        self.drop = nn.Dropout(dropout)
+        self.drop = dropout_layer(dropout)
         self.attention = nn.ModuleList([TransformerEncoderLayer(d_model, h, ffn_mult * d_model, dropout,
                                                                 norm_first=norm_first) for h in head_counts])
         self.pooling = TemporalAttentionPooling(d_model, pool_hidden)
         self.num_features = d_model
-        self.head = nn.Sequential(nn.Linear(d_model, head_hidden), nn.ReLU(), nn.Dropout(dropout),
+        self.head = nn.Sequential(nn.Linear(d_model, head_hidden), nn.ReLU(), dropout_layer(dropout),
                                   nn.Linear(head_hidden, num_classes))
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:

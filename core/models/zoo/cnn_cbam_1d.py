@@ -8,6 +8,7 @@ from torch import nn
 from core.models.base import ZooModel
 from core.models.blocks import CBAM1d
 from core.models.blocks._checks import check_int, check_prob
+from core.models.blocks.dropout import dropout_layer
 from core.models.registry import HParam, ModelSpec, register
 
 
@@ -27,7 +28,7 @@ class CBAMStage(nn.Module):
             nn.BatchNorm1d(out_channels), nn.ReLU())
         self.cbam = CBAM1d(out_channels, reduction, spatial_kernel)
         self.pool = nn.MaxPool1d(2)
-        self.drop = nn.Dropout(dropout)
+        self.drop = dropout_layer(dropout)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         # (B, C_in, T) -> (B, C_out, T) -> (B, C_out, T // 2)
@@ -68,7 +69,7 @@ class CNNCBAM1d(ZooModel):
             width = out
         self.stages = nn.ModuleList(stages)
         self.num_features = width
-        self.head = nn.Sequential(nn.Dropout(dropout), nn.Linear(width, num_classes))
+        self.head = nn.Sequential(dropout_layer(dropout), nn.Linear(width, num_classes))
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         # (B, C, T) -> (B, W, T / 2**stages) -> (B, W)

@@ -11,6 +11,7 @@ from core.errors import ConfigError
 from core.models.base import ZooModel
 from core.models.blocks import TransformerEncoderLayer
 from core.models.blocks._checks import check_choice, check_divisible, check_int, check_prob
+from core.models.blocks.dropout import dropout_layer
 from core.models.registry import HParam, ModelSpec, dim_divisible_by_heads, register
 
 
@@ -74,7 +75,7 @@ class HarTransformer(ZooModel):
         self.embed = nn.Linear(hidden_ch, dim)
         self.cls_token = nn.Parameter(torch.zeros(1, 1, dim)) if has_cls else None
         self.pos_embedding = nn.Parameter(torch.randn(1, seq_len + int(has_cls), dim) * 0.02)
-        self.emb_drop = nn.Dropout(emb_dropout)
+        self.emb_drop = dropout_layer(emb_dropout)
         self.layers = nn.ModuleList([TransformerEncoderLayer(dim, heads, mlp_dim, dropout, norm_first=norm_first,
                                                              has_cls=has_cls) for _ in range(depth)])
         self.norm = nn.LayerNorm(dim)

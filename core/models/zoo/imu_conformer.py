@@ -8,6 +8,7 @@ from torch import nn
 from core.models.base import ZooModel
 from core.models.blocks import ConformerBlock, TemporalAttentionPooling
 from core.models.blocks._checks import check_choice, check_divisible, check_int, check_prob
+from core.models.blocks.dropout import dropout_layer
 from core.models.registry import HParam, ModelSpec, dim_divisible_by_heads, register
 
 
@@ -63,12 +64,12 @@ class ImuConformer(ZooModel):
         check_prob(owner, "dropout", dropout)
         check_choice(owner, "pool", pool, ("mean", "attention"))
         self.subsample = ConvSubsampling(in_channels, dim, subsample)
-        self.input_drop = nn.Dropout(dropout)
+        self.input_drop = dropout_layer(dropout)
         self.blocks = nn.ModuleList([ConformerBlock(dim, heads, ff_mult, conv_kernel, dropout)
                                      for _ in range(num_blocks)])
         self.pooling = TemporalAttentionPooling(dim, hidden=dim) if pool == "attention" else None
         self.num_features = dim
-        self.head = nn.Sequential(nn.Dropout(dropout), nn.Linear(dim, num_classes))
+        self.head = nn.Sequential(dropout_layer(dropout), nn.Linear(dim, num_classes))
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         # (B, C, T) -> (B, dim, T') -> tokens (B, T', dim) -> blocks -> (B, dim)

@@ -8,6 +8,7 @@ from torch import nn
 from core.models.base import ZooModel
 from core.models.blocks import ConvNeXtBlock1d, SqueezeExcite1d
 from core.models.blocks._checks import check_int, check_prob
+from core.models.blocks.dropout import dropout_layer, effective_p
 from core.models.registry import HParam, ModelSpec, register
 
 
@@ -25,7 +26,7 @@ class SEConvNeXtStage(nn.Module):
         self.block = ConvNeXtBlock1d(out_channels, kernel_size, 4, layer_scale_init, drop_path)
         self.se = SqueezeExcite1d(out_channels, se_reduction)
         self.pool = nn.MaxPool1d(2)
-        self.drop = nn.Dropout(dropout)
+        self.drop = dropout_layer(dropout)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         # (B, C_in, T) -> (B, C_out, T) -> (B, C_out, T // 2)
@@ -77,9 +78,9 @@ class ImuSEConvNeXtLSTM(ZooModel):
             width = out
         self.stages = nn.ModuleList(stages)
         self.lstm = nn.LSTM(width, lstm_hidden, num_layers=lstm_layers, batch_first=True,
-                            bidirectional=bidirectional, dropout=dropout if lstm_layers > 1 else 0.0)
+                            bidirectional=bidirectional, dropout=effective_p(dropout) if lstm_layers > 1 else 0.0)
         self.num_features = lstm_hidden * (2 if bidirectional else 1)
-        self.head = nn.Sequential(nn.Dropout(dropout), nn.Linear(self.num_features, num_classes))
+        self.head = nn.Sequential(dropout_layer(dropout), nn.Linear(self.num_features, num_classes))
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         # (B, C, T) -> (B, dim, T) -> ... -> (B, W, T / 2**n) -> LSTM (B, T', H * dirs) -> (B, H * dirs)

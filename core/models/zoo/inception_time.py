@@ -12,6 +12,7 @@ from torch import nn
 from core.models.base import ZooModel
 from core.models.blocks._checks import check_int, check_prob
 from core.models.blocks.conv import DilatedConv1d
+from core.models.blocks.dropout import dropout_layer
 from core.models.registry import HParam, ModelSpec, register
 
 MODULES_PER_SHORTCUT = 3  # the paper adds a residual shortcut after every third module
@@ -146,7 +147,7 @@ class InceptionTime(ZooModel):
             width = block.out_channels
         self.blocks = nn.ModuleList(blocks)
         self.num_features = width
-        self.head = nn.Sequential(nn.Dropout(dropout), nn.Linear(width, num_classes))
+        self.head = nn.Sequential(dropout_layer(dropout), nn.Linear(width, num_classes))
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         # (B, C, T) -> (B, 4 * filters, T) -> (B, 4 * filters)

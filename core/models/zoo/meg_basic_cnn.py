@@ -9,6 +9,7 @@ from torch import nn
 
 from core.models.base import ZooModel
 from core.models.blocks._checks import check_choice, check_int, check_prob
+from core.models.blocks.dropout import dropout_layer
 from core.models.registry import HParam, ModelSpec, register
 
 
@@ -25,7 +26,7 @@ class ConvBlock(nn.Module):
         self.conv1 = nn.Conv1d(out_dim, out_dim, kernel_size, padding="same")
         self.batchnorm0 = nn.BatchNorm1d(out_dim)
         self.batchnorm1 = nn.BatchNorm1d(out_dim)
-        self.dropout = nn.Dropout(p_drop)
+        self.dropout = dropout_layer(p_drop)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         # (B, C_in, T) -> (B, C_out, T)

@@ -8,6 +8,7 @@ from torch import nn
 from core.models.base import ZooModel
 from core.models.blocks import BasicBlock1d
 from core.models.blocks._checks import check_int, check_prob
+from core.models.blocks.dropout import dropout_layer
 from core.models.registry import HParam, ModelSpec, register
 
 
@@ -36,7 +37,7 @@ class MegResNet(ZooModel):
             BasicBlock1d(hid_dim, hid_dim * 2, kernel_size),
         ])
         self.num_features = hid_dim * 2
-        self.head = nn.Sequential(nn.Dropout(dropout), nn.Linear(hid_dim * 2, num_classes))
+        self.head = nn.Sequential(dropout_layer(dropout), nn.Linear(hid_dim * 2, num_classes))
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         # (B, C, T) -> (B, hid, T) -> (B, 2 hid, T) -> (B, 2 hid)

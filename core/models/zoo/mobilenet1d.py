@@ -9,6 +9,7 @@ from torch import nn
 from core.models.base import ZooModel
 from core.models.blocks import SqueezeExcite1d
 from core.models.blocks._checks import check_int, check_prob
+from core.models.blocks.dropout import dropout_layer
 from core.models.registry import HParam, ModelSpec, register
 
 
@@ -77,7 +78,7 @@ class MobileNet1d(ZooModel):
             current = out
         self.stages = nn.ModuleList(stages)
         self.num_features = current
-        self.head = nn.Sequential(nn.Dropout(dropout), nn.Linear(current, num_classes))
+        self.head = nn.Sequential(dropout_layer(dropout), nn.Linear(current, num_classes))
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         # (B, C, T) -> (B, width, T) -> ... -> (B, D, T / 2**(stages-1)) -> (B, D)

@@ -7,8 +7,9 @@ from torch import nn
 
 from core.models.base import ZooModel
 from core.models.blocks import BasicBlock1d, Bottleneck1d
-from core.models.blocks.conv import CONV_KINDS
 from core.models.blocks._checks import check_choice, check_int, check_prob
+from core.models.blocks.conv import CONV_KINDS
+from core.models.blocks.dropout import dropout_layer
 from core.models.registry import HParam, ModelSpec, register
 from core.spec import When
 
@@ -63,7 +64,7 @@ class ResNet1d(ZooModel):
             stages.append(nn.Sequential(*blocks))
         self.stages = nn.ModuleList(stages)
         self.num_features = width
-        self.head = nn.Sequential(nn.Dropout(dropout), nn.Linear(width, num_classes))
+        self.head = nn.Sequential(dropout_layer(dropout), nn.Linear(width, num_classes))
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         # (B, C, T) -> (B, base, T) -> ... -> (B, D, T / 2**(stages-1)) -> (B, D)

@@ -8,6 +8,7 @@ from torch import nn
 from core.models.base import ZooModel
 from core.models.blocks._checks import check_choice, check_int, check_prob
 from core.models.blocks.conv import conv1d
+from core.models.blocks.dropout import dropout_layer
 from core.models.registry import HParam, ModelSpec, register
 
 CONVS = ("standard", "depthwise_separable")
@@ -25,9 +26,9 @@ class TemporalBlock(nn.Module):
         super().__init__()
         self.net = nn.Sequential(
             conv1d(conv, in_channels, out_channels, kernel_size, dilation=dilation, causal=True),
-            nn.BatchNorm1d(out_channels), nn.ReLU(), nn.Dropout(dropout),
+            nn.BatchNorm1d(out_channels), nn.ReLU(), dropout_layer(dropout),
             conv1d(conv, out_channels, out_channels, kernel_size, dilation=dilation, causal=True),
-            nn.BatchNorm1d(out_channels), nn.ReLU(), nn.Dropout(dropout))
+            nn.BatchNorm1d(out_channels), nn.ReLU(), dropout_layer(dropout))
         self.residual = nn.Conv1d(in_channels, out_channels, 1) if in_channels != out_channels else nn.Identity()
         self.relu = nn.ReLU()
 

@@ -1,0 +1,133 @@
+"""The CPU training path: malloc tuning at start-up, dropout layers that vanish when p is
+effectively zero, and bench/throughput.py's report (seconds of CPU)."""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+from unittest import mock
+
+import pytest
+import torch
+from torch import nn
+
+from core.errors import ConfigError
+from core.models import create
+from core.models.blocks import dropout as dropout_module
+from core.models.blocks.dropout import EFFECTIVELY_ZERO, dropout_layer, effective_p
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _in_fresh_process(code: str, **env: str) -> dict:
+    done = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120,
+                          env={**os.environ, **env})
+    assert done.returncode == 0, done.stderr[-2000:]
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def test_tune_malloc_says_what_it_set_and_a_second_call_changes_nothing():
+    # in a fresh process: mallopt is process-wide, the test process must not be tuned behind others' backs
+    out = _in_fresh_process("import json; from core.runtime import tune_malloc; a = tune_malloc(); b = tune_malloc(); "
+                            "a['x'] = 1; print(json.dumps([a, b, tune_malloc()]))")
+    first, second, third = out
+    assert second == third and "x" not in second, "later calls return the first answer, not a shared dict"
+    if first["applied"]:
+        assert second["settings"] == {"M_MMAP_MAX": 0, "M_TRIM_THRESHOLD": 2**31 - 1, "M_TOP_PAD": 64 * 2**20}
+    else:  # not glibc here: a reason a person can read
+        assert second["reason"]
+
+
+def test_tune_malloc_can_be_switched_off_and_says_why():
+    out = _in_fresh_process("import json; from core.runtime import tune_malloc; print(json.dumps(tune_malloc()))",
+                            SIGSCOPE_MALLOC="default")
+    assert out["applied"] is False and "SIGSCOPE_MALLOC=default" in out["reason"]
+
+
+def test_the_cli_tunes_malloc_at_start_up():
+    with mock.patch("core.runtime.tune_malloc", return_value={"applied": False, "reason": "test"}) as tune:
+        from core.__main__ import main
+        with pytest.raises(SystemExit):
+            main(["--help"])
+    tune.assert_called_once()
+
+
+def test_dropout_layer_is_identity_when_p_is_effectively_zero():
+    assert isinstance(dropout_layer(0.0), nn.Identity)
+    assert isinstance(dropout_layer(EFFECTIVELY_ZERO / 10), nn.Identity)
+    layer = dropout_layer(0.1)
+    assert type(layer) is nn.Dropout and layer.p == 0.1
+    assert type(dropout_layer(0.2, nn.Dropout2d)) is nn.Dropout2d
+    assert type(dropout_layer(0.01)) is nn.Dropout, "the har_transformer preset's 0.01 is real regularisation"
+    assert effective_p(1e-5) == 0.0 and effective_p(0.3) == 0.3
+    with pytest.raises(ConfigError, match="p=1.5"):
+        dropout_layer(1.5)
+
+
+def _dropout_modules(model: nn.Module) -> list[nn.Module]:
+    return [m for m in model.modules() if isinstance(m, nn.modules.dropout._DropoutNd)]
+
+
+def test_a_model_with_dropout_zero_has_no_dropout_kernels_and_trains_the_same():
+    # drop_path > 0 keeps other randomness in the forward pass: if the layers that replace dropout
+    # drew from the RNG (or skipped a draw nn.Dropout makes), the outputs would part
+    hp = {"dropout": 0.0, "drop_path": 0.2, "lstm_layers": 2}
+    torch.manual_seed(0)
+    fast = create("imu_se_convnext_lstm", (6, 64), 4, **hp)
+    with mock.patch.object(dropout_module, "EFFECTIVELY_ZERO", 0.0):
+        torch.manual_seed(0)
+        reference = create("imu_se_convnext_lstm", (6, 64), 4, **hp)  # nn.Dropout(0.0) everywhere
+    assert not _dropout_modules(fast) and _dropout_modules(reference)
+    assert fast.state_dict().keys() == reference.state_dict().keys(), "old checkpoints still load"
+    fast.load_state_dict(reference.state_dict())
+    fast.train(), reference.train()
+    x = torch.randn(8, 6, 64)
+    torch.manual_seed(1)
+    a = fast(x)
+    torch.manual_seed(1)
+    b = reference(x)
+    torch.manual_seed(1)
+    c = fast(x)
+    assert torch.equal(a, b) and torch.equal(a, c)
+    with mock.patch.object(dropout_module, "EFFECTIVELY_ZERO", 0.0):
+        noisy = create("imu_se_convnext_lstm", (6, 64), 4, dropout=1e-4, drop_path=0.2)
+    assert _dropout_modules(noisy), "below the threshold only because of it: nn.Dropout(1e-4) is a kernel"
+
+
+def test_a_tiny_attention_dropout_is_no_dropout():
+    model = create("har_transformer", (6, 128), 6, dropout=1e-4, emb_dropout=0.0)
+    assert not _dropout_modules(model)
+    assert all(m.attn_dropout == 0.0 for m in model.modules() if hasattr(m, "attn_dropout"))
+    kept = create("har_transformer", (6, 128), 6, dropout=0.01)
+    assert _dropout_modules(kept), "0.01 stays a dropout"
+
+
+def test_the_bundled_demo_model_loads_with_the_new_layers():
+    from core.demo import install_bundled
+    from core.infer import load_run
+    from core.store import Store
+
+    predictor = load_run(install_bundled(Store(), "demo-imu"))
+    x = torch.randn(2, *predictor.input_shape)
+    with torch.no_grad():
+        assert predictor.model.eval()(x).shape == (2, len(predictor.class_names))
+
+
+def test_throughput_bench_reports_its_documented_keys():
+    done = subprocess.run([sys.executable, "bench/throughput.py", "--models", "resnet1d", "--steps", "3", "--rounds",
+                           "1", "--no-peak", "--json"], cwd=ROOT, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-2000:]
+    result = json.loads(done.stdout)
+    for key in ("torch", "threads", "batch_size", "input_shape", "malloc", "peak_gflops", "peak_source", "cadence",
+                "models"):
+        assert key in result
+    assert result["threads"] == 1
+    m = result["models"]["resnet1d"]
+    for key in ("hparams", "train_flops_per_step", "bare", "trainer_plain", "trainer_probe", "trainer_histogram",
+                "trainer_amortized", "ratio_plain", "ratio_amortized", "achieved_gflops", "mfu"):
+        assert key in m
+    assert m["bare"]["n"] == 3 and m["bare"]["cpu_ms"] > 0 and m["bare"]["user_ms"] >= 0 and m["bare"]["minflt"] >= 0
+    assert m["trainer_plain"]["n"] + m["trainer_probe"]["n"] + m["trainer_histogram"]["n"] == 3
+    assert m["train_flops_per_step"] > 0 and m["ratio_plain"] > 0

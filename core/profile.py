@@ -78,15 +78,12 @@ class ProfileReport:
 @contextmanager
 def _single_thread() -> Iterator[None]:
     """The counting and memory passes run at batch 1-4, where intra-op threads only add
-    synchronisation (and stall badly when other processes share the cores). Note: the
-    thread count is process-wide, so a job training meanwhile runs single-threaded for
-    these few hundred milliseconds."""
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
+    synchronisation (and stall badly when other processes share the cores). Only this
+    thread runs single-threaded (core.threads): a job beside it keeps its own count."""
+    from core.threads import compute_threads
+
+    with compute_threads(1, purpose="profile"):
         yield
-    finally:
-        torch.set_num_threads(previous)
 
 
 def _check_settings(batch_size: int, optimizer: str, amp: str) -> None:

@@ -437,10 +437,10 @@ def costs_of(config: RunConfig, wanted: set[str] | None = None, flops_per_s: flo
                       config.train.amp, config.train.grad_checkpointing, sorted(wanted), flops_per_s], default=str)
     if key in _COST_CACHE:
         return dict(_COST_CACHE[key])
+    from core.threads import compute_threads
+
     torch.manual_seed(0)
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
+    with compute_threads(1, purpose="sweep costs"):
         model = registry.create(config.model.name, shape, classes, **config.model.hparams)
         out: dict[str, float] = {"params": sum(p.numel() for p in model.parameters())}
         if wanted & {"flops", "latency_ms"}:
@@ -454,8 +454,6 @@ def costs_of(config: RunConfig, wanted: set[str] | None = None, flops_per_s: flo
             memory = estimate_training_memory(model, shape, batch, config.optim.name, config.train.amp,
                                               config.train.grad_checkpointing)
             out["memory_mb"] = memory.total / 2**20
-    finally:
-        torch.set_num_threads(threads)
     _COST_CACHE[key] = out  # what was computed on the way (FLOPs with latency) is kept too
     return dict(out)
 

@@ -358,14 +358,26 @@ def classify_cached(predictor: Predictor, data: bytes, name: str, hop: float, ag
 def _classified(key: tuple, _predictor: Predictor, _data: bytes) -> Item:
     """One classification; the key alone says what it is (the model and bytes are not hashed).
     Items are shared between sessions and never changed after this."""
+    from core.threads import compute_threads
+
     label, hop, aggregate, top_k = key[-4:]
     try:
-        return Item(label, _data, prediction=classify_bytes(_predictor, _data, label, top_k=top_k, hop=hop,
-                                                            aggregate=aggregate))
+        with compute_threads(inference_threads_now(), purpose="classify"):
+            prediction = classify_bytes(_predictor, _data, label, top_k=top_k, hop=hop, aggregate=aggregate)
+        return Item(label, _data, prediction=prediction)
     except SigscopeError as e:
         return Item(label, _data, error=error_line(e))
     except Exception as e:  # noqa: BLE001 - a broken upload must never take the page down
         return Item(label, _data, error=f"{label}: could not be classified ({error_line(e)})")
+
+
+def inference_threads_now() -> int:
+    """torch threads for this page's inference: the cores no running run on this machine holds
+    (core.threads.inference_threads), so a classification does not stall behind training."""
+    from core.threads import inference_threads
+    from dashboard.engine import engine
+
+    return inference_threads(engine().store)
 
 
 def classify_upload(predictor: Predictor, upload: Upload, hop: float, aggregate: str, top_k: int,
@@ -391,7 +403,10 @@ def adapted_cached(predictor: Predictor, uploads: list[tuple[bytes, str]], hop: 
     if key not in cache:
         cache.clear()  # one adapted model per session is plenty
         try:
-            result = adapt_to_uploads(predictor, uploads, hop)
+            from core.threads import compute_threads
+
+            with compute_threads(inference_threads_now(), purpose="adapt"):
+                result = adapt_to_uploads(predictor, uploads, hop)
             line = f"{result.model.adapted}" + (f"; left out: {'; '.join(result.skipped)}" if result.skipped else "")
             cache[key] = (result.model, line)
         except SigscopeError as e:

@@ -73,15 +73,16 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _train(store, name: str, cfg, threads: int) -> dict:
-    import torch
-
     from core.jobs import run_job
     from core.train import ProgressPrinter
 
-    if threads and threads > 0:
-        torch.set_num_threads(threads)
+    from contextlib import nullcontext
+
+    from core.threads import compute_threads
+
     run_id = store.create_run(cfg.to_dict(), name=name)
     print(f"{name}: training run {run_id} ({cfg.model.name} on {data_words(cfg.data.to_dict())}, {cfg.train.epochs} epochs)",
           file=sys.stderr, flush=True)
-    run_job(store, run_id, cfg, device="cpu", callbacks=[ProgressPrinter()])
+    with compute_threads(threads, purpose="demo model training") if threads and threads > 0 else nullcontext():
+        run_job(store, run_id, cfg, device="cpu", callbacks=[ProgressPrinter()])
     return store.get_run(run_id)

@@ -214,13 +214,11 @@ class TorchRunner:
         self.module, self.threads = module, int(threads)
 
     def __call__(self, x: np.ndarray) -> np.ndarray:
-        previous = torch.get_num_threads()
-        torch.set_num_threads(self.threads)
-        try:
-            with torch.no_grad():
-                return self.module(torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32))).numpy()
-        finally:
-            torch.set_num_threads(previous)
+        from core.threads import compute_threads
+
+        # a no-op inside measure()'s own block on the same count, so timings do not include it
+        with compute_threads(self.threads, purpose="deploy measure"), torch.no_grad():
+            return self.module(torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32))).numpy()
 
 
 def batched(fn: Callable[[np.ndarray], np.ndarray], x: np.ndarray, batch: int = EVAL_BATCH) -> np.ndarray:
@@ -350,11 +348,17 @@ def measure(name: str, label: str, runtime: str, path: Path, runner: Callable[[n
             data: EvalData, reference_top1: np.ndarray, settings: MeasureSettings, weight_bytes: int,
             input_shape: tuple) -> Variant:
     """Accuracy, agreement, latency at batch 1 and 32 and (optionally) peak memory of one variant."""
-    logits = batched(runner, data.test_x)
+    from contextlib import nullcontext
+
+    from core.threads import compute_threads
+
+    threads = getattr(runner, "threads", None)  # a TorchRunner: its count, set once for every call below
+    with compute_threads(threads, purpose="deploy measure") if threads else nullcontext():
+        logits = batched(runner, data.test_x)
+        latency = {str(b): median_ms(runner, batch_of(data.test_x, b), settings.warmup, settings.repeats)
+                   for b in LATENCY_BATCHES}
     accuracy, f1 = scores(logits, data.test_y, data.class_names)
     agreement = float((logits.argmax(axis=1) == reference_top1).mean()) if len(logits) else float("nan")
-    latency = {str(b): median_ms(runner, batch_of(data.test_x, b), settings.warmup, settings.repeats)
-               for b in LATENCY_BATCHES}
     memory, method = (subprocess_peak_memory("onnx" if runtime == "onnxruntime" else "torch", path, input_shape,
                                              settings.threads) if settings.memory else (None, "not measured"))
     return Variant(name=name, label=label, runtime=runtime, file=path.name, size_bytes=path.stat().st_size,

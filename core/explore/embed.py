@@ -83,7 +83,7 @@ def model_embedding(predictor, x: np.ndarray, batch_size: int = 256,
     batched, without gradients, on one thread (torch's and numpy's BLAS)."""
     import torch
 
-    from core.infer.loading import one_blas_thread, softmax
+    from core.infer.loading import softmax
 
     model = predictor.model
     name = predictor.config.model.name
@@ -93,7 +93,7 @@ def model_embedding(predictor, x: np.ndarray, batch_size: int = 256,
     features, logits = [], []
     total = len(x)
     model.eval()
-    with one_blas_thread(), _one_torch_thread():
+    with _one_torch_thread():
         for start in range(0, total, batch_size):
             batch = torch.from_numpy(np.ascontiguousarray(x[start:start + batch_size], dtype=np.float32))
             batch = batch.to(predictor.device)
@@ -113,20 +113,16 @@ def model_embedding(predictor, x: np.ndarray, batch_size: int = 256,
 
 @contextmanager
 def _one_torch_thread():
-    """torch single-threaded and without gradients while embedding: on a shared 2-core CPU,
-    2,000 HAPT windows through demo-imu took 4.7 s at torch's 2 threads and 1.2 s at one
-    (OpenMP barriers stall when other processes hold the cores). The thread count is
-    process-wide: a job training in this process meanwhile runs single-threaded, as it does
-    during core.profile's counting passes."""
+    """torch and numpy's BLAS single-threaded and without gradients while embedding: on a
+    shared 2-core CPU, 2,000 HAPT windows through demo-imu took 4.7 s at torch's 2 threads and
+    1.2 s at one (OpenMP barriers stall when other processes hold the cores). Only this
+    thread's count changes (core.threads): a job in another thread keeps its own."""
     import torch
 
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        with torch.no_grad():
-            yield torch
-    finally:
-        torch.set_num_threads(previous)
+    from core.threads import compute_threads
+
+    with compute_threads(1, purpose="embedding"), torch.no_grad():
+        yield torch
 
 
 def _no_features(predictor) -> EmbeddingError:
@@ -216,7 +212,7 @@ def embed_data(data_config, max_windows: int | None = None, seed: int = 0,
     from core.config import DataConfig
     from core.data import load
     from core.infer.evaluate import dataset_inputs
-    from core.infer.loading import one_blas_thread
+    from core.explore.project import one_thread
 
     cfg = DataConfig.from_dict(data_config) if isinstance(data_config, dict) else data_config
     started = time.perf_counter()
@@ -240,7 +236,7 @@ def embed_data(data_config, max_windows: int | None = None, seed: int = 0,
     if progress is not None:
         progress(2, 3, "PCA")
     dims = min(MAX_DATA_DIMS, x.shape[0], x.shape[1])
-    with one_blas_thread():
+    with one_thread("PCA"):
         vectors = PCA(n_components=dims, random_state=seed).fit_transform(x).astype(np.float32)
     if progress is not None:
         progress(3, 3, "PCA")

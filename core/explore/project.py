@@ -147,15 +147,13 @@ def project(embedding: Embedding, method: str = "pca", seed: int = 0, progress: 
     return result
 
 
-def one_thread():
-    """BLAS and OpenMP single-threaded while fitting: on a shared 2-core CPU, scikit-learn's
-    OpenMP t-SNE at 2 threads took 77 s (wall) for 1,257 windows against 16 s at one thread."""
-    try:
-        from threadpoolctl import threadpool_limits
-    except ImportError:  # comes with scikit-learn; without it, the libraries' defaults
-        from contextlib import nullcontext
-        return nullcontext()
-    return threadpool_limits(1)
+def one_thread(purpose: str = "projection"):
+    """BLAS, OpenMP and torch single-threaded while fitting: on a shared 2-core CPU,
+    scikit-learn's OpenMP t-SNE at 2 threads took 77 s (wall) for 1,257 windows against 16 s
+    at one thread. core.threads owns the counts, so a job in another thread keeps its own."""
+    from core.threads import compute_threads
+
+    return compute_threads(1, purpose=purpose)
 
 
 def _cache_path(embedding: Embedding, method: str, seed: int) -> Path | None:

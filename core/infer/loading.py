@@ -173,12 +173,12 @@ def softmax(logits: np.ndarray) -> np.ndarray:
     return e / e.sum(axis=1, keepdims=True)
 
 
-def one_blas_thread():
+def one_blas_thread(threads: int | None = None):
     """numpy's BLAS single-threaded while classifying: its matrices here are small, and idle
-    OpenBLAS threads spinning beside torch's made a 30 s clip 2-3x slower on a 2-core CPU."""
-    try:
-        from threadpoolctl import threadpool_limits
-    except ImportError:  # an optional speed-up (threadpoolctl comes with scikit-learn)
-        from contextlib import nullcontext
-        return nullcontext()
-    return threadpool_limits(1, user_api="blas")
+    OpenBLAS threads spinning beside torch's made a 30 s clip 2-3x slower on a 2-core CPU.
+    torch runs on `threads`, None = the count the caller has now (a page that wants the
+    policy's wraps the call in compute_threads(inference_threads(store)); a benchmark that set
+    its count keeps it). Through core.threads, so a job in another thread keeps its BLAS count."""
+    from core.threads import compute_threads
+
+    return compute_threads(threads or torch.get_num_threads(), purpose="inference", blas=1)

@@ -37,13 +37,12 @@ def machine_flops_per_s(device: str = "cpu", threads: int | None = None) -> floa
     cpu_threads = threads if threads and torch.device(device).type == "cpu" else None
     key = str(torch.device(device)) + (f":{cpu_threads}t" if cpu_threads else "")
     if key not in _MACHINE_FLOPS:
-        previous = torch.get_num_threads()
-        if cpu_threads:
-            torch.set_num_threads(cpu_threads)
-        try:
+        from contextlib import nullcontext
+
+        from core.threads import compute_threads
+
+        with compute_threads(cpu_threads, purpose="matmul rate") if cpu_threads else nullcontext():
             _MACHINE_FLOPS[key] = _matmul_flops_per_s(device)
-        finally:
-            torch.set_num_threads(previous)
     return _MACHINE_FLOPS[key]
 
 

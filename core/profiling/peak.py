@@ -13,12 +13,12 @@ with more threads by wall clock. A busy machine still slows the matmul itself (m
 threads), so the load at measuring time is kept, and a peak measured busy is measured again
 once the machine is quiet, keeping the better rate.
 
-The result is cached in `<runs>/peak_flops.json` under a key of host name, CPU model, torch
-version, device and thread count (and in-process), so a machine measures it once; delete the
+The result is cached in `<cache>/peak_flops.json` ($SIGSCOPE_CACHE_DIR or runs/cache) under a
+key of host name, CPU model, torch version, device and thread count (and in-process), so a machine measures it once; delete the
 file (or pass `refresh=True`) after a hardware or torch change that the key does not see.
 The CPU benchmark costs under a second of CPU time (about 0.7 s at 95 GFLOP/s).
-`torch.set_num_threads` is process-wide: a call with `threads` other than the current count
-changes it while it runs (the Trainer always asks for the current count).
+The benchmark runs on `threads` threads of the calling thread only (core.threads.compute_threads):
+a job in another thread of the process keeps its own count (the Trainer asks for the current one).
 """
 from __future__ import annotations
 
@@ -107,7 +107,8 @@ def cache_key(device: str | torch.device = "cpu", threads: int | None = None) ->
 def device_peak(device: str | torch.device = "cpu", threads: int | None = None, *, refresh: bool = False,
                 cache_dir: str | Path | None = None) -> Peak:
     """The cached peak for (this machine, device, threads), measured now when there is none.
-    threads: torch CPU threads (None = the current count); cache_dir: None = the runs folder.
+    threads: torch CPU threads (None = the current count); cache_dir: None = the data cache folder
+    ($SIGSCOPE_CACHE_DIR or runs/cache).
 
     A CPU peak cached while the machine was busy (load above BUSY_LOAD_PER_CORE per core) is
     measured again once the machine is quiet, keeping the better rate: peak means best."""
@@ -153,19 +154,14 @@ def measure_peak(device: str | torch.device = "cpu", threads: int | None = None)
 
 
 def _cpu_peak(threads: int) -> tuple[dict[str, float], int, list[str]]:
-    previous = torch.get_num_threads()
-    if threads != previous:
-        torch.set_num_threads(threads)
-    try:
-        with torch.no_grad():
-            # warm-up at the small size also tells whether the full size fits the time bound
-            rate = _cpu_rate(CPU_SMALL_SIZE, repeats=1, threads=threads, untimed=True)
-            cpu_seconds = 2 * CPU_SIZE ** 3 / rate * CPU_REPEATS * (1 if threads == 1 else threads)
-            size = CPU_SIZE if cpu_seconds <= CPU_BUDGET_S else CPU_SMALL_SIZE
-            best = _cpu_rate(size, repeats=CPU_REPEATS, threads=threads)
-    finally:
-        if threads != previous:
-            torch.set_num_threads(previous)
+    from core.threads import compute_threads
+
+    with compute_threads(threads, purpose="peak FLOP/s"), torch.no_grad():
+        # warm-up at the small size also tells whether the full size fits the time bound
+        rate = _cpu_rate(CPU_SMALL_SIZE, repeats=1, threads=threads, untimed=True)
+        cpu_seconds = 2 * CPU_SIZE ** 3 / rate * CPU_REPEATS * (1 if threads == 1 else threads)
+        size = CPU_SIZE if cpu_seconds <= CPU_BUDGET_S else CPU_SMALL_SIZE
+        best = _cpu_rate(size, repeats=CPU_REPEATS, threads=threads)
     notes = [] if size == CPU_SIZE else [f"measured at n={size}: n={CPU_SIZE} would exceed {CPU_BUDGET_S:g} CPU s"]
     return {"fp32": best}, size, notes
 
@@ -222,10 +218,10 @@ def _cuda_peak(device: torch.device) -> dict[str, float]:  # pragma: no cover - 
 # ------------------------------------------------------------------------------- the cache file
 
 def _cache_path(cache_dir: str | Path | None) -> Path:
-    if cache_dir is None:
-        from core.paths import runs_dir
+    if cache_dir is None:  # a fact about the machine, kept with the other caches (not one per runs folder)
+        from core.data.cache import default_cache_dir
 
-        cache_dir = runs_dir()
+        cache_dir = default_cache_dir()
     return Path(cache_dir) / CACHE_FILE
 
 

@@ -522,6 +522,9 @@ def _augment_entries(data: dict) -> list[Entry]:
 def lookup(key: str, config: Any = None) -> Param:
     """The Param behind a dotted key for this config (default: RunConfig()); ConfigError
     naming the nearest known keys when there is none."""
+    plain = _section_param(key)
+    if plain is not None:  # a field of the config classes: no need to load the zoo and the data sources
+        return plain
     data = _as_dict(config)
     for e in params(data):
         if e.key == key:
@@ -538,6 +541,24 @@ def lookup(key: str, config: Any = None) -> Param:
         raise ConfigError(f"{key}: augmentation {name!r} has no setting {rest!r}; it has: "
                           f"{', '.join(p.name for p in augment_params(name))}")
     raise ConfigError(_unknown_key(key, data))
+
+
+def _section_param(key: str) -> Param | None:
+    """The Param of a plain field of the config dataclasses (`optim.name`, `train.amp`), the same
+    one `params` lists under that key, found without the families (a model's hyperparameters, a
+    source's options, augmentations), whose lookup imports the data sources; None otherwise."""
+    from core.config import RunConfig
+
+    cls: type | None = RunConfig
+    parts = key.split(".")
+    for i, part in enumerate(parts):
+        match = next(((p, nested) for name, p, nested in section_params(cls) if name == part), None)
+        if match is None:
+            return None
+        p, cls = match
+        if cls is None:
+            return p if i == len(parts) - 1 else None
+    return None
 
 
 def _unknown_key(key: str, data: dict) -> str:

@@ -84,13 +84,12 @@ def load_runs(store, refs: list[str], which: str = "best"):
     return load_run(ids[0], store, which=which) if len(ids) == 1 else load_ensemble(ids, store, which=which)
 
 
-def run(args: argparse.Namespace) -> int:
+def _classify(args: argparse.Namespace) -> list[dict]:
+    """Load the run(s) (a variant, adapted BatchNorm) and classify args.files: one dict per file."""
     from core.infer import adapt_to_files, classify_files
     from core.infer.variants import PYTORCH, load_variant
     from core.store import Store
 
-    if args.top_k < 1:
-        raise ConfigError(f"--top-k {args.top_k}: list at least one class")
     store = Store()
     predictor = load_runs(store, args.run, args.checkpoint)
     if args.variant != PYTORCH:
@@ -106,8 +105,17 @@ def run(args: argparse.Namespace) -> int:
         predictor = adapted.model
         print(f"adapted BatchNorm statistics to {adapted.windows} windows of {adapted.files} file(s)"
               + (f"; left out: {'; '.join(adapted.skipped)}" if adapted.skipped else ""), file=sys.stderr)
-    results = classify_files(predictor, args.files, top_k=args.top_k, hop=args.hop, aggregate=args.aggregate,
-                             explain=args.explain)
+    return classify_files(predictor, args.files, top_k=args.top_k, hop=args.hop, aggregate=args.aggregate,
+                          explain=args.explain)
+
+
+def run(args: argparse.Namespace) -> int:
+    from core.coldstart import dynamo_deferred
+
+    if args.top_k < 1:
+        raise ConfigError(f"--top-k {args.top_k}: list at least one class")
+    with dynamo_deferred():  # classifying never compiles: no 1.2 s import of torch._dynamo (core.coldstart)
+        results = _classify(args)
     lines = []
     for r in results:
         if "error" in r:

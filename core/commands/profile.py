@@ -1,12 +1,20 @@
 """`python -m core profile MODEL`: parameters, FLOPs, training memory and latency of a zoo
 model before training it.
 
-    python -m core profile resnet1d
+    python -m core profile resnet1d                      # the analytical card, in about 2 s
     python -m core profile har_transformer --set depth=4 --set heads=4 --batch 64 --json
     python -m core profile audio_resnet_attention --shape 4,40,126 --amp bf16 --checkpointing
-    python -m core profile tcn_dilated --no-measure      # skip the timed forwards
+    python -m core profile tcn_dilated --measure         # also time real forwards at the batch
+    python -m core profile imu_conformer --cross-check   # also count the FLOPs with fvcore
+
+By default it prints the analytical card: parameters, FLOPs (FlopCounterMode), the training
+memory estimate, the latency estimate and the per-layer table. `--measure` adds the measured
+latency (13 real forwards at the batch: seconds for a large model or batch) and `--cross-check`
+fvcore's count of the same forward (a TorchScript trace; fvcore is imported only then).
 """
 from __future__ import annotations
+
+import argparse
 
 from core.commands import emit
 from core.config import parse_sets
@@ -27,8 +35,13 @@ def add_parser(subparsers) -> None:
     parser.add_argument("--amp", default="off", help="mixed precision (train.amp's choices; default off)")
     parser.add_argument("--checkpointing", action="store_true", help="gradient checkpointing on")
     parser.add_argument("--device", default="cpu", help="cpu or cuda (default cpu)")
-    parser.add_argument("--no-measure", action="store_true", help="do not time real forwards (faster)")
-    parser.add_argument("--no-cross-check", action="store_true", help="skip the fvcore cross-check")
+    parser.add_argument("--measure", action="store_true",
+                        help="also time real forwards at the batch (measured latency; off by default: slower)")
+    parser.add_argument("--cross-check", action="store_true",
+                        help="also count the FLOPs with fvcore and compare (off by default: slower)")
+    # the defaults before the card became analytical-only: still accepted, they change nothing
+    parser.add_argument("--no-measure", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--no-cross-check", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--json", action="store_true", help="print JSON")
     parser.set_defaults(func=run)
 
@@ -59,7 +72,7 @@ def _count(n: int | float) -> str:
 
 def report_text(d: dict) -> str:
     mem, lat = d["memory"], d["latency_ms"]
-    measured = f"{lat['measured']:.2f} ms" if lat["measured"] is not None else "not measured"
+    measured = f"measured {lat['measured']:.2f} ms" if lat["measured"] is not None else "not measured (add --measure)"
     lines = [
         f"{d['model']}  input {tuple(d['input_shape'])}  batch {d['batch_size']}  "
         f"optimizer {d['optimizer']}  amp {d['amp']}  checkpointing {'on' if d['grad_checkpointing'] else 'off'}",
@@ -69,8 +82,8 @@ def report_text(d: dict) -> str:
         f"memory      total {_mb(mem['total'])} = weights {_mb(mem['weights'])} + grads {_mb(mem['grads'])}"
         f" + optimizer {_mb(mem['optimizer'])} + activations {_mb(mem['activations'])}"
         f" ({_mb(mem['activations_per_example'])} per example)",
-        f"latency     estimated {lat['estimated']:.2f} ms, measured {measured} "
-        f"(machine {lat['machine_flops_per_s'] / 1e9:.1f} GFLOP/s x efficiency {lat['efficiency']})",
+        f"latency     estimated {lat['estimated']:.2f} ms "
+        f"(machine {lat['machine_flops_per_s'] / 1e9:.1f} GFLOP/s x efficiency {lat['efficiency']}), {measured}",
     ]
     cc = d.get("cross_check") or {}
     if cc:
@@ -99,14 +112,16 @@ def report_text(d: dict) -> str:
 
 def run(args) -> int:
     from core import spec
+    from core.coldstart import dynamo_deferred
     from core.profile import profile_model
     optimizer = spec.lookup("optim.name").coerce(args.optimizer, "--optimizer")
     amp = spec.lookup("train.amp").coerce(args.amp, "--amp")
-    report = profile_model(args.model, parse_sets(args.set), input_shape=parse_shape(args.shape),
-                           num_classes=args.classes, batch_size=args.batch, optimizer=optimizer,
-                           amp=amp, grad_checkpointing=args.checkpointing,
-                           measure_latency=not args.no_measure, device=args.device,
-                           cross_check=not args.no_cross_check)
+    with dynamo_deferred():  # a profile never compiles: no 1.2 s import of torch._dynamo (core.coldstart)
+        report = profile_model(args.model, parse_sets(args.set), input_shape=parse_shape(args.shape),
+                               num_classes=args.classes, batch_size=args.batch, optimizer=optimizer,
+                               amp=amp, grad_checkpointing=args.checkpointing,
+                               measure_latency=args.measure and not args.no_measure, device=args.device,
+                               cross_check=args.cross_check and not args.no_cross_check)
     d = report.to_dict()
     emit(d, args.json, report_text(d))
     return 0

@@ -83,14 +83,48 @@ def check_feature_config(cfg: DataConfig) -> None:
 
 @lru_cache(maxsize=16)
 def _mel_filters(sr: float, n_fft: int, n_mels: int) -> np.ndarray:
-    import librosa
-    return librosa.filters.mel(sr=sr, n_fft=n_fft, n_mels=n_mels).astype(np.float32)  # (n_mels, n_fft//2+1)
+    """librosa.filters.mel(sr=sr, n_fft=n_fft, n_mels=n_mels) (Slaney mel scale and area
+    normalization, 0 Hz to sr/2) as float32, in numpy: importing librosa for it costs ~1.1 s of
+    CPU (numba, scipy.signal) in a fresh process. tests/test_cold_start.py checks it against
+    librosa. (n_mels, n_fft//2+1)"""
+    def hz_to_mel(hz: np.ndarray) -> np.ndarray:
+        hz = np.asarray(hz, dtype=np.float64)
+        return np.where(hz >= _MIN_LOG_HZ, _MIN_LOG_MEL + np.log(np.maximum(hz, 1e-12) / _MIN_LOG_HZ) / _LOGSTEP,
+                        hz / _F_SP)
+
+    def mel_to_hz(mel: np.ndarray) -> np.ndarray:
+        return np.where(mel >= _MIN_LOG_MEL, _MIN_LOG_HZ * np.exp(_LOGSTEP * (mel - _MIN_LOG_MEL)), _F_SP * mel)
+
+    fft_freqs = np.fft.rfftfreq(n=n_fft, d=1.0 / sr)
+    mel_f = mel_to_hz(np.linspace(hz_to_mel(0.0), hz_to_mel(float(sr) / 2), n_mels + 2))
+    fdiff = np.diff(mel_f)
+    ramps = np.subtract.outer(mel_f, fft_freqs)
+    weights = np.zeros((n_mels, n_fft // 2 + 1), dtype=np.float32)
+    for i in range(n_mels):
+        weights[i] = np.maximum(0, np.minimum(-ramps[i] / fdiff[i], ramps[i + 2] / fdiff[i + 1]))
+    weights *= (2.0 / (mel_f[2:n_mels + 2] - mel_f[:n_mels]))[:, None]  # Slaney: constant energy per band
+    return weights
+
+
+_F_SP = 200.0 / 3  # Slaney mel scale: linear below 1 kHz, logarithmic above (librosa.hz_to_mel, htk=False)
+_MIN_LOG_HZ = 1000.0
+_MIN_LOG_MEL = _MIN_LOG_HZ / _F_SP
+_LOGSTEP = np.log(6.4) / 27.0
 
 
 @lru_cache(maxsize=16)
 def _hann(n_fft: int) -> np.ndarray:
-    import scipy.signal
-    return scipy.signal.get_window("hann", n_fft, fftbins=True).astype(np.float32)
+    """Periodic Hann window, as scipy.signal.get_window("hann", n_fft, fftbins=True)."""
+    return (0.5 - 0.5 * np.cos(2.0 * np.pi * np.arange(n_fft) / n_fft)).astype(np.float32)
+
+
+@lru_cache(maxsize=16)
+def _dct_matrix(n: int) -> np.ndarray:
+    """(n, n) orthonormal DCT-II (scipy.fft.dct(type=2, norm="ortho") along an axis of length n)."""
+    k, i = np.arange(n)[:, None], np.arange(n)[None, :]
+    m = np.sqrt(2.0 / n) * np.cos(np.pi * k * (2 * i + 1) / (2 * n))
+    m[0] /= np.sqrt(2.0)
+    return m
 
 
 def _logmel(y: np.ndarray, sr: float, cfg: DataConfig) -> np.ndarray:
@@ -106,9 +140,9 @@ def _logmel(y: np.ndarray, sr: float, cfg: DataConfig) -> np.ndarray:
 
 
 def _mfcc(logmel: np.ndarray, n: int, keep_c0: bool) -> np.ndarray:
-    import scipy.fft
-    # MFCC = DCT-II (orthonormal) of the log-mel spectrum over the mel axis, as librosa does.
-    cepstra = scipy.fft.dct(logmel, axis=-2, type=2, norm="ortho")
+    # MFCC = DCT-II (orthonormal) of the log-mel spectrum over the mel axis, as librosa does; a
+    # matrix product in float64 (importing scipy.fft would cost ~0.3 s of CPU in a fresh process)
+    cepstra = np.matmul(_dct_matrix(logmel.shape[-2]), logmel.astype(np.float64)).astype(np.float32)
     return cepstra[..., :n, :] if keep_c0 else cepstra[..., 1:n + 1, :]
 
 

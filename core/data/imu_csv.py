@@ -24,10 +24,9 @@ import re
 import zlib
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Iterator
+from typing import TYPE_CHECKING, Callable, Iterator
 
 import numpy as np
-import pandas as pd
 
 from core.config import DataConfig
 from core.errors import DataError
@@ -37,6 +36,11 @@ from core.data.paths import resolve_path
 from core.data.sources import SourceSpec, register_source, source_options
 from core.spec import Param
 from core.data.windowing import window_labels, window_stream
+
+# pandas (~0.3 s of CPU to import) is imported where a CSV is parsed: every data source registers
+# by importing its module, so a process that reads no CSV (profile, audio predict) never pays it
+if TYPE_CHECKING:
+    import pandas as pd
 
 ROLE_NAMES = {
     "label": ("label", "activity", "class", "target", "gesture", "annotation", "y"),
@@ -558,6 +562,8 @@ def _numeric(path: Path, chunk: pd.DataFrame, channels: list[str], first_line: i
     """(rows, C) numbers of the channel columns; a non-numeric cell, a value that is infinite
     or overflows `dtype`, or one beyond `bound` in magnitude is refused with its line and column.
     Empty cells and NaN stay NaN (fill_nan_runs interpolates short runs)."""
+    import pandas as pd
+
     out = np.empty((len(chunk), len(channels)), dtype=dtype)
     for c, name in enumerate(channels):
         column = chunk[name]
@@ -627,6 +633,8 @@ def read_streams(path: Path, opts: dict, label_default: str | None = None, sessi
 
 
 def _read_streams(path, opts, stream, header, label_default, session_default, on_rows):
+    import pandas as pd
+
     columns, delimiter = header.columns, header.delimiter
     roles = detect_roles(path, columns, opts, need_label=label_default is None)
     channels = roles["channels"]

@@ -144,3 +144,24 @@ def importance_heatmap(names: list[str], per_class: np.ndarray, class_names: lis
     fig.update_yaxes(autorange="reversed", type="category")
     fig.update_xaxes(type="category")
     return _layout(fig, title, height=max(260, 26 * len(rows) + 120))
+
+
+def window_signal_figure(x: np.ndarray, channel_names: list[str], rate: float, title: str = "") -> go.Figure:
+    """One window as the data gives it, before any model: an IMU window (C, T) or a waveform (T,)
+    as lines over seconds; features (F, T) or planes (P, F, T) as a heat map of the first plane."""
+    x = np.asarray(x, dtype=np.float32)
+    if x.ndim == 1:
+        x = x[None, :]
+    if x.ndim == 3:
+        x = x[0]
+    fig = go.Figure()
+    if x.shape[0] <= 12:  # sensor axes or one waveform: lines, offset so they do not overlap
+        t = np.arange(x.shape[1]) / float(rate or 1.0)
+        for c in range(x.shape[0]):
+            name = channel_names[c] if c < len(channel_names) else f"ch{c}"
+            fig.add_trace(go.Scatter(x=t, y=x[c], mode="lines", name=name, line={"width": 1}))
+        fig.update_layout(xaxis_title="seconds", legend={"orientation": "h"})
+    else:  # feature rows over frames
+        fig.add_trace(go.Heatmap(z=x, colorscale="Viridis", colorbar={"title": "value"}))
+        fig.update_layout(xaxis_title="frame", yaxis_title="feature row")
+    return _layout(fig, title, height=320)

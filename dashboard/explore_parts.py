@@ -132,6 +132,59 @@ def data_embedding(data: dict):
     return cache[key]
 
 
+def data_choices() -> dict[str, dict]:
+    """The sources that come with data (bundled, generated or shipped in a package), each as the
+    data config Train starts from (its suggested split and features): source -> DataConfig dict."""
+    from core.config import DataConfig
+    from core.data.sources import list_sources
+
+    out = {}
+    for source in list_sources():
+        if str(source.get("default_data", "")).startswith("none"):
+            continue  # needs a path of the user's own
+        out[source["name"]] = DataConfig.from_dict({"source": source["name"], **(source.get("suggested") or {})}).to_dict()
+    return out
+
+
+def data_picker(key: str) -> dict:
+    """A selectbox of data_choices(); the chosen source's data config."""
+    choices = data_choices()
+    name = st.selectbox("Data", list(choices), key=key, index=list(choices).index("hapt") if "hapt" in choices else 0,
+                        help="a source's bundled data as Train would start from it; its windows are mapped from "
+                             "their features (flattened, then PCA) before any model exists")
+    return choices[name]
+
+
+def data_window_detail(data: dict, embedding, index: int) -> None:
+    """The opened window of a map made before any model: where it comes from and its signal or
+    features (and, for audio, its recording)."""
+    import json
+
+    from core.config import DataConfig
+    from core.data.sources import get_source
+
+    st.markdown(window_heading(embedding, index))
+    t = embedding.table
+    bundle = _bundle(json.dumps(data, sort_keys=True, default=str))
+    ds = getattr(bundle, str(t.split[index]))
+    hits = np.flatnonzero(np.asarray(ds.ids).astype(str) == str(t.ids[index]))
+    if not len(hits):
+        st.warning(f"window {t.ids[index]} is not in the data any more", icon=":material/warning:")
+        return
+    x = np.asarray(ds.x[int(hits[0])])
+    rate = bundle.sample_rate if x.ndim <= 2 and x.shape[-1] > 1 and bundle.input_kind in ("imu", "waveform") else 1.0
+    st.plotly_chart(ef.window_signal_figure(x, list(bundle.channel_names), rate,
+                                            title=f"{t.ids[index]}: {bundle.input_kind} {tuple(x.shape)}"),
+                    width="stretch", key=f"explore.data_window.{index}")
+    if bundle.info.get("signal") == "audio":
+        spec = get_source(data["source"])
+        files = spec.files(DataConfig.from_dict(data)) if spec.files else []
+        match = [f for f in files if Path(f).name == str(t.source[index])]
+        if match:
+            st.audio(Path(match[0]).read_bytes())
+    st.caption("Train a model on this data to see its answers, label issues and importance here.")
+
+
 def projection_of(embedding, method: str, seed: int):
     """project(embedding, method, seed), kept in this session per (embedding, method, seed): a new
     colour or another opened window redraws the map without projecting again."""

@@ -17,11 +17,38 @@ st.caption("Every window of a run's data as a point: close points look alike to 
 eng = engine()
 store = eng.store
 runs = parts.explorable_runs(store)
-if not runs:
-    st.info("No finished run with weights yet. Train one on Train, or add the demo models (their committed "
-            "weights, instant), then come back to see its data through it.", icon=":material/info:")
+if not runs:  # before any model: the data's own windows, mapped from their features
+    st.info("No finished run with weights yet, so this map is of the data alone: each window's features, "
+            "flattened and reduced by PCA. Train a run (or add the demo models, instant) to see the data through "
+            "a model, its label issues and which channels it needs.", icon=":material/info:")
     parts.runs_without_weights(store)
     parts.add_demo_models(store)
+    c1, c2, c3 = st.columns([2, 2, 2])
+    with c1:
+        data = parts.data_picker("explore.data")
+    method = c2.selectbox("Projection", list(PROJECTIONS), key="explore.method",
+                          format_func=lambda m: PROJECTIONS[m].label)
+    color_by = c3.selectbox("Colour by", ef.color_options(False), key="explore.color.data",
+                            format_func=lambda c: ef.COLOR_BY[c][0])
+    try:
+        embedding = parts.data_embedding(data)
+        projection = parts.projection_of(embedding, method, 0)
+    except SigscopeError as e:
+        st.warning(str(e), icon=":material/warning:")
+        st.stop()
+    map_key = f"data.{data['source']}"
+    left, right = st.columns([2, 3], gap="medium")
+    with left:
+        parts.map_chart(embedding, projection, color_by, map_key,
+                        title=f"{len(embedding):,} windows · {PROJECTIONS[method].label}", height=620)
+    with right:
+        index = parts.opened(map_key)
+        if index is None or index >= len(embedding):
+            st.info("Click a point to open its window here.", icon=":material/touch_app:")
+        else:
+            st.subheader("Opened window")
+            parts.mark_buttons(store, data, embedding, index, key="explore.mark.data")
+            parts.data_window_detail(data, embedding, index)
     st.page_link("pages/train.py", label="Open Train", icon=":material/model_training:")
     st.stop()
 

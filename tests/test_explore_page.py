@@ -87,7 +87,7 @@ def open_window(at: AppTest, run_id: str, index: int) -> AppTest:
     return at
 
 
-def test_with_no_run_the_page_says_what_to_do(empty_runs):
+def test_with_no_run_the_page_maps_the_data_alone_and_says_what_to_do(empty_runs):
     from core.config import DataConfig, RunConfig
 
     Store().create_run(RunConfig(name="weightless", data=DataConfig(source="hapt")).to_dict(), name="weightless",
@@ -96,7 +96,21 @@ def test_with_no_run_the_page_says_what_to_do(empty_runs):
     assert any("No finished run with weights yet" in i.value for i in at.info)
     assert any("1 finished run(s) without a checkpoint are not listed (weightless)" in c.value for c in at.caption)
     assert any(b.label.startswith("Add the demo models") for b in at.button)
-    assert not at.get("plotly_chart")
+    fig = map_figure(at)  # before any model: bundled HAPT's windows from their features
+    assert fig["layout"]["title"]["text"] == "1,257 windows · PCA"
+    assert {t["name"] for t in fig["data"]} >= {"WALKING", "LAYING"}
+    assert at.selectbox(key="explore.data").value == "hapt"
+    assert "predicted" not in at.selectbox(key="explore.color.data").options
+
+    assert any("Click a point" in i.value for i in at.info)
+    at.session_state["explore.opened"] = {"data.hapt": 5}  # what a click on point 5 does
+    at.run()
+    assert not at.exception, [e.message for e in at.exception]
+    heading = next(m.value for m in at.markdown if "labelled **" in m.value)
+    assert "the map's run said" not in heading  # no model, no answer
+    window = next(f for f in charts(at) if "imu (6, 128)" in str(f["layout"]["title"]["text"]))
+    assert len(window["data"]) == 6 and window["data"][0]["name"] == "acc_x"  # the six axes of the raw window
+    assert any(b.key == "explore.mark.data.exclude" for b in at.button)
 
 
 def test_the_map_of_the_demo_run_is_drawn_and_recoloured(demo_imu):

@@ -10,6 +10,7 @@ import os
 from pathlib import Path
 
 RUNS_ENV = "SIGSCOPE_RUNS_DIR"
+CACHE_ENV = "SIGSCOPE_CACHE_DIR"  # data features, synthetic voices, the machine's measured peak
 STORE_FILE = "sigscope.db"
 DEPLOY_DIR = "deploy"  # inside a run's folder: what `python -m core export` wrote (core.deploy.export)
 DEPLOY_REPORT = "report.json"  # inside DEPLOY_DIR: every variant and what was measured
@@ -21,6 +22,14 @@ def runs_dir(create: bool = True) -> Path:
     if create:
         path.mkdir(parents=True, exist_ok=True)
     return path
+
+
+def cache_dir(override: str | Path | None = None) -> Path:
+    """The cache folder: `override`, else `$SIGSCOPE_CACHE_DIR`, else `runs/cache` (relative to the
+    working directory, as the data cache has always been)."""
+    if override is not None:
+        return Path(override)
+    return Path(os.environ.get(CACHE_ENV) or Path("runs") / "cache")
 
 
 def store_path(runs: Path | None = None) -> Path:

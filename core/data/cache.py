@@ -23,9 +23,9 @@ CACHE_VERSION = 1
 
 
 def default_cache_dir(cache_dir: str | Path | None = None) -> Path:
-    if cache_dir is not None:
-        return Path(cache_dir)
-    return Path(os.environ.get("SIGSCOPE_CACHE_DIR") or Path("runs") / "cache")
+    from core.paths import cache_dir as folder
+
+    return folder(cache_dir)
 
 
 def cache_key(files: list[Path], params: dict) -> str:

@@ -2,8 +2,8 @@
 
 estimated_ms = FLOPs / (machine matmul FLOP/s x EFFICIENCY) * 1000
 
-`machine_flops_per_s` times a 512 x 512 fp32 matmul (1024 on CUDA) once per process and
-device and caches it. EFFICIENCY is the fraction of that peak small 1-D models reach in a
+`machine_flops_per_s` is the fp32 matmul peak core.profiling.peak measures once per machine,
+device and thread count (the rate MFU is measured against). EFFICIENCY is the fraction of that peak small 1-D models reach in a
 real forward (element-wise ops, memory traffic, small kernels and Python overhead cost
 time that the matmul rate does not see). It was calibrated with
 `bench/profile_accuracy.py` over the zoo at defaults, batch 32, on the 2-core CPU this
@@ -23,44 +23,19 @@ from core.profiling.memory import autocast_context
 
 EFFICIENCY = 0.25  # calibrated, see module docstring
 
-_MACHINE_FLOPS: dict[str, float] = {}
-
-
 def _sync(device: str) -> None:
     if torch.device(device).type == "cuda":
         torch.cuda.synchronize()
 
 
 def machine_flops_per_s(device: str = "cpu", threads: int | None = None) -> float:
-    """Measured fp32 matmul FLOP/s of this machine (cached in-process per device), with
-    torch's current thread count or, on CPU, `threads` of them for the measurement."""
-    cpu_threads = threads if threads and torch.device(device).type == "cpu" else None
-    key = str(torch.device(device)) + (f":{cpu_threads}t" if cpu_threads else "")
-    if key not in _MACHINE_FLOPS:
-        from contextlib import nullcontext
+    """This machine's fp32 matmul FLOP/s: core.profiling.peak's benchmark (the one MFU divides
+    by), measured once per machine, device and thread count and cached on disk. On CPU with
+    `threads` of them (None: torch's current count)."""
+    from core.profiling.peak import device_peak
 
-        from core.threads import compute_threads
-
-        with compute_threads(cpu_threads, purpose="matmul rate") if cpu_threads else nullcontext():
-            _MACHINE_FLOPS[key] = _matmul_flops_per_s(device)
-    return _MACHINE_FLOPS[key]
-
-
-def _matmul_flops_per_s(device: str) -> float:
-    n = 4096 if torch.device(device).type == "cuda" else 1024
-    a = torch.randn(n, n, device=device)
-    b = torch.randn(n, n, device=device)
-    for _ in range(2):
-        a @ b
-    _sync(device)
-    times = []
-    for _ in range(5):
-        start = time.perf_counter()
-        a @ b
-        _sync(device)
-        times.append(time.perf_counter() - start)
-    # the fastest run is the least disturbed by other processes sharing the machine
-    return 2 * n ** 3 / min(times)
+    dev = torch.device(device)
+    return float(device_peak(dev, threads if dev.type == "cpu" else None).of("fp32"))
 
 
 def estimate_latency_ms(flops: int, device: str = "cpu", efficiency: float = EFFICIENCY,

@@ -219,9 +219,9 @@ def _cuda_peak(device: torch.device) -> dict[str, float]:  # pragma: no cover - 
 
 def _cache_path(cache_dir: str | Path | None) -> Path:
     if cache_dir is None:  # a fact about the machine, kept with the other caches (not one per runs folder)
-        from core.data.cache import default_cache_dir
+        from core.paths import cache_dir as folder
 
-        cache_dir = default_cache_dir()
+        cache_dir = folder()
     return Path(cache_dir) / CACHE_FILE
 
 

@@ -13,6 +13,7 @@ import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
 
+from core.explore.windows import group_key
 from dashboard.classify_figures import PALETTE, class_colors
 from dashboard.figures import _empty, _layout
 
@@ -50,10 +51,7 @@ def _group_order(color_by: str, present: list[str], class_names: list[str]) -> l
     fixed = {"correct": list(CORRECT_COLORS), "split": list(SPLIT_COLORS)}.get(color_by)
     if fixed:
         return [v for v in fixed if v in present]
-
-    def natural(v: str):  # subject "2" before "10"
-        return (0, int(v), "") if v.isdigit() else (1, 0, v)
-    return sorted(present, key=natural)
+    return sorted(present, key=group_key)  # subject "2" before "10"
 
 
 def hover_lines(frame: pd.DataFrame) -> np.ndarray:

@@ -160,9 +160,6 @@ def data_window_detail(data: dict, embedding, index: int) -> None:
     features (and, for audio, its recording)."""
     import json
 
-    from core.config import DataConfig
-    from core.data.sources import get_source
-
     st.markdown(window_heading(embedding, index))
     t = embedding.table
     bundle = _bundle(json.dumps(data, sort_keys=True, default=str))
@@ -177,11 +174,10 @@ def data_window_detail(data: dict, embedding, index: int) -> None:
                                             title=f"{t.ids[index]}: {bundle.input_kind} {tuple(x.shape)}"),
                     width="stretch", key=f"explore.data_window.{index}")
     if bundle.info.get("signal") == "audio":
-        spec = get_source(data["source"])
-        files = spec.files(DataConfig.from_dict(data)) if spec.files else []
-        match = [f for f in files if Path(f).name == str(t.source[index])]
-        if match:
-            st.audio(Path(match[0]).read_bytes())
+        try:
+            st.audio(window_recording(data, str(t.source[index])).read_bytes())
+        except SigscopeError as e:
+            st.caption(error_line(e))
     st.caption("Train a model on this data to see its answers, label issues and importance here.")
 
 
@@ -290,13 +286,15 @@ def window_signal(predictor: Predictor, split: str, window_id: str) -> np.ndarra
     return x.T  # (C, T) -> (T, C)
 
 
-def window_recording(predictor: Predictor, source: str) -> Path:
-    """The audio file a window came from (the source's own file list)."""
+def window_recording(data, source: str) -> Path:
+    """The audio file a window came from (the source's own file list); data: a DataConfig or its dict."""
+    from core.config import DataConfig
     from core.data.sources import get_source
     from core.errors import DataError
 
-    spec = get_source(predictor.config.data.source)
-    files = spec.files(predictor.config.data) if spec.files else []
+    data = data if isinstance(data, DataConfig) else DataConfig.from_dict(data)
+    spec = get_source(data.source)
+    files = spec.files(data) if spec.files else []
     match = [Path(f) for f in files if Path(f).name == source or str(f).endswith("/" + source)]
     if not match:
         raise DataError(f"the recording {source} is not among the source's files any more")
@@ -323,7 +321,7 @@ def window_item(predictor: Predictor, embedding, index: int) -> cparts.Item:
         return cache[key]
     try:
         if predictor.signal == "audio":
-            path = window_recording(predictor, source)
+            path = window_recording(predictor.config.data, source)
             data = path.read_bytes()
             item = cparts.classify_cached(predictor, data, path.name, predictor.stride / predictor.sample_rate,
                                           "mean", TOP_K)

@@ -12,6 +12,7 @@ import pytest
 from streamlit.testing.v1 import AppTest
 
 from core.store import Store
+from tests.test_pages import runs_dir  # noqa: F401 (fixture: an empty runs folder, its engine shut down after)
 
 ROOT = Path(__file__).resolve().parents[1]
 PAGE = "pages/explore.py"
@@ -42,15 +43,6 @@ def values(array) -> list:
 
 def map_figure(at: AppTest) -> dict:
     return next(f for f in charts(at) if "windows ·" in str(f["layout"].get("title", {}).get("text", "")))
-
-
-@pytest.fixture
-def empty_runs(tmp_path, monkeypatch):
-    from dashboard.engine import shutdown_engines
-
-    monkeypatch.setenv("SIGSCOPE_RUNS_DIR", str(tmp_path / "runs"))
-    yield tmp_path / "runs"
-    shutdown_engines()
 
 
 @pytest.fixture(scope="module")
@@ -87,7 +79,7 @@ def open_window(at: AppTest, run_id: str, index: int) -> AppTest:
     return at
 
 
-def test_with_no_run_the_page_maps_the_data_alone_and_says_what_to_do(empty_runs):
+def test_with_no_run_the_page_maps_the_data_alone_and_says_what_to_do(runs_dir):  # noqa: F811
     from core.config import DataConfig, RunConfig
 
     Store().create_run(RunConfig(name="weightless", data=DataConfig(source="hapt")).to_dict(), name="weightless",

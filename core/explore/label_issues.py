@@ -35,6 +35,7 @@ import numpy as np
 
 from core.config import RunConfig
 from core.errors import ConfigError, DataError
+from core.explore.windows import group_key
 from core.store import ACTIVE_STATUSES
 
 FOLD_MARK = " · fold "          # a fold run's name: "NAME · fold k/K"
@@ -160,7 +161,7 @@ def training_groups(run_config: RunConfig) -> list[str]:
     from core.data import load
 
     bundle = load(_without_folds(run_config).data)
-    return sorted(set(np.asarray(bundle.train.groups).astype(str).tolist()), key=_natural)
+    return sorted(set(np.asarray(bundle.train.groups).astype(str).tolist()), key=group_key)
 
 
 def fold_configs(run_config: RunConfig, folds: int, groups: list[str] | None = None,
@@ -489,11 +490,6 @@ def _data_key(config: RunConfig) -> dict:
 def _default_name(config: RunConfig) -> str:
     from core.compare import data_words
     return f"{config.model.name} on {data_words(config.data.to_dict())}"
-
-
-def _natural(text: str):
-    """'2' < '10' for numeric subject ids; names sort as text."""
-    return (0, int(text), "") if text.isdigit() else (1, 0, text)
 
 
 __all__ = ["FOLD_MARK", "FoldRun", "FoldStatus", "LabelIssue", "LabelIssues", "cli_label_issues",

@@ -23,6 +23,11 @@ _STREAM_ID = re.compile(r"^(?P<subject>[^:]+):(?P<session>[^:]+):(?P<start>\d+)$
 _AUDIO_ID = re.compile(r"^(?P<file>.+?)(?:@(?P<start>\d+))?$")
 
 
+
+def group_key(text: str):
+    """Sort key for subject/speaker ids: '2' before '10'; names sort as text after numbers."""
+    return (0, int(text), "") if text.isdigit() else (1, 0, text)
+
 @dataclass
 class WindowTable:
     """One row per window, in split order (train, val, test), each split in its dataset's order."""

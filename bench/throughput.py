@@ -176,39 +176,50 @@ def optimizer_flags() -> dict:
     return {k: opt.defaults.get(k) for k in ("foreach", "fused") if opt.defaults.get(k) is not None}
 
 
-def bare_loop(cfg, batches, warmup: int, steps: int, opt_flags: dict | None = None, build=None,
-              step_only: bool = False) -> list[dict]:
-    """Per-step usage of the loop a person writes by hand (the first `warmup` steps dropped).
-    step_only: time optimizer.step() alone instead of the whole step."""
-    import torch
-    import torch.nn.functional as F
+class BareLoop:
+    """The loop a person writes by hand: model, AdamW (opt_flags: implementation flags, default
+    Sigscope's), cross-entropy with the config's label smoothing, backward, clipping, step."""
 
-    from core.models import create
-    from core.train.trainer import seed_everything
+    def __init__(self, cfg, opt_flags: dict | None = None, build=None) -> None:
+        import torch
 
-    seed_everything(cfg.train.seed)
-    model = build() if build else create(cfg.model.name, INPUT_SHAPE, NUM_CLASSES, **cfg.model.hparams)
-    model.train()
-    oc = cfg.optim
-    opt = torch.optim.AdamW(model.parameters(), lr=oc.lr, betas=tuple(oc.betas), weight_decay=oc.weight_decay,
-                            **(optimizer_flags() if opt_flags is None else opt_flags))
-    clip, smoothing = cfg.train.grad_clip, cfg.train.label_smoothing
-    samples = []
-    for i in range(warmup + steps):
-        x, y = batches[i % len(batches)]
+        from core.models import create
+        from core.train.trainer import seed_everything
+
+        seed_everything(cfg.train.seed)
+        self.model = build() if build else create(cfg.model.name, INPUT_SHAPE, NUM_CLASSES, **cfg.model.hparams)
+        self.model.train()
+        oc = cfg.optim
+        self.opt = torch.optim.AdamW(self.model.parameters(), lr=oc.lr, betas=tuple(oc.betas),
+                                     weight_decay=oc.weight_decay,
+                                     **(optimizer_flags() if opt_flags is None else opt_flags))
+        self.clip, self.smoothing = cfg.train.grad_clip, cfg.train.label_smoothing
+
+    def step(self, x, y, step_only: bool = False) -> dict:
+        """One step's usage (step_only: optimizer.step() alone)."""
+        import torch
+        import torch.nn.functional as F
+
         before = _usage()
-        opt.zero_grad(set_to_none=True)
-        loss = F.cross_entropy(model(x), y, label_smoothing=smoothing)
+        self.opt.zero_grad(set_to_none=True)
+        loss = F.cross_entropy(self.model(x), y, label_smoothing=self.smoothing)
         loss.backward()
         loss.item()
-        if clip:
-            torch.nn.utils.clip_grad_norm_(model.parameters(), clip, foreach=True)
+        if self.clip:
+            torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.clip, foreach=True)
         if step_only:
             before = _usage()
-        opt.step()
-        if i >= warmup:
-            samples.append(_delta(before, _usage()))
-    return samples
+        self.opt.step()
+        return _delta(before, _usage())
+
+
+def bare_loop(cfg, batches, warmup: int, steps: int, opt_flags: dict | None = None, build=None,
+              step_only: bool = False) -> list[dict]:
+    """Per-step usage of the hand-written loop (the first `warmup` steps dropped).
+    step_only: time optimizer.step() alone instead of the whole step."""
+    loop = BareLoop(cfg, opt_flags, build)
+    samples = [loop.step(*batches[i % len(batches)], step_only=step_only) for i in range(warmup + steps)]
+    return samples[warmup:]
 
 
 def _step_timer():
@@ -255,16 +266,18 @@ def trainer_steps(cfg, batches, warmup: int) -> dict[str, list[dict]]:
     timer = _step_timer()
     trainer = Trainer(cfg, synthetic_bundle(batches), callbacks=[timer], device="cpu")
     trainer.fit()
-    probes = [cb for cb in trainer.callbacks if hasattr(cb, "active") and hasattr(cb, "cadence")]
     kinds: dict[str, list[dict]] = {"plain": [], "probe": [], "histogram": []}
     for step, usage in timer.samples:
-        if step <= warmup:
-            continue
-        active = [p for p in probes if p.active(step)]
-        kind = ("histogram" if any(p.cadence == "histogram_every_n_steps" for p in active)
-                else "probe" if active else "plain")
-        kinds[kind].append(usage)
+        if step > warmup:
+            kinds[step_kind(trainer, step)].append(usage)
     return kinds
+
+
+def step_kind(trainer, step: int) -> str:
+    """What ran on a Trainer step: "plain", "probe" or "histogram" (a histogram probe, maybe more)."""
+    active = [cb for cb in trainer.callbacks if hasattr(cb, "active") and hasattr(cb, "cadence") and cb.active(step)]
+    return ("histogram" if any(p.cadence == "histogram_every_n_steps" for p in active)
+            else "probe" if active else "plain")
 
 
 def amortized(plain: dict, probe: dict, histogram: dict, every: int, histogram_every: int) -> dict:

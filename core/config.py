@@ -360,6 +360,11 @@ class ProbeConfig(_Config):
                                                 high=10**6, unit="steps", resume=True, when=(PROBING,),
                                                 label="Histograms every N steps", nullable=True,
                                                 null_means="auto: about 20 histograms over the run")
+    # the activation probes read the first `sample` examples of a probe step's batch: their cost and
+    # their statistics (a unit is dead when it is 0 for every example seen) do not depend on the batch size
+    sample: int = param(16, "int", "examples of a probe step's batch that the activation statistics describe "
+                        "(0 = the whole batch)", low=0, high=10**6, unit="examples", resume=True, when=(PROBING,),
+                        label="Probe sample")
     probes: list = param(["grad_norm", "dead_relu", "activations", "weights", "histograms"], "list",
                          "which probes run", item=Param("probe", "choice", "grad_norm", "a probe",
                                                         choices=lambda: tuple(_probes()), choice_help=_probes),

@@ -169,3 +169,101 @@ def test_default_probe_cadence_scales_with_the_run_length(bundle):
     probe_steps = {r["step"] for r in trainer.recorder.probe_rows if r["key"] == "grad_norm"}
     assert len(histogram_steps) >= 10, (steps, sorted(histogram_steps))  # heat maps with columns to read
     assert len(probe_steps) >= steps // 2, (steps, len(probe_steps))
+
+
+class CaptureFirstStep(Callback):
+    """Keeps step 1's output of one module (all of it) and the weights around its update, by hand."""
+
+    def __init__(self, module_name: str) -> None:
+        self.module_name = module_name
+        self.acts = None
+
+    def on_step_start(self, trainer, step):
+        if step == 1:
+            module = dict(trainer.model.named_modules())[self.module_name]
+            self.handle = module.register_forward_hook(lambda m, i, o: setattr(self, "acts", o.detach().clone()))
+
+    def on_before_backward(self, trainer, step):
+        if step == 1:
+            self.handle.remove()
+
+    def on_before_optimizer_step(self, trainer, step):
+        if step == 1:
+            self.before = {n: p.detach().clone() for n, p in trainer.model.named_parameters()}
+
+    def on_step_end(self, trainer, step):
+        if step == 1:
+            self.after = {n: p.detach().clone() for n, p in trainer.model.named_parameters()}
+
+
+@pytest.mark.parametrize("act, sample", [(nn.ReLU, 8), (nn.GELU, 8), (nn.ReLU, 0)])
+def test_fused_sampled_probe_statistics_equal_the_reference_formulas(bundle, act, sample):
+    """One hook per layer, one sample of the batch: the values recorded on a fixed batch are the
+    reference formulas on the first `sample` examples of that layer's output (all of them for 0)."""
+    from core.train.probes import activation_stats
+
+    torch.manual_seed(0)
+    model = TinyConvNet(bundle.input_shape[0], bundle.num_classes, act=act)
+    capture = CaptureFirstStep("act")
+    cfg = tiny_config(**{"train.probes.sample": sample, "train.probes.probes": ["dead_relu", "activations", "weights"],
+                         "train.probes.every_n_steps": 1})
+    trainer = Trainer(cfg, bundle, model=model, callbacks=[capture])
+    trainer.fit()
+    got = {r["key"]: r["value"] for r in trainer.recorder.probe_rows if r["step"] == 1 and r["layer"] == "act"}
+    acts = capture.acts if sample == 0 else capture.acts[:sample]
+    assert capture.acts.shape[0] == 32 and acts.shape[0] == (sample or 32)
+    mean, std, peak = activation_stats(acts).tolist()
+    assert got["act_mean"] == pytest.approx(mean, rel=1e-5, abs=1e-7)
+    assert got["act_std"] == pytest.approx(std, rel=1e-5)
+    assert got["act_max"] == pytest.approx(peak, rel=1e-6)
+    if act is nn.ReLU:
+        assert got["dead_fraction"] == pytest.approx(dead_unit_fraction(acts).item(), abs=1e-6)
+        assert got["zero_fraction"] == pytest.approx(zero_fraction(acts).item(), abs=1e-6)
+    else:
+        assert got["near_zero_unit_fraction"] == pytest.approx(near_zero_unit_fraction(acts).item(), abs=1e-6)
+        assert got["near_zero_fraction"] == pytest.approx(near_zero_fraction(acts).item(), abs=1e-6)
+    # the weight probe: exact norms, and (these tensors are under UPDATE_SAMPLE elements) exact ratios
+    weights = {r["layer"]: r["value"] for r in trainer.recorder.probe_rows if r["step"] == 1 and r["key"] == "weight_norm"}
+    ratios = {r["layer"]: r["value"] for r in trainer.recorder.probe_rows if r["step"] == 1 and r["key"] == "update_ratio"}
+    for layer in ("conv", "head"):
+        names = [n for n in capture.before if n.startswith(layer + ".")]
+        before = torch.cat([capture.before[n].flatten() for n in names])
+        after = torch.cat([capture.after[n].flatten() for n in names])
+        assert weights[layer] == pytest.approx(before.norm().item(), rel=1e-5)
+        assert ratios[layer] == pytest.approx(((after - before).norm() / before.norm()).item(), rel=1e-4)
+
+
+def test_the_update_ratio_sample_is_a_view_and_close_to_the_exact_ratio_on_a_large_tensor():
+    from core.train.probes import UPDATE_SAMPLE, strided_sample
+
+    torch.manual_seed(0)
+    w = torch.randn(512, 300)  # 153,600 elements, well over UPDATE_SAMPLE
+    sample = strided_sample(w)
+    assert sample.numel() <= UPDATE_SAMPLE and sample.untyped_storage().data_ptr() == w.untyped_storage().data_ptr()
+    before = sample.clone()
+    update = 1e-3 * torch.randn_like(w)
+    w.add_(update)  # in place, as the optimizers do: the view sees the new values
+    estimate = ((sample - before).norm() / before.norm()).item()
+    exact = (update.norm() / (w - update).norm()).item()
+    assert estimate == pytest.approx(exact, rel=0.05)
+
+
+def test_one_hook_per_layer_however_many_activation_probes_watch_it(bundle):
+    counts = {}
+    model = TinyConvNet(bundle.input_shape[0], bundle.num_classes)
+    cfg = tiny_config(**{"train.probes.probes": ["dead_relu", "activations", "activation_histograms"],
+                         "train.probes.every_n_steps": 1, "train.probes.histogram_every_n_steps": 1})
+    trainer = Trainer(cfg, bundle, model=model)
+    original = model.act.register_forward_hook
+
+    def counting(hook, *a, **k):
+        counts["act"] = counts.get("act", 0) + 1
+        return original(hook, *a, **k)
+
+    model.act.register_forward_hook = counting
+    trainer.fit()
+    steps = trainer.global_step
+    assert counts["act"] == steps  # one hook per step for three probes on that layer
+    keys = {r["key"] for r in trainer.recorder.probe_rows if r["layer"] == "act"}
+    assert {"dead_fraction", "act_std"} <= keys
+    assert {h["layer"] for h in trainer.recorder.histogram_rows if h["kind"] == "activation"} >= {"act"}

@@ -28,6 +28,15 @@ What "measured" means
 - The step is what `core.train` does: zero_grad(set_to_none=True), forward (under
   autocast for bf16), cross-entropy, backward, clip_grad_norm_(1.0), AdamW step.
 
+- Independently of that tracker, `--rss` measures each model's step in a fresh subprocess
+  (CPU, fp32 and the other modes asked for) as the operating system sees it: the process
+  imports, runs one warm-up step of the model at batch 2 (code pages, lazy initialisation),
+  frees it and hands the heap back (`malloc_trim`), resets its peak-RSS counter
+  (`/proc/self/clear_refs` 5), builds the model and AdamW again and runs three real steps at the
+  batch; measured = peak RSS (VmHWM) minus the RSS just before that build. Its malloc is tuned as
+  every run process's is (core.runtime). This is the figure that decides whether a run is
+  killed for memory; the estimate is checked against it with the same +-15 %.
+
 The estimate (`core.profile.profile_model`) never runs the batch itself: it runs forward +
 backward at batches 2 and 4 and extrapolates storage by storage (core/profiling/memory.py).
 """
@@ -84,6 +93,70 @@ def measured_step_peak(name: str, batch: int, amp: str, checkpointing: bool, dev
     return unique_bytes(before) + timeline.peak_bytes
 
 
+def rss_child(name: str, batch: int, amp: str, checkpointing: bool) -> dict:
+    """In a fresh process (see the module docstring): peak RSS growth of three real training steps."""
+    import ctypes
+    import gc
+    import os
+
+    torch.set_num_threads(1)
+    libc = ctypes.CDLL("libc.so.6")
+    s = spec(name)
+
+    def rss() -> int:
+        with open("/proc/self/statm") as f:
+            return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+
+    def peak() -> int:
+        with open("/proc/self/status") as f:
+            return next(int(line.split()[1]) * 1024 for line in f if line.startswith("VmHWM:"))
+
+    def build():
+        torch.manual_seed(0)
+        model = create(name, s.default_input).train()
+        if checkpointing:
+            model.set_grad_checkpointing(True)
+        return model, torch.optim.AdamW(model.parameters(), lr=1e-3, fused=True)
+
+    def step(model, opt, x, y) -> None:
+        opt.zero_grad(set_to_none=True)
+        with autocast_context(amp, "cpu"):
+            logits = model(x)
+        F.cross_entropy(logits.float(), y).backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        opt.step()
+
+    model, opt = build()
+    step(model, opt, torch.randn(2, *s.default_input), torch.randint(0, 2, (2,)))
+    del model, opt
+    gc.collect()
+    libc.malloc_trim(0)
+    with open("/proc/self/clear_refs", "w") as f:
+        f.write("5")
+    base = rss()
+    model, opt = build()
+    x, y = torch.randn(batch, *s.default_input), torch.randint(0, 2, (batch,))
+    for _ in range(3):
+        step(model, opt, x, y)
+    return {"rss_growth": peak() - base, "rss_base": base}
+
+
+def measured_rss_growth(name: str, batch: int, amp: str, checkpointing: bool) -> int | None:
+    """rss_child's figure from a fresh `python bench/profile_accuracy.py --rss-child ...` process."""
+    import json
+    import os
+    import subprocess
+
+    if not os.path.exists("/proc/self/clear_refs"):
+        return None  # not Linux: no peak-RSS reset
+    cmd = [sys.executable, __file__, "--rss-child", name, str(batch), amp, str(int(checkpointing))]
+    out = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
+    if out.returncode != 0:
+        print(f"  {name}: the RSS subprocess failed: {out.stderr.strip().splitlines()[-1:]}", file=sys.stderr)
+        return None
+    return int(json.loads(out.stdout.strip().splitlines()[-1])["rss_growth"])
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--batch", type=int, default=32)
@@ -91,7 +164,19 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--modes", default="off,bf16,ckpt", help="comma list of off, bf16, ckpt")
     parser.add_argument("--models", default=None, help="comma list (default: the whole zoo)")
     parser.add_argument("--no-latency", action="store_true", help="skip the latency columns")
+    parser.add_argument("--rss", action="store_true",
+                        help="also check the estimate against peak RSS growth of a fresh subprocess (CPU)")
+    parser.add_argument("--rss-child", nargs=4, metavar=("MODEL", "BATCH", "AMP", "CKPT"), help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
+    if args.rss_child:
+        import json
+
+        from core.runtime import tune_malloc
+
+        tune_malloc()
+        name, batch, amp, ckpt = args.rss_child
+        print(json.dumps(rss_child(name, int(batch), amp, ckpt == "1")))
+        return 0
     device = args.device
     names = args.models.split(",") if args.models else list_models()
     modes = [m.strip() for m in args.modes.split(",") if m.strip()]
@@ -102,11 +187,13 @@ def main(argv: list[str] | None = None) -> int:
     print(f"device {device}, batch {args.batch}, torch {torch.__version__}, threads {torch.get_num_threads()}; "
           f"one-time warm-up of the profiler in this process: {time.perf_counter() - start:.2f} s\n")
 
+    rss = args.rss and device == "cpu"
     header = (f"{'model':24s} {'mode':5s} {'estimate MiB':>12s} {'measured MiB':>12s} {'ratio':>6s} {'':4s} "
-              f"{'t(core) s':>9s} {'t(+xchk) s':>10s} {'lat est ms':>10s} {'lat meas ms':>11s}")
+              f"{'t(core) s':>9s} {'t(+xchk) s':>10s} {'lat est ms':>10s} {'lat meas ms':>11s}"
+              + (f" {'RSS MiB':>8s} {'est/RSS':>7s}" if rss else ""))
     print(header)
     print("-" * len(header))
-    failures, slow, latency_ratios, core_times = [], [], [], []
+    failures, slow, latency_ratios, core_times, rss_ratios, rss_failures = [], [], [], [], [], []
     for name in names:
         for mode in modes:
             amp = half if mode == "bf16" else "off"
@@ -136,21 +223,34 @@ def main(argv: list[str] | None = None) -> int:
             ok = abs(ratio - 1) <= TOLERANCE
             if not ok:
                 failures.append((name, mode, ratio))
+            rss_cols = ""
+            if rss:
+                growth = measured_rss_growth(name, args.batch, amp, ckpt)
+                if growth:
+                    rss_ratio = estimate / growth
+                    rss_ratios.append(rss_ratio)
+                    if abs(rss_ratio - 1) > TOLERANCE:
+                        rss_failures.append((name, mode, rss_ratio))
+                    rss_cols = f" {growth / 2**20:8.1f} {rss_ratio:7.3f} {'PASS' if abs(rss_ratio - 1) <= TOLERANCE else 'FAIL'}"
             print(f"{name:24s} {mode:5s} {estimate / 2**20:12.2f} {measured / 2**20:12.2f} {ratio:6.3f} "
-                  f"{'PASS' if ok else 'FAIL':4s} {core_time:9.2f} {xcheck_time:10.2f} {lat_est:10.1f} {lat_meas:11.1f}",
-                  flush=True)
+                  f"{'PASS' if ok else 'FAIL':4s} {core_time:9.2f} {xcheck_time:10.2f} {lat_est:10.1f} {lat_meas:11.1f}"
+                  + rss_cols, flush=True)
 
     print()
     print(f"memory: {len(failures)} of {len(names) * len(modes)} rows outside +-{TOLERANCE:.0%}"
           + ("" if not failures else ": " + ", ".join(f"{n}/{m} {r:.3f}" for n, m, r in failures)))
     print(f"time for params + FLOPs + memory: median {statistics.median(core_times):.2f} s, "
           f"max {max(core_times):.2f} s; over 1 s: {', '.join(f'{n} {t:.2f}s' for n, t in slow) or 'none'}")
+    if rss_ratios:
+        print(f"memory estimate / peak RSS growth of a fresh process: median {statistics.median(rss_ratios):.3f}, "
+              f"range {min(rss_ratios):.3f}..{max(rss_ratios):.3f}; {len(rss_failures)} of {len(rss_ratios)} rows "
+              f"outside +-{TOLERANCE:.0%}")
     if latency_ratios:
         median = statistics.median(latency_ratios)
         print(f"latency estimate/measured with efficiency {EFFICIENCY}: median {median:.2f}, "
               f"range {min(latency_ratios):.2f}..{max(latency_ratios):.2f}; "
               f"efficiency that would make the median 1: {EFFICIENCY * median:.3f}")
-    return 1 if failures else 0
+    return 1 if failures or rss_failures else 0
 
 
 if __name__ == "__main__":

@@ -212,6 +212,7 @@ class JobManager:
         self._pending: list[_Job] = []
         self._jobs: dict[str, _Job] = {}
         self._running: dict[str, str] = {}  # run_id -> device
+        self._started: dict[str, _Job] = {}  # the running jobs themselves (their memory is reserved)
         self._lock = threading.Lock()
         self._wake = threading.Condition(self._lock)
         self._seq = itertools.count()
@@ -328,6 +329,7 @@ class JobManager:
             finally:
                 with self._wake:
                     self._running.pop(job.run_id, None)
+                    self._started.pop(job.run_id, None)
                     self._wake.notify_all()
                 job.done.set()
 
@@ -350,6 +352,7 @@ class JobManager:
                     if held is None:
                         self._pending.remove(job)
                         self._running[job.run_id] = device
+                        self._started[job.run_id] = job
                         if job.held:
                             self.store.update_run(job.run_id, held=None)
                         job.device, job.held = device, None
@@ -365,12 +368,33 @@ class JobManager:
         if not self.check_memory:
             return None
         from core import launch
+        use = device if job.config.train.device == "auto" else job.config.train.device
         try:
-            check = launch.memory_check(job.config, device if job.config.train.device == "auto"
-                                        else job.config.train.device)
+            check = launch.memory_check(job.config, use, self._reserved(device))
         except Exception:  # noqa: BLE001 - an estimate that fails never blocks a run: training says what is wrong
             return None
         return None if check.fits else check.reason
+
+    def _reserved(self, device: str) -> int:
+        """Bytes the runs this manager started on `device` are still expected to take: each one's
+        expected peak less what its process holds now (all of it while that cannot be read, e.g.
+        a run in this process's threads). Two runs admitted together no longer both count the
+        same free memory (a sweep's trial was killed for memory that way)."""
+        from core import launch
+
+        with self._wake:
+            started = [job for job in self._started.values() if job.device == device]
+        total = 0
+        for job in started:
+            try:
+                peak = launch.expected_peak(job.config, device if job.config.train.device == "auto"
+                                            else job.config.train.device)
+            except Exception:  # noqa: BLE001 - as in _held
+                continue
+            pid = (self.store.get_run(job.run_id) or {}).get("owner_pid") if self.mode == "process" else None
+            held_now = launch.process_rss(pid) if pid else None
+            total += max(0, peak - (held_now or 0))
+        return total
 
     def _run_process(self, job: _Job, device: str, slot_device: str) -> None:
         from core import launch

@@ -131,20 +131,24 @@ def check_rendezvous(endpoint: str | None, nnodes: int, node_rank: int) -> tuple
 @dataclass(frozen=True)
 class MemoryCheck:
     """Whether a run fits in the memory free now: the profiler's estimate of one training
-    step (per process) against what the device has free."""
+    step (per process; on CPU with the allocator's margin, CPU_RSS_MARGIN) against what the
+    device has free, less what runs started before it are still expected to take (`reserved`:
+    a run that has just started has not grown to its peak yet)."""
 
     needed: int
     free: int | None
     where: str
+    reserved: int = 0
 
     @property
     def fits(self) -> bool:
-        return self.free is None or self.needed <= self.free
+        return self.free is None or self.needed <= self.free - self.reserved
 
     @property
     def reason(self) -> str:
+        ahead = f", {_size(self.reserved)} of it still to be taken by runs already started" if self.reserved else ""
         return (f"held: needs about {_size(self.needed)} ({self.where}, the profiler's estimate) and "
-                f"{_size(self.free or 0)} is free; it starts when memory frees up (or cancel it)")
+                f"{_size(self.free or 0)} is free{ahead}; it starts when memory frees up (or cancel it)")
 
 
 def _size(n: int) -> str:
@@ -194,10 +198,33 @@ def memory_needed(config) -> int:
     return _ESTIMATES[key]
 
 
-def memory_check(config, device: str) -> MemoryCheck:
-    needed = memory_needed(config) * max(1, config.train.processes)
+# A CPU training process's peak RSS growth over the profiler's tensor-level estimate: the estimate
+# was 0.54-0.75 of it across the zoo (`bench/profile_accuracy.py --rss`: kernel scratch such as
+# oneDNN's convolution buffers, and the heap the tuned malloc keeps), so a CPU run is admitted only
+# where this much more is free. On CUDA the estimate is what the caching allocator reports.
+CPU_RSS_MARGIN = 1.9
+
+
+def memory_check(config, device: str, reserved: int = 0) -> MemoryCheck:
+    """reserved: bytes that runs already started on the device are still expected to take."""
+    needed = expected_peak(config, device)
     where = f"{config.train.processes} processes" if config.train.processes > 1 else "one process"
-    return MemoryCheck(needed, free_memory(device), where)
+    return MemoryCheck(needed, free_memory(device), where, reserved)
+
+
+def expected_peak(config, device: str) -> int:
+    """Bytes a run is expected to take at its peak on `device` (all its processes)."""
+    margin = CPU_RSS_MARGIN if not str(device).startswith("cuda") else 1.0
+    return int(memory_needed(config) * max(1, config.train.processes) * margin)
+
+
+def process_rss(pid: int | None) -> int | None:
+    """Resident bytes of a process on this machine now (None when it cannot be read)."""
+    try:
+        with open(f"/proc/{int(pid)}/statm") as f:
+            return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+    except (OSError, TypeError, ValueError, IndexError):
+        return None
 
 
 # ---- stopping and the end -----------------------------------------------------------------------

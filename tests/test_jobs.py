@@ -239,6 +239,36 @@ def test_a_run_that_does_not_fit_in_memory_is_held_with_the_reason(store, monkey
         manager.shutdown(cancel=True)
 
 
+def test_memory_a_started_run_will_still_take_is_reserved_before_the_next_starts(store, monkeypatch):
+    """Two trials admitted at once both counted the same free memory and one was killed for it;
+    now a run that has started keeps its expected peak (on CPU the estimate x CPU_RSS_MARGIN, less
+    what its process already holds) reserved, and the next waits with the reason."""
+    from core import launch
+
+    mib = 2**20
+    monkeypatch.setattr(launch, "memory_needed", lambda config: 100 * mib)
+    monkeypatch.setattr(launch, "free_memory", lambda device: 250 * mib)
+    assert launch.expected_peak(tiny(), "cpu") == int(100 * mib * launch.CPU_RSS_MARGIN) > 100 * mib
+    manager = JobManager(store, devices=["cpu"], max_workers=2, mode="thread")
+    gate = Gate(step=1)
+    try:
+        first = manager.submit(tiny(**{"train.epochs": 1}), callbacks=[gate])
+        assert gate.reached.wait(60)
+        second = manager.submit(tiny(**{"train.epochs": 1}))
+        deadline = time.time() + 60
+        while not store.get_run(second)["held"] and time.time() < deadline:
+            time.sleep(0.1)
+        reason = store.get_run(second)["held"]
+        assert reason and "still to be taken by runs already started" in reason, reason
+        assert store.get_run(second)["status"] == "queued"
+        gate.opened.set()
+        assert manager.wait(first, timeout=120) == "completed"
+        assert manager.wait(second, timeout=120) == "completed"  # admitted once the first ended
+    finally:
+        gate.opened.set()
+        manager.shutdown(cancel=True)
+
+
 def test_runs_at_once_split_the_cores(store):
     import os
 

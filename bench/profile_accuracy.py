@@ -231,7 +231,8 @@ def main(argv: list[str] | None = None) -> int:
                     rss_ratios.append(rss_ratio)
                     if abs(rss_ratio - 1) > TOLERANCE:
                         rss_failures.append((name, mode, rss_ratio))
-                    rss_cols = f" {growth / 2**20:8.1f} {rss_ratio:7.3f} {'PASS' if abs(rss_ratio - 1) <= TOLERANCE else 'FAIL'}"
+                    verdict = "PASS" if abs(rss_ratio - 1) <= TOLERANCE else "FAIL"
+                    rss_cols = f" {growth / 2**20:8.1f} {rss_ratio:7.3f} {verdict}"
             print(f"{name:24s} {mode:5s} {estimate / 2**20:12.2f} {measured / 2**20:12.2f} {ratio:6.3f} "
                   f"{'PASS' if ok else 'FAIL':4s} {core_time:9.2f} {xcheck_time:10.2f} {lat_est:10.1f} {lat_meas:11.1f}"
                   + rss_cols, flush=True)

@@ -860,6 +860,7 @@ class SweepWorker:
         self.inflight: dict[str, Any] = {}  # run_id -> FrozenTrial-like (number, trial_id)
         self._last_beat = 0.0
         self._last_reap = 0.0
+        self.stopping = False  # a stop cancels running trials: they are queued again even when retries
 
     def run(self) -> dict:
         """Work until done or stopped; returns `summary()` of the study."""
@@ -882,7 +883,7 @@ class SweepWorker:
             reap(self.study, self.store)
             while True:
                 if not stopping and (self.stop_event.is_set() or stop_requested(self.study)):
-                    stopping = True
+                    stopping = self.stopping = True
                     self.log(f"stopping: cancelling {len(self.inflight)} running trial(s)")
                     for run_id in self.inflight:
                         manager.cancel(run_id)
@@ -995,14 +996,16 @@ class SweepWorker:
                 self.study.tell(trial, state=State.PRUNED)
             else:
                 retry = status in ("cancelled", "interrupted", "queued", "running") and \
-                    trial.user_attrs.get("retry_of") is None
+                    (trial.user_attrs.get("retry_of") is None or (self.stopping and status == "cancelled"))
                 storage.set_trial_user_attr(tid, "reason", f"{status}: {reason}" if not reason.startswith(status)
                                             else reason)
                 if retry:
                     storage.set_trial_user_attr(tid, "retried", True)
                 self.study.tell(trial, state=State.FAIL)
                 if retry:
-                    self.study.enqueue_trial(trial.params, user_attrs={"retry_of": trial.number})
+                    first = trial.user_attrs.get("retry_of")
+                    self.study.enqueue_trial(trial.params, user_attrs={"retry_of": trial.number if first is None
+                                                                       else first})
             self.log(f"trial {trial.number}: {status}: {reason}")
         except (RuntimeError, ValueError) as e:
             self.log(f"trial {trial.number}: could not record its end ({e})")

@@ -243,6 +243,28 @@ def test_stopping_a_sweep_keeps_finished_trials_and_a_resume_finishes_it(runs, s
     assert store.get_sweep(name)["status"] == "finished"
 
 
+def test_a_trial_cancelled_by_a_stop_is_queued_again_even_when_it_was_a_retry(runs, store):
+    """A retry stopped by a second stop kept no place in the queue and its config was lost; a
+    stop now always queues what it cancels, while a retry that fails otherwise is not retried."""
+    name = sweep.create_study(make_spec(trials=3, epochs=1, pruner="none"))
+    worker = sweep.SweepWorker(name, store=store)
+    study = worker.study
+    waiting = optuna.trial.TrialState.WAITING
+
+    def cancelled_retry(first: int, stopping: bool) -> list:
+        study.enqueue_trial({"optim.lr": 3e-3}, user_attrs={"retry_of": first})
+        trial = study.ask()
+        trial.suggest_float("optim.lr", 1e-3, 1e-2, log=True)
+        worker.stopping = stopping
+        worker._tell(trial, {"id": "r", "status": "cancelled", "error": "cancelled at step 3 (epoch 1)"})
+        return [t for t in study.get_trials(deepcopy=False) if t.state == waiting]
+
+    queued = cancelled_retry(first=0, stopping=True)
+    assert len(queued) == 1 and queued[0].user_attrs["retry_of"] == 0  # still points at the first attempt
+    assert queued[0].params == {} and study.ask().number == queued[0].number  # take it off the queue
+    assert cancelled_retry(first=0, stopping=False) == []  # a retry that died otherwise is not retried
+
+
 def test_the_best_config_launches_as_a_run(runs, store, capsys):
     name = sweep.create_study(make_spec(trials=2, epochs=1, pruner="none"))
     study, _ = sweep.load(name)

@@ -168,8 +168,12 @@ def run(args: argparse.Namespace) -> int:
         _out({"run_id": run_id, "status": status, **store.final_metrics(run_id)}, args.json,
              lambda d: print(f"run {d['run_id']}: {d['status']}"))
         return 0 if status == "completed" else 1
-    if args.action == "worker":
+    if args.action == "worker":  # joining is asking to work: a stop asked for earlier is lifted
         name = args.study
+        study, _ = sweep.load(name, storage)
+        if sweep.stop_requested(study):
+            sweep.clear_stop(study)
+            print(f"study {name} was stopped; resuming it", file=sys.stderr)
     else:
         spec = build_spec(args)
         name = sweep.create_study(spec, args.study, storage)

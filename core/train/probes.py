@@ -415,14 +415,14 @@ class DeadReluProbe(_ForwardHookProbe):
     """Dead units per activation module (exact zeros for ReLU, near-zero for smooth ones)."""
 
     name = "dead_relu"
-    help = "dead units per activation layer (ReLU: exactly 0; GELU/SiLU: |y| < 1e-3 for every sample)"
+    help = "dead units per activation layer (ReLU: exactly 0; GELU/SiLU: |y| < 1e-3 for every example sampled)"
     views = tuple(View("Dead units", "layer_heatmap", key, title, {"colorbar": "fraction", "zmin": 0, "zmax": 1,
                                                                      "colorscale": "Reds", "latest_max": True})
                   for key, title in (
-                      ("dead_fraction", "Dead units (ReLU: output exactly 0 for every sample of the probe batch)"),
+                      ("dead_fraction", "Dead units (ReLU: output exactly 0 for every example of the probe sample)"),
                       ("zero_fraction", "Zero outputs (ReLU: share of outputs that are exactly 0)"),
                       ("near_zero_unit_fraction", "Near-dead units of smooth activations (GELU/SiLU: |y| < 1e-3 "
-                                                  "for every sample; these never output exactly 0)")))
+                                                  "for every example sampled; these never output exactly 0)")))
 
     def modules(self, model: nn.Module) -> list[tuple[str, nn.Module]]:
         return activation_modules(model)

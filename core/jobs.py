@@ -63,6 +63,11 @@ class _Job:
     held: str | None = None
 
 
+def _device_for(job: _Job, slot: str) -> str:
+    """The device a job runs on in a worker slot: its config's, or the slot's for "auto"."""
+    return slot if job.config.train.device == "auto" else job.config.train.device
+
+
 def default_devices() -> list[str]:
     """One entry per CUDA GPU, else ["cpu"]."""
     if torch.cuda.is_available():
@@ -319,7 +324,7 @@ class JobManager:
             if job is None:
                 return
             try:
-                use = device if job.config.train.device == "auto" else job.config.train.device
+                use = _device_for(job, device)
                 if self.mode == "thread":
                     run_job(self.store, job.run_id, job.config, use, job.cancel, job.callbacks, job.resume_from)
                 else:
@@ -368,9 +373,8 @@ class JobManager:
         if not self.check_memory:
             return None
         from core import launch
-        use = device if job.config.train.device == "auto" else job.config.train.device
         try:
-            check = launch.memory_check(job.config, use, self._reserved(device))
+            check = launch.memory_check(job.config, _device_for(job, device), self._reserved(device))
         except Exception:  # noqa: BLE001 - an estimate that fails never blocks a run: training says what is wrong
             return None
         return None if check.fits else check.reason
@@ -387,8 +391,7 @@ class JobManager:
         total = 0
         for job in started:
             try:
-                peak = launch.expected_peak(job.config, device if job.config.train.device == "auto"
-                                            else job.config.train.device)
+                peak = launch.expected_peak(job.config, _device_for(job, device))
             except Exception:  # noqa: BLE001 - as in _held
                 continue
             pid = (self.store.get_run(job.run_id) or {}).get("owner_pid") if self.mode == "process" else None

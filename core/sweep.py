@@ -878,20 +878,20 @@ class SweepWorker:
         manager = JobManager(self.store, max_workers=self.workers, mode="process", check_memory=self.check_memory)
         self.store.put_sweep(self.name, self.storage, status="running", workers=self.workers,
                              **dict(zip(("owner_pid", "owner_host", "owner_started"), _identity().values())))
-        stopping = False
+        self.stopping = False
         try:
             reap(self.study, self.store)
             while True:
-                if not stopping and (self.stop_event.is_set() or stop_requested(self.study)):
-                    stopping = self.stopping = True
+                if not self.stopping and (self.stop_event.is_set() or stop_requested(self.study)):
+                    self.stopping = True
                     self.log(f"stopping: cancelling {len(self.inflight)} running trial(s)")
                     for run_id in self.inflight:
                         manager.cancel(run_id)
                 self._finish_ended()
                 self._housekeeping()
-                while not stopping and len(self.inflight) < self.workers and wants_more(self.study, settings):
+                while not self.stopping and len(self.inflight) < self.workers and wants_more(self.study, settings):
                     self._start_one(manager, dims, flops_per_s)
-                if not self.inflight and (stopping or not wants_more(self.study, settings)):
+                if not self.inflight and (self.stopping or not wants_more(self.study, settings)):
                     break
                 time.sleep(self.poll)
         finally:

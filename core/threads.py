@@ -142,12 +142,12 @@ def compute_threads(n: int | None = None, purpose: str = "", blas: int | None = 
     the first opened."""
     import torch
 
+    enclosing = _innermost(threading.get_ident())
     if n is None:
-        n = _enclosing(threading.get_ident())
-        n = n if n is not None else inference_threads()
+        n = enclosing.n if enclosing is not None else inference_threads()
     n = max(1, int(n))
     blas = max(1, int(blas if blas is not None else n))
-    if _same_as_enclosing(threading.get_ident(), n, blas):
+    if enclosing is not None and (enclosing.n, enclosing.blas) == (n, blas):
         yield n  # a nested block asking for what is set already (a runner called per batch): nothing to do
         return
     token = object()
@@ -187,15 +187,10 @@ def default_threads() -> int:
 
 
 # ---- internals ------------------------------------------------------------------------------------
-def _same_as_enclosing(thread: int, n: int, blas: int) -> bool:
+def _innermost(thread: int) -> _Block | None:
+    """The innermost block open in `thread` (blocks are kept in the order they opened)."""
     with _lock:
         mine = [b for b in _blocks.values() if b.thread == thread]
-    return bool(mine) and mine[-1].n == n and mine[-1].blas == blas
-
-
-def _enclosing(thread: int) -> int | None:
-    with _lock:
-        mine = [b.n for b in _blocks.values() if b.thread == thread]
     return mine[-1] if mine else None
 
 

@@ -3,9 +3,9 @@
 estimated_ms = FLOPs / (machine matmul FLOP/s x EFFICIENCY) * 1000
 
 `machine_flops_per_s` is the fp32 matmul peak core.profiling.peak measures once per machine,
-device and thread count (the rate MFU is measured against). EFFICIENCY is the fraction of that peak small 1-D models reach in a
-real forward (element-wise ops, memory traffic, small kernels and Python overhead cost
-time that the matmul rate does not see). It was calibrated with
+device and thread count (the rate MFU is measured against). EFFICIENCY is the fraction of that
+peak small 1-D models reach in a real forward (element-wise ops, memory traffic, small
+kernels and Python overhead cost time that the matmul rate does not see). It was calibrated with
 `bench/profile_accuracy.py` over the zoo at defaults, batch 32, on the 2-core CPU this
 project is developed on: the median of estimated/measured came out near 1 with this
 value, individual models within about 3x either way. Treat the estimate as an order of
@@ -22,6 +22,7 @@ from torch import nn
 from core.profiling.memory import autocast_context
 
 EFFICIENCY = 0.25  # calibrated, see module docstring
+
 
 def _sync(device: str) -> None:
     if torch.device(device).type == "cuda":

@@ -149,10 +149,11 @@ def sample_rows(acts: torch.Tensor, n: int) -> torch.Tensor:
 class LayerSample:
     """One layer's output on a probe step, sampled once (`sample_rows`); each statistic any probe
     asks of it is computed at most once, so the dead-unit and activation probes share the passes
-    over it (mean and std in one `std_mean`, the fired mask once per threshold)."""
+    over it (mean, std and max once, the fired mask once per threshold)."""
 
     def __init__(self, acts: torch.Tensor, n: int) -> None:
         self.x = sample_rows(acts.detach(), n).float()
+        self._fired_cache: dict[float, torch.Tensor] = {}
 
     @cached_property
     def moments(self) -> torch.Tensor:
@@ -165,10 +166,9 @@ class LayerSample:
         return torch.stack([mean, std, x.amax()])
 
     def _fired(self, eps: float) -> torch.Tensor:
-        cache = self.__dict__.setdefault("_fired_cache", {})
-        if eps not in cache:
-            cache[eps] = (self.x != 0) if eps == 0 else (self.x.abs() >= eps)
-        return cache[eps]
+        if eps not in self._fired_cache:
+            self._fired_cache[eps] = (self.x != 0) if eps == 0 else (self.x.abs() >= eps)
+        return self._fired_cache[eps]
 
     def silent(self, eps: float = 0.0) -> tuple[torch.Tensor, torch.Tensor]:
         """(fraction of units silent for every example, fraction of outputs silent); silent is

@@ -21,6 +21,11 @@ Comparisons (each variant interleaved with the others, bare loop, medians):
     --compare optimizer   AdamW for-loop vs foreach vs fused (per step, and optimizer.step alone)
     --compare dropout     har_transformer's dropout layers at p=1e-4 and p=0: nn.Dropout vs the
                           zoo's dropout_layer (nn.Identity below EFFECTIVELY_ZERO)
+    --compare compile     the bare loop eager vs torch.compile'd (train.compile): CPU ms per step,
+                          the first compiled step's wall seconds (Inductor compiles in worker
+                          processes) and the steps of saved CPU time it takes to pay that back
+    --compare layout      channels-last for 1-D convs (a Conv2d over (N, C, 1, L), the only route
+                          torch has): Conv1d vs Conv2d vs Conv2d channels_last, forward + backward
     --malloc both         each model in two subprocesses, glibc malloc as it is (SIGSCOPE_MALLOC=default)
                           and as Sigscope tunes it (core.runtime.tune_malloc)
 
@@ -54,6 +59,14 @@ step; 36 bare / 24 plain Trainer steps per case; the fp32 peak is 92 GFLOP/s at 
       imu_se_convnext_lstm, so +-5 % is the noise of one run)
     MFU: har_transformer 44.8 GFLOP/s = 49 % (29.2 = 33 % with glibc's default malloc),
       resnet1d 49 %, imu_se_convnext_lstm 58 %, tcn_dilated 34 %, mobilenet1d 16 %.
+    torch.compile (--compare compile, 8 steps x 2 rounds, machine shared with a 2-worker sweep):
+      eager / compiled ms per step, speed-up, the first compiled step's wall seconds
+      har_transformer 929 / 1431 (0.65x, 167 s)   resnet1d 101 / 96 (1.05x; compile cached)
+      tcn_dilated 234 / 360 (0.65x)   mobilenet1d 112 / 87 (1.29x, 108 s: pays back after 4,253
+      steps)   imu_se_convnext_lstm 302 / 306 (0.98x, 180 s). So train.compile is off by default.
+    channels-last (--compare layout, four 64-channel conv blocks, batch 64): Conv1d / Conv2d h=1 /
+      Conv2d h=1 channels_last, ms per forward + backward: length 128 58.7 / 58.3 / 55.8,
+      length 512 202 / 205 / 213 -- within noise either way, so the zoo keeps Conv1d.
 """
 from __future__ import annotations
 
@@ -368,6 +381,72 @@ def compare_dropout(args) -> dict:
     return out
 
 
+def compare_compile(name: str, hparams: dict, args) -> dict:
+    """The bare loop eager and through torch.compile (TorchInductor, as train.compile does), steps
+    alternated between the two after the compiled loop's first step, which compiles forward and
+    backward and is reported on its own (CPU seconds) with the steps it takes to pay back."""
+    import torch
+
+    from core.models import create
+
+    cfg = run_config(name, hparams, args.batch_size)
+    batches = random_batches(args.warmup + args.steps, args.batch_size)
+    eager = BareLoop(cfg)
+    compiled = BareLoop(cfg, build=lambda: torch.compile(create(name, INPUT_SHAPE, NUM_CLASSES, **cfg.model.hparams)))
+    started = time.perf_counter()
+    compiled.step(*batches[0])
+    first_wall = time.perf_counter() - started  # Inductor compiles in worker processes: wall, not this CPU
+    runs: dict[str, list] = {"eager": [], "compiled": []}
+    for _ in range(args.rounds):
+        for i in range(args.warmup + args.steps):
+            x, y = batches[i % len(batches)]
+            e, c = eager.step(x, y), compiled.step(x, y)
+            if i >= args.warmup:
+                runs["eager"].append(e)
+                runs["compiled"].append(c)
+    out = {k: summary(v) for k, v in runs.items()}
+    saved = out["eager"]["cpu_ms"] - out["compiled"]["cpu_ms"]
+    return {"step": out, "speedup": round(out["eager"]["cpu_ms"] / out["compiled"]["cpu_ms"], 3),
+            "first_compiled_step_wall_s": round(first_wall, 1),
+            "pays_back_after_steps": round(first_wall * 1000 / saved) if saved > 0 else None}
+
+
+def compare_layout(args) -> dict:
+    """Channels-last for 1-D convolutions. torch has no channels-last format for 3-D tensors, so
+    the only way to it is a Conv2d over (N, C, 1, L): four Conv+BatchNorm+ReLU blocks (64
+    channels, kernel 3, the shape of resnet1d's stages) forward + backward at lengths 128 and
+    512, as Conv1d, as Conv2d with height 1, and as that Conv2d in channels_last, interleaved."""
+    import torch
+    from torch import nn
+
+    def stack(conv, norm):
+        return nn.Sequential(*[layer for _ in range(4) for layer in (conv(64, 64), norm(64), nn.ReLU())])
+
+    def conv2d(i: int, o: int) -> nn.Module:
+        return nn.Conv2d(i, o, (1, 3), padding=(0, 1), bias=False)
+
+    out = {}
+    for length in (128, 512):
+        torch.manual_seed(0)
+        x = torch.randn(args.batch_size, 64, length)
+        one_d = stack(lambda i, o: nn.Conv1d(i, o, 3, padding=1, bias=False), nn.BatchNorm1d)
+        as_2d = stack(conv2d, nn.BatchNorm2d)
+        as_2d.load_state_dict({k: v.unsqueeze(2) if v.dim() == 3 else v for k, v in one_d.state_dict().items()})
+        last = stack(conv2d, nn.BatchNorm2d).to(memory_format=torch.channels_last)
+        last.load_state_dict(as_2d.state_dict())
+        variants = {"conv1d": (one_d, x), "conv2d_h1": (as_2d, x.unsqueeze(2)),
+                    "conv2d_h1_channels_last": (last, x.unsqueeze(2).contiguous(memory_format=torch.channels_last))}
+        runs: dict[str, list] = {k: [] for k in variants}
+        for i in range(args.rounds * (args.warmup + args.steps)):
+            for label, (model, batch) in variants.items():
+                before = _usage()
+                model(batch).square().mean().backward()
+                if i % (args.warmup + args.steps) >= args.warmup:
+                    runs[label].append(_delta(before, _usage()))
+        out[f"length {length}"] = {k: summary(v) for k, v in runs.items()}
+    return out
+
+
 # ------------------------------------------------------------------------------ the CLI
 def _parse_sets(items: list[str]) -> dict:
     out = {}
@@ -421,6 +500,9 @@ def print_table(result: dict) -> None:
                 elif isinstance(t, dict):
                     for v2, t2 in t.items():
                         print(f"    {variant + ' ' + v2:<26} {_fmt(t2)}")
+            scalars = {k: v for k, v in rows.items() if not isinstance(v, dict)}
+            if scalars:
+                print("    " + ", ".join(f"{k} {v}" for k, v in scalars.items()))
 
 
 def run(args) -> dict:
@@ -447,6 +529,10 @@ def run(args) -> dict:
         compare["optimizer"] = {name: compare_optimizer(name, _hparams_for(name, sets), args) for name in args.models}
     if "dropout" in args.compare:
         compare["dropout"] = compare_dropout(args)
+    if "layout" in args.compare:
+        compare["layout"] = compare_layout(args)
+    if "compile" in args.compare:
+        compare["compile"] = {name: compare_compile(name, _hparams_for(name, sets), args) for name in args.models}
     if compare:
         result["compare"] = compare
     return result
@@ -490,7 +576,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--threads", type=int, default=1, help="torch threads")
     p.add_argument("--set", nargs="*", default=[], metavar="NAME=VALUE",
                    help="model hyperparameters for the models that have them, e.g. dropout=0")
-    p.add_argument("--compare", nargs="+", default=["trainer"], choices=("trainer", "optimizer", "dropout"),
+    p.add_argument("--compare", nargs="+", default=["trainer"],
+                   choices=("trainer", "optimizer", "dropout", "compile", "layout"),
                    help="what to measure (default: trainer against the bare loop)")
     p.add_argument("--sample-every", type=int, default=3, help="probe cadence while measuring (histograms at 2x)")
     p.add_argument("--run-steps", type=int, default=1000, help="run length whose probe cadence is amortized over")

@@ -391,6 +391,12 @@ class TrainConfig(_Config):
                                                     "more compute",
                                      when=(When("model.supports_checkpointing", "==", True),),
                                      label="Gradient checkpointing")
+    compile: bool = param(False, "bool", "torch.compile the model for the training steps (TorchInductor): a one-time "
+                                         "compile of seconds to minutes, then faster steps where it pays. On CPU it "
+                                         "mostly does not (bench/throughput.py --compare compile: 0.65-1.29x per "
+                                         "step by model), so it is off by default; probe steps and evaluation run "
+                                         "the model as written",
+                          label="torch.compile", sweep=False, advanced=True)
     grad_clip: float | None = param(1.0, "float", "largest global L2 norm of the gradients", low=1e-6, high=1e6,
                                     log=True, nullable=True, null_means="no clipping", label="Max grad norm")
     label_smoothing: float = param(0.0, "float", "share of each target spread over the other classes", low=0.0,
@@ -401,8 +407,12 @@ class TrainConfig(_Config):
     processes: int = param(1, "int", "processes that train the run together (PyTorch DDP under torchrun: one per "
                                      "GPU, or CPU processes sharing the cores); train.batch_size is split among them",
                            low=1, high=64, resume=True, label="Processes per run", sweep=False)
-    num_workers: int = param(0, "int", "DataLoader worker processes (0 = in the training process)", low=0,
-                             high=64, resume=True, label="Loader workers", sweep=False, advanced=True)
+    num_workers: int | None = param(None, "int", "DataLoader worker processes (0 = in the training process)",
+                                    low=0, high=64, nullable=True,
+                                    null_means="auto: in the training process, and in one worker process from the "
+                                               "next epoch once an epoch's steps waited over 5 % of it for their "
+                                               "batches",
+                                    resume=True, label="Loader workers", sweep=False, advanced=True)
     early_stopping: EarlyStoppingConfig = section(EarlyStoppingConfig)
     probes: ProbeConfig = section(ProbeConfig)
     checkpoint_every_epoch: bool = param(True, "bool", "save the last checkpoint after every epoch (resume needs "

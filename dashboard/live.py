@@ -43,8 +43,10 @@ def live_view(run_id: str, smoothing: float, was_active: bool) -> None:
     m3.metric("Latest loss", _fmt(loss_y[-1] if loss_y else None), help=f"at step {loss_x[-1]}" if loss_x else None)
     m4.metric("Val accuracy", _fmt(finals.get("val_accuracy"), ".3f"))
     m5.metric("Test accuracy", _fmt(finals.get("test_accuracy"), ".3f"))
+    wait = finals.get("train_data_wait_share")
     m6.metric("Samples/s", _fmt(finals.get("train_samples_per_sec"), ",.0f"),
-              help="training examples per second in the last epoch (every process's)")
+              help="training examples per second in the last epoch (every process's)"
+                   + (f"; the steps waited {wait:.1%} of it for their next batch" if wait is not None else ""))
     utilization = run_utilization(run, finals)
     m7.metric("MFU", format_mfu(utilization["mfu"]),
               help="model-FLOPs utilisation of the last epoch: counted training FLOPs per second over the "

@@ -131,3 +131,103 @@ def test_throughput_bench_reports_its_documented_keys():
     assert m["bare"]["n"] == 3 and m["bare"]["cpu_ms"] > 0 and m["bare"]["user_ms"] >= 0 and m["bare"]["minflt"] >= 0
     assert m["trainer_plain"]["n"] + m["trainer_probe"]["n"] + m["trainer_histogram"]["n"] == 3
     assert m["train_flops_per_step"] > 0 and m["ratio_plain"] > 0
+
+
+def test_data_wait_share_is_the_time_steps_wait_for_their_batch():
+    """train_data_wait_share: near 0 for in-memory windows, and most of the epoch when the
+    dataset is slow (a loader that makes the model wait shows up in the run's numbers)."""
+    import time
+
+    from torch.utils.data import Dataset
+
+    from core.config import RunConfig
+    from core.data import load
+    from core.train import Trainer
+
+    cfg = RunConfig().with_overrides({"data.source": "hapt", "data.max_examples": 64, "train.epochs": 1,
+                                      "train.batch_size": 16, "model.name": "resnet1d",
+                                      "model.hparams.base_channels": 8, "model.hparams.num_stages": 1,
+                                      "model.hparams.blocks_per_stage": 1, "train.probes.enabled": False},
+                                     explicit=False)
+
+    class Slow(Dataset):
+        def __init__(self, inner) -> None:
+            self.inner = inner
+
+        def __len__(self) -> int:
+            return len(self.inner)
+
+        def __getitem__(self, i):
+            time.sleep(0.01)
+            return self.inner[i]
+
+    shares = {}
+    for label in ("in memory", "slow"):  # one epoch: auto workers have no next epoch to change
+        bundle = load(cfg.data)
+        if label == "slow":
+            bundle.train = Slow(bundle.train)
+        trainer = Trainer(cfg, bundle=bundle, device="cpu")
+        trainer.fit()
+        rows = [r for r in trainer.recorder.metric_rows if r["key"] == "data_wait_share" and r["split"] == "train"]
+        assert len(rows) == 1 and 0.0 <= rows[0]["value"] < 1.0
+        shares[label] = rows[0]["value"]
+    # the slow loader sleeps 10 ms per example, 160 ms per batch: far more than a step of this model
+    assert shares["slow"] > 0.5 > 0.2 > shares["in memory"], shares
+
+
+def test_throughput_bench_compares_conv_layouts():
+    done = subprocess.run([sys.executable, "bench/throughput.py", "--compare", "layout", "--steps", "2", "--rounds",
+                           "1", "--warmup", "1", "--batch-size", "8", "--no-peak", "--json"], cwd=ROOT,
+                          capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-2000:]
+    layout = json.loads(done.stdout)["compare"]["layout"]
+    assert set(layout) == {"length 128", "length 512"}
+    for rows in layout.values():
+        assert set(rows) == {"conv1d", "conv2d_h1", "conv2d_h1_channels_last"}
+        assert all(t["n"] == 2 and t["cpu_ms"] > 0 for t in rows.values())
+
+
+
+class _SlowDataset:
+    """A dataset whose examples take 5 ms each to make (defined at module level: a worker process
+    started by spawn would need to import it)."""
+
+    def __init__(self, inner) -> None:
+        self.inner = inner
+
+    def __len__(self) -> int:
+        return len(self.inner)
+
+    def __getitem__(self, i):
+        import time
+
+        time.sleep(0.005)
+        return self.inner[i]
+
+
+@pytest.mark.parametrize("workers", [None, 0])
+def test_auto_loader_workers_move_a_slow_data_path_beside_the_steps(workers):
+    """train.num_workers None (auto): an epoch that waited for data makes the next epochs load in
+    one worker process, said in an event; an explicit 0 is kept."""
+    from core.config import RunConfig
+    from core.data import load
+    from core.train import Trainer
+
+    cfg = RunConfig().with_overrides({"data.source": "hapt", "data.max_examples": 64, "train.epochs": 2,
+                                      "train.batch_size": 16, "model.name": "resnet1d",
+                                      "model.hparams.base_channels": 8, "model.hparams.num_stages": 1,
+                                      "model.hparams.blocks_per_stage": 1, "train.probes.enabled": False,
+                                      "train.num_workers": workers}, explicit=False)
+    bundle = load(cfg.data)
+    bundle.train = _SlowDataset(bundle.train)
+    trainer = Trainer(cfg, bundle=bundle, device="cpu")
+    result = trainer.fit()
+    assert result.status == "completed" and result.epochs_completed == 2
+    events = [e["message"] for e in trainer.recorder.event_rows if "worker process" in e["message"]]
+    if workers is None:
+        assert trainer.loader_workers == 1 and trainer.train_loader.num_workers == 1
+        assert len(events) == 1 and "of epoch 1 for their batches" in events[0] and "from epoch 2" in events[0]
+    else:
+        assert trainer.loader_workers == 0 and trainer.train_loader.num_workers == 0 and not events
+    steps = [r["step"] for r in trainer.recorder.metric_rows if r["split"] == "step" and r["key"] == "loss"]
+    assert steps == list(range(1, len(steps) + 1)) and len(steps) == 2 * trainer.steps_per_epoch

@@ -11,7 +11,8 @@ callbacks.
 Metrics written to the recorder:
 - split "step" (every optimizer step): loss, lr (the lr that step used)
 - split "train" (every epoch, from the training forward passes, so with dropout on):
-  classification metrics, weight_norm, samples_per_sec, epoch_seconds (with mixup, each blended
+  classification metrics, weight_norm, samples_per_sec, epoch_seconds, data_wait_share (the share
+  of the epoch the steps waited for the loader's next batch) (with mixup, each blended
   example is scored against the label it is mostly made of); flops_per_sec and mfu (model-FLOPs
   utilisation against the device's measured peak: the Utilization callback)
 - split "val" (every epoch) and "test" (once at the end, with the best checkpoint's
@@ -97,6 +98,9 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
+AUTO_WORKERS_WAIT = 0.05  # train.num_workers auto: a data wait above this share of an epoch adds a worker
+
+
 class Trainer:
     """Trains one RunConfig on one device."""
 
@@ -139,8 +143,15 @@ class Trainer:
         if self.world > 1:
             ids = [self.device.index] if self.device.type == "cuda" else None
             self.train_model = DistributedDataParallel(self.model, device_ids=ids)
+        # train.compile: the compiled module runs the plain training steps; a step whose forward a
+        # callback hooks (a probe step) runs train_model as written, so hooks never reach the graph
+        self.compiled: nn.Module | None = torch.compile(self.train_model) if tc.compile else None
+        self._compiled_once = False
+        self._hookable = list(self.model.modules())
         # one permutation per epoch from (seed, epoch), cut into world shards: the global batches are
         # the same whatever the number of processes, and a resumed run sees the same order
+        # train.num_workers None (auto) starts in this process; _adapt_loader may add a worker
+        self.loader_workers = tc.num_workers if tc.num_workers is not None else 0
         self.train_sampler = DistributedSampler(bundle.train, num_replicas=self.world, rank=self.rank, shuffle=True,
                                                 seed=tc.seed)
         self.train_loader = self._loader(bundle.train, shuffle=True)
@@ -203,15 +214,30 @@ class Trainer:
 
     def _loader(self, dataset: Any, shuffle: bool) -> DataLoader:
         tc = self.config.train
+        workers = self.loader_workers
         if shuffle:  # training: this rank's shard, local_batch at a time
             n = len(self.train_sampler)
             # a last batch of one sample breaks BatchNorm in training; drop only that case
             drop_last = n > self.local_batch and n % self.local_batch == 1
             return DataLoader(dataset, batch_size=self.local_batch, sampler=self.train_sampler, drop_last=drop_last,
-                              num_workers=tc.num_workers, pin_memory=self.device.type == "cuda",
-                              persistent_workers=tc.num_workers > 0)
-        return DataLoader(dataset, batch_size=tc.batch_size, shuffle=False, num_workers=tc.num_workers,
-                          pin_memory=self.device.type == "cuda", persistent_workers=tc.num_workers > 0)
+                              num_workers=workers, pin_memory=self.device.type == "cuda",
+                              persistent_workers=workers > 0)
+        return DataLoader(dataset, batch_size=tc.batch_size, shuffle=False, num_workers=workers,
+                          pin_memory=self.device.type == "cuda", persistent_workers=workers > 0)
+
+    def _adapt_loader(self, epoch: int, train: dict[str, Any]) -> None:
+        """train.num_workers auto: once an epoch's steps waited over AUTO_WORKERS_WAIT of it for
+        their batches (per-example work such as resampling and features recomputed every epoch),
+        the next epochs load in one worker process, beside the steps instead of before them."""
+        if self.config.train.num_workers is not None or self.loader_workers or epoch + 1 >= self.epochs:
+            return
+        share = train.get("data_wait", 0.0) / max(train.get("seconds") or 0.0, 1e-9)
+        if share <= AUTO_WORKERS_WAIT:
+            return
+        self.loader_workers = 1
+        self.train_loader = self._loader(self.bundle.train, shuffle=True)
+        self.recorder.event(f"the steps waited {share:.0%} of epoch {epoch + 1} for their batches: loading them in "
+                            f"one worker process from epoch {epoch + 2} (train.num_workers is auto)")
 
     def _builtin_callbacks(self) -> list[Callback]:
         tc = self.config.train
@@ -314,6 +340,7 @@ class Trainer:
                     break
                 final = self._end_epoch(epoch, train_metrics)
                 completed = epoch + 1
+                self._adapt_loader(epoch, train_metrics)
                 if self.stop_status is not None:
                     break
             test_metrics = {}
@@ -342,8 +369,10 @@ class Trainer:
         model.train()
         logits_seen, targets_seen = [], []
         loss_sum, n_seen = 0.0, 0
-        started = time.perf_counter()
+        started = fetch_started = time.perf_counter()
+        data_wait = 0.0  # seconds the step waited for its batch (the loader's work in this process)
         for x, y in self.train_loader:
+            data_wait += time.perf_counter() - fetch_started
             step = self.global_step + 1
             self._call("on_step_start", step)
             x = x.to(self.device, non_blocking=True)
@@ -352,7 +381,7 @@ class Trainer:
             if mixup_alpha > 0:
                 x, y_other, lam = mix_batch(x, y, mixup_alpha)
             with self._autocast():
-                logits = model(x)  # (B, C, T) -> (B, K)
+                logits = self._forward(model, x)  # (B, C, T) -> (B, K)
             if mixup_alpha > 0:
                 loss = mixed_loss(self.criterion, logits.float(), y, y_other, lam)
                 y = dominant_labels(y, y_other, lam)
@@ -397,10 +426,33 @@ class Trainer:
                                   "processes of this run")
             if self.stop_status is not None:
                 break
+            fetch_started = time.perf_counter()
         seconds = time.perf_counter() - started
         loss_sum, n_seen = distributed.total([loss_sum, float(n_seen)])  # over every rank's shard
         return {"logits": distributed.gather_to_main(logits_seen), "targets": distributed.gather_to_main(targets_seen),
-                "loss": loss_sum / max(1.0, n_seen), "seconds": seconds, "samples": int(n_seen)}
+                "loss": loss_sum / max(1.0, n_seen), "seconds": seconds, "samples": int(n_seen),
+                "data_wait": data_wait}
+
+    def _forward(self, model: nn.Module, x: torch.Tensor) -> torch.Tensor:
+        """A training forward: through the compiled module (train.compile) unless a callback
+        hooked a layer for this step. A compile that fails (no C compiler, an unsupported
+        operator) leaves the run in eager mode with a warning instead of ending it."""
+        if self.compiled is None or any(m._forward_hooks or m._forward_pre_hooks for m in self._hookable):
+            return model(x)
+        if self._compiled_once:
+            return self.compiled(x)
+        try:
+            out = self.compiled(x)
+        except Exception as error:  # noqa: BLE001 - torch raises many kinds while compiling
+            self.compiled = None
+            first = (str(error).strip().splitlines() or [""])[0][:300]
+            message = f"train.compile: torch.compile failed ({type(error).__name__}: {first}); training " \
+                      "continues without it"
+            self.notes.append(("warning", message))
+            self.recorder.event(message, "warning")
+            return model(x)
+        self._compiled_once = True
+        return out
 
     @torch.no_grad()
     def evaluate(self, loader: DataLoader) -> tuple[torch.Tensor, torch.Tensor, float]:
@@ -443,6 +495,7 @@ class Trainer:
                                                   torch.cat(train["targets"]), train["loss"]))
             extra = {"weight_norm": weight_l2_norm(self.model), "epoch_seconds": train["seconds"],
                      "samples_per_sec": train["samples"] / max(train["seconds"], 1e-9),
+                     "data_wait_share": train.get("data_wait", 0.0) / max(train["seconds"], 1e-9),
                      "lr": self.optimizer.param_groups[0]["lr"]}
             self.recorder.metrics(self.global_step, epoch, "train", extra)
             metrics.update({f"train_{k}": v for k, v in extra.items()})

@@ -31,7 +31,8 @@ WRITE_COMMAND = "python -m core demo-models --train --write-bundle"
 
 
 def demo_configs() -> dict[str, RunConfig]:
-    """The two demo runs' configs (deterministic: same seed, same bundled data)."""
+    """The two demo runs' configs (deterministic: same seed, same bundled data; loaded in the
+    training process, as the bundled runs were made)."""
     probes = ProbeConfig()  # cadence scaled to the run's length (about 50 points, 20 histograms)
     audio = RunConfig(
         name="demo-audio",
@@ -42,7 +43,7 @@ def demo_configs() -> dict[str, RunConfig]:
                                    "pool_hidden": 16, "head_hidden": 32, "dropout": 0.1}),
         optim=OptimConfig(name="adamw", lr=3e-3, weight_decay=1e-2),
         schedule=ScheduleConfig(name="onecycle"),
-        train=TrainConfig(epochs=30, batch_size=16, seed=0, device="cpu", probes=probes))
+        train=TrainConfig(epochs=30, batch_size=16, seed=0, device="cpu", probes=probes, num_workers=0))
     imu = RunConfig(
         name="demo-imu",
         data=DataConfig(source="hapt", options={"classes": "basic6"}, window=128, stride=64, split="stratified"),
@@ -50,7 +51,7 @@ def demo_configs() -> dict[str, RunConfig]:
                           hparams={"hidden_ch": 16, "dim": 32, "depth": 2, "heads": 4, "mlp_dim": 64}),
         optim=OptimConfig(name="adamw", lr=2e-3, weight_decay=1e-2),
         schedule=ScheduleConfig(name="onecycle"),
-        train=TrainConfig(epochs=8, batch_size=64, seed=0, device="cpu", probes=probes))
+        train=TrainConfig(epochs=8, batch_size=64, seed=0, device="cpu", probes=probes, num_workers=0))
     return {"demo-audio": audio, "demo-imu": imu}
 
 

@@ -171,8 +171,9 @@ def test_data_wait_share_is_the_time_steps_wait_for_their_batch():
         rows = [r for r in trainer.recorder.metric_rows if r["key"] == "data_wait_share" and r["split"] == "train"]
         assert len(rows) == 1 and 0.0 <= rows[0]["value"] < 1.0
         shares[label] = rows[0]["value"]
-    # the slow loader sleeps 10 ms per example, 160 ms per batch: far more than a step of this model
-    assert shares["slow"] > 0.5 > 0.2 > shares["in memory"], shares
+    # the slow loader sleeps 10 ms per example, 160 ms per batch: far more than a step of this tiny
+    # model, so the steps wait most of the epoch; in memory, collating is of the order of a step here
+    assert shares["slow"] > 0.6 and shares["slow"] > shares["in memory"] + 0.2, shares
 
 
 def test_throughput_bench_compares_conv_layouts():

@@ -21,11 +21,15 @@ $(STAMP): requirements.txt pyproject.toml
 
 # Debian's Chromium drives the end-to-end tests (Playwright cannot download browsers here);
 # espeak-ng and flite speak the synthetic digit voices (data options tts_voices, flite_voices);
-# PostgreSQL is the multi-machine sweep storage its test starts on a local socket. Tests needing
-# any of them skip without it.
-SYSTEM_PACKAGES := chromium espeak-ng flite postgresql
+# PostgreSQL is the multi-machine sweep storage its test starts on a local socket; jemalloc is
+# the allocator run processes are started with (core.runtime: their memory estimate holds
+# against RSS with it; without it they keep a tuned glibc malloc). Tests needing any of them
+# skip without it.
+SYSTEM_PACKAGES := chromium espeak-ng flite postgresql libjemalloc2
 system-deps:
-	@have() { case $$1 in postgresql) ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1;; *) command -v $$1 >/dev/null;; esac; }; \
+	@have() { case $$1 in postgresql) ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1;; \
+	  libjemalloc2) ls /usr/lib/*/libjemalloc.so.2 /usr/lib*/libjemalloc.so.2 >/dev/null 2>&1;; \
+	  *) command -v $$1 >/dev/null;; esac; }; \
 	missing=""; for p in $(SYSTEM_PACKAGES); do have $$p || missing="$$missing $$p"; done; \
 	if [ -n "$$missing" ]; then \
 	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \

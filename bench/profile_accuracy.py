@@ -33,9 +33,11 @@ What "measured" means
   imports, runs one warm-up step of the model at batch 2 (code pages, lazy initialisation),
   frees it and hands the heap back (`malloc_trim`), resets its peak-RSS counter
   (`/proc/self/clear_refs` 5), builds the model and AdamW again and runs three real steps at the
-  batch; measured = peak RSS (VmHWM) minus the RSS just before that build. Its malloc is tuned as
-  every run process's is (core.runtime). This is the figure that decides whether a run is
-  killed for memory; the estimate is checked against it with the same +-15 %.
+  batch; measured = peak RSS (VmHWM) minus the RSS just before that build. It runs on the
+  allocator every run process gets (core.runtime.allocator_env: jemalloc where the machine has
+  it, else glibc tuned by tune_malloc; SIGSCOPE_MALLOC=glibc picks the latter). This is the
+  figure that decides whether a run is killed for memory; the estimate is checked against it
+  with the same +-15 %.
 
 The estimate (`core.profile.profile_model`) never runs the batch itself: it runs forward +
 backward at batches 2 and 4 and extrapolates storage by storage (core/profiling/memory.py).
@@ -141,7 +143,10 @@ def measured_rss_growth(name: str, batch: int, amp: str, checkpointing: bool) ->
     if not os.path.exists("/proc/self/clear_refs"):
         return None  # not Linux: no peak-RSS reset
     cmd = [sys.executable, __file__, "--rss-child", name, str(batch), amp, str(int(checkpointing))]
-    out = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
+    from core.runtime import allocator_env
+
+    # the allocator a run process gets (jemalloc where present: core.runtime.allocator_env)
+    out = subprocess.run(cmd, capture_output=True, text=True, timeout=600, env=allocator_env(dict(os.environ)))
     if out.returncode != 0:
         print(f"  {name}: the RSS subprocess failed: {out.stderr.strip().splitlines()[-1:]}", file=sys.stderr)
         return None
@@ -179,6 +184,9 @@ def main(argv: list[str] | None = None) -> int:
           f"one-time warm-up of the profiler in this process: {time.perf_counter() - start:.2f} s\n")
 
     rss = args.rss and device == "cpu"
+    if rss:
+        from core.runtime import run_allocator
+        print(f"RSS subprocesses run on {run_allocator()} (as run processes do)\n")
     header = (f"{'model':24s} {'mode':5s} {'estimate MiB':>12s} {'measured MiB':>12s} {'ratio':>6s} {'':4s} "
               f"{'t(core) s':>9s} {'t(+xchk) s':>10s} {'lat est ms':>10s} {'lat meas ms':>11s}"
               + (f" {'RSS MiB':>8s} {'est/RSS':>7s}" if rss else ""))

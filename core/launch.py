@@ -198,11 +198,13 @@ def memory_needed(config) -> int:
     return _ESTIMATES[key]
 
 
-# A CPU training process's peak RSS growth over the profiler's tensor-level estimate: the estimate
-# was 0.54-0.75 of it across the zoo (`bench/profile_accuracy.py --rss`: kernel scratch such as
-# oneDNN's convolution buffers, and the heap the tuned malloc keeps), so a CPU run is admitted only
-# where this much more is free. On CUDA the estimate is what the caching allocator reports.
-CPU_RSS_MARGIN = 1.9
+# A CPU training process's peak RSS growth over the profiler's tensor-level estimate, by the
+# allocator run processes get (core.runtime.run_allocator; `bench/profile_accuracy.py --rss`):
+# on tuned glibc the estimate was 0.52-0.80 of it across the zoo (the heap fragments: freed
+# blocks the next larger request cannot reuse), on jemalloc 0.90-1.38 (RSS at most 1.12x it).
+# A CPU run is admitted only where this much more is free. On CUDA the estimate is what the
+# caching allocator reports.
+CPU_RSS_MARGIN = {"glibc": 1.9, "jemalloc": 1.25}
 
 
 def memory_check(config, device: str, reserved: int = 0) -> MemoryCheck:
@@ -214,7 +216,9 @@ def memory_check(config, device: str, reserved: int = 0) -> MemoryCheck:
 
 def expected_peak(config, device: str) -> int:
     """Bytes a run is expected to take at its peak on `device` (all its processes)."""
-    margin = CPU_RSS_MARGIN if not str(device).startswith("cuda") else 1.0
+    from core.runtime import run_allocator
+
+    margin = CPU_RSS_MARGIN[run_allocator()] if not str(device).startswith("cuda") else 1.0
     return int(memory_needed(config) * max(1, config.train.processes) * margin)
 
 
@@ -395,16 +399,18 @@ SPIN_COUNT = "10000"
 
 
 def child_env(threads: int | None = None) -> dict:
-    """A run process's environment: its thread count for every BLAS/OpenMP pool, and a short
-    OpenMP spin before a waiting thread sleeps (GOMP_SPINCOUNT, unless set). Measured on this
-    2-core machine, resnet1d training steps at batch 64 with 2 threads (bench/watched_training.py
-    measures whole runs beside Chromium):
+    """A run process's environment: its allocator (core.runtime.allocator_env), its thread count
+    for every BLAS/OpenMP pool, and a short OpenMP spin before a waiting thread sleeps
+    (GOMP_SPINCOUNT, unless set). Measured on this 2-core machine, resnet1d training steps at
+    batch 64 with 2 threads (bench/watched_training.py measures whole runs beside Chromium):
       alone:                          default 66-76 ms/step, GOMP_SPINCOUNT=10000 65-83 ms/step
       beside two busy processes:      default 1038 ms/step,  GOMP_SPINCOUNT=10000 145 ms/step
     libgomp's default spins up to 300,000 times at each barrier, so when the server and a browser
     share the cores, a thread spins while the thread it waits for is not scheduled: 10x slower.
     (OMP_WAIT_POLICY=PASSIVE, which never spins, made an uncontended epoch 2.3x slower.)"""
-    env = dict(os.environ)
+    from core.runtime import allocator_env
+
+    env = allocator_env(dict(os.environ))  # jemalloc where the machine has it (core.runtime)
     env.setdefault("GOMP_SPINCOUNT", SPIN_COUNT)
     if threads:
         for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):

@@ -133,13 +133,26 @@ def test_throughput_bench_reports_its_documented_keys():
     assert m["train_flops_per_step"] > 0 and m["ratio_plain"] > 0
 
 
+class _SlowDataset:
+    """A dataset whose examples take `delay` seconds each to make (module level: a loader worker
+    started by spawn would need to import it)."""
+
+    def __init__(self, inner, delay: float = 0.005) -> None:
+        self.inner, self.delay = inner, delay
+
+    def __len__(self) -> int:
+        return len(self.inner)
+
+    def __getitem__(self, i):
+        import time
+
+        time.sleep(self.delay)
+        return self.inner[i]
+
+
 def test_data_wait_share_is_the_time_steps_wait_for_their_batch():
     """train_data_wait_share: near 0 for in-memory windows, and most of the epoch when the
     dataset is slow (a loader that makes the model wait shows up in the run's numbers)."""
-    import time
-
-    from torch.utils.data import Dataset
-
     from core.config import RunConfig
     from core.data import load
     from core.train import Trainer
@@ -150,22 +163,11 @@ def test_data_wait_share_is_the_time_steps_wait_for_their_batch():
                                       "model.hparams.blocks_per_stage": 1, "train.probes.enabled": False},
                                      explicit=False)
 
-    class Slow(Dataset):
-        def __init__(self, inner) -> None:
-            self.inner = inner
-
-        def __len__(self) -> int:
-            return len(self.inner)
-
-        def __getitem__(self, i):
-            time.sleep(0.01)
-            return self.inner[i]
-
     shares = {}
     for label in ("in memory", "slow"):  # one epoch: auto workers have no next epoch to change
         bundle = load(cfg.data)
         if label == "slow":
-            bundle.train = Slow(bundle.train)
+            bundle.train = _SlowDataset(bundle.train, delay=0.01)
         trainer = Trainer(cfg, bundle=bundle, device="cpu")
         trainer.fit()
         rows = [r for r in trainer.recorder.metric_rows if r["key"] == "data_wait_share" and r["split"] == "train"]
@@ -187,23 +189,6 @@ def test_throughput_bench_compares_conv_layouts():
         assert set(rows) == {"conv1d", "conv2d_h1", "conv2d_h1_channels_last"}
         assert all(t["n"] == 2 and t["cpu_ms"] > 0 for t in rows.values())
 
-
-
-class _SlowDataset:
-    """A dataset whose examples take 5 ms each to make (defined at module level: a worker process
-    started by spawn would need to import it)."""
-
-    def __init__(self, inner) -> None:
-        self.inner = inner
-
-    def __len__(self) -> int:
-        return len(self.inner)
-
-    def __getitem__(self, i):
-        import time
-
-        time.sleep(0.005)
-        return self.inner[i]
 
 
 @pytest.mark.parametrize("workers", [None, 0])

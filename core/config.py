@@ -409,9 +409,9 @@ class TrainConfig(_Config):
                            low=1, high=64, resume=True, label="Processes per run", sweep=False)
     num_workers: int | None = param(None, "int", "DataLoader worker processes (0 = in the training process)",
                                     low=0, high=64, nullable=True,
-                                    null_means="auto: in the training process, and in one worker process from the "
-                                               "next epoch once an epoch's steps waited over 5 % of it for their "
-                                               "batches",
+                                    null_means="auto: in the training process, and in one worker process (on "
+                                               "one of the run's threads) from the next epoch once an epoch's steps "
+                                               "waited over 5 % of it for their batches",
                                     resume=True, label="Loader workers", sweep=False, advanced=True)
     early_stopping: EarlyStoppingConfig = section(EarlyStoppingConfig)
     probes: ProbeConfig = section(ProbeConfig)

@@ -191,10 +191,11 @@ def test_throughput_bench_compares_conv_layouts():
 
 
 
-@pytest.mark.parametrize("workers", [None, 0])
-def test_auto_loader_workers_move_a_slow_data_path_beside_the_steps(workers):
+@pytest.mark.parametrize("workers,threads", [(None, 2), (0, 2), (None, 1)])
+def test_auto_loader_workers_move_a_slow_data_path_beside_the_steps(workers, threads, monkeypatch):
     """train.num_workers None (auto): an epoch that waited for data makes the next epochs load in
-    one worker process, said in an event; an explicit 0 is kept."""
+    one worker process on one of the run's threads, said in an event; an explicit 0 is kept, and a
+    run on one thread has no thread to give."""
     from core.config import RunConfig
     from core.data import load
     from core.train import Trainer
@@ -206,15 +207,23 @@ def test_auto_loader_workers_move_a_slow_data_path_beside_the_steps(workers):
                                       "train.num_workers": workers}, explicit=False)
     bundle = load(cfg.data)
     bundle.train = _SlowDataset(bundle.train)
-    trainer = Trainer(cfg, bundle=bundle, device="cpu")
-    result = trainer.fit()
+    previous = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        trainer = Trainer(cfg, bundle=bundle, device="cpu")
+        result = trainer.fit()
+        threads_after = torch.get_num_threads()
+    finally:
+        torch.set_num_threads(previous)
     assert result.status == "completed" and result.epochs_completed == 2
     events = [e["message"] for e in trainer.recorder.event_rows if "worker process" in e["message"]]
-    if workers is None:
-        assert trainer.loader_workers == 1 and trainer.train_loader.num_workers == 1
+    if workers is None and threads == 2:
+        assert trainer.loader_workers == 1 and trainer.train_loader.num_workers == 1 and threads_after == 1
         assert len(events) == 1 and "of epoch 1 for their batches" in events[0] and "from epoch 2" in events[0]
+        assert "on one of the run's 2 threads" in events[0]
     else:
         assert trainer.loader_workers == 0 and trainer.train_loader.num_workers == 0 and not events
+        assert threads_after == threads
     steps = [r["step"] for r in trainer.recorder.metric_rows if r["split"] == "step" and r["key"] == "loss"]
     assert steps == list(range(1, len(steps) + 1)) and len(steps) == 2 * trainer.steps_per_epoch
 

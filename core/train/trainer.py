@@ -228,16 +228,24 @@ class Trainer:
     def _adapt_loader(self, epoch: int, train: dict[str, Any]) -> None:
         """train.num_workers auto: once an epoch's steps waited over AUTO_WORKERS_WAIT of it for
         their batches (per-example work such as resampling and features recomputed every epoch),
-        the next epochs load in one worker process, beside the steps instead of before them."""
+        the next epochs load in one worker process, beside the steps instead of before them, and
+        the run computes on one thread fewer so the worker has a core. A run on one thread keeps
+        loading in its own process."""
         if self.config.train.num_workers is not None or self.loader_workers or epoch + 1 >= self.epochs:
             return
         share = train.get("data_wait", 0.0) / max(train.get("seconds") or 0.0, 1e-9)
-        if share <= AUTO_WORKERS_WAIT:
+        threads = torch.get_num_threads()
+        # the worker needs a core of its own: beside as many compute threads as cores it preempts
+        # them at every OpenMP barrier (fsdd_resnet1d_mfcc on 2 cores: 2 threads alone 7.5 s an
+        # epoch, 2 threads + a worker 11.8-13.9 s, 1 thread + a worker 5.0-5.3 s)
+        if share <= AUTO_WORKERS_WAIT or threads < 2:
             return
+        torch.set_num_threads(threads - 1)
         self.loader_workers = 1
         self.train_loader = self._loader(self.bundle.train, shuffle=True)
-        self.recorder.event(f"the steps waited {share:.0%} of epoch {epoch + 1} for their batches: loading them in "
-                            f"one worker process from epoch {epoch + 2} (train.num_workers is auto)")
+        self.recorder.event(f"the steps waited {share:.0%} of epoch {epoch + 1} for their batches: from epoch "
+                            f"{epoch + 2} one worker process loads them, on one of the run's {threads} threads "
+                            "(train.num_workers is auto)")
 
     def _builtin_callbacks(self) -> list[Callback]:
         tc = self.config.train

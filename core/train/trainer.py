@@ -11,9 +11,9 @@ callbacks.
 Metrics written to the recorder:
 - split "step" (every optimizer step): loss, lr (the lr that step used)
 - split "train" (every epoch, from the training forward passes, so with dropout on):
-  classification metrics, weight_norm, samples_per_sec, epoch_seconds, data_wait_share (the share
-  of the epoch the steps waited for the loader's next batch) (with mixup, each blended
-  example is scored against the label it is mostly made of); flops_per_sec and mfu (model-FLOPs
+  classification metrics (with mixup, each blended example is scored against the label it is
+  mostly made of), weight_norm, samples_per_sec, epoch_seconds, data_wait_share (the share of
+  the epoch the steps waited for the loader's next batch); flops_per_sec and mfu (model-FLOPs
   utilisation against the device's measured peak: the Utilization callback)
 - split "val" (every epoch) and "test" (once at the end, with the best checkpoint's
   weights when there is one): classification metrics; val/test loss is plain
@@ -148,10 +148,10 @@ class Trainer:
         self.compiled: nn.Module | None = torch.compile(self.train_model) if tc.compile else None
         self._compiled_once = False
         self._hookable = list(self.model.modules())
-        # one permutation per epoch from (seed, epoch), cut into world shards: the global batches are
-        # the same whatever the number of processes, and a resumed run sees the same order
         # train.num_workers None (auto) starts in this process; _adapt_loader may add a worker
         self.loader_workers = tc.num_workers if tc.num_workers is not None else 0
+        # one permutation per epoch from (seed, epoch), cut into world shards: the global batches are
+        # the same whatever the number of processes, and a resumed run sees the same order
         self.train_sampler = DistributedSampler(bundle.train, num_replicas=self.world, rank=self.rank, shuffle=True,
                                                 seed=tc.seed)
         self.train_loader = self._loader(bundle.train, shuffle=True)

@@ -21,9 +21,11 @@ from core.models.blocks.dropout import EFFECTIVELY_ZERO, dropout_layer, effectiv
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def _in_fresh_process(code: str, **env: str) -> dict:
+def _in_fresh_process(code: str, base_env: dict | None = None, **env: str) -> dict:
+    """The last JSON line `code` prints in a fresh interpreter, started with `base_env` (default
+    this process's environment) plus `env`."""
     done = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120,
-                          env={**os.environ, **env})
+                          env={**(os.environ if base_env is None else base_env), **env})
     assert done.returncode == 0, done.stderr[-2000:]
     return json.loads(done.stdout.strip().splitlines()[-1])
 
@@ -150,18 +152,23 @@ class _SlowDataset:
         return self.inner[i]
 
 
+def _tiny_hapt(**overrides):
+    """A one-stage ResNet1D on 64 windows of the bundled HAPT sample, no probes."""
+    from core.config import RunConfig
+
+    return RunConfig().with_overrides({"data.source": "hapt", "data.max_examples": 64, "train.batch_size": 16,
+                                       "model.name": "resnet1d", "model.hparams.base_channels": 8,
+                                       "model.hparams.num_stages": 1, "model.hparams.blocks_per_stage": 1,
+                                       "train.probes.enabled": False, **overrides}, explicit=False)
+
+
 def test_data_wait_share_is_the_time_steps_wait_for_their_batch():
     """train_data_wait_share: near 0 for in-memory windows, and most of the epoch when the
     dataset is slow (a loader that makes the model wait shows up in the run's numbers)."""
-    from core.config import RunConfig
     from core.data import load
     from core.train import Trainer
 
-    cfg = RunConfig().with_overrides({"data.source": "hapt", "data.max_examples": 64, "train.epochs": 1,
-                                      "train.batch_size": 16, "model.name": "resnet1d",
-                                      "model.hparams.base_channels": 8, "model.hparams.num_stages": 1,
-                                      "model.hparams.blocks_per_stage": 1, "train.probes.enabled": False},
-                                     explicit=False)
+    cfg = _tiny_hapt(**{"train.epochs": 1})
 
     shares = {}
     for label in ("in memory", "slow"):  # one epoch: auto workers have no next epoch to change
@@ -196,15 +203,10 @@ def test_auto_loader_workers_move_a_slow_data_path_beside_the_steps(workers, thr
     """train.num_workers None (auto): an epoch that waited for data makes the next epochs load in
     one worker process on one of the run's threads, said in an event; an explicit 0 is kept, and a
     run on one thread has no thread to give."""
-    from core.config import RunConfig
     from core.data import load
     from core.train import Trainer
 
-    cfg = RunConfig().with_overrides({"data.source": "hapt", "data.max_examples": 64, "train.epochs": 2,
-                                      "train.batch_size": 16, "model.name": "resnet1d",
-                                      "model.hparams.base_channels": 8, "model.hparams.num_stages": 1,
-                                      "model.hparams.blocks_per_stage": 1, "train.probes.enabled": False,
-                                      "train.num_workers": workers}, explicit=False)
+    cfg = _tiny_hapt(**{"train.epochs": 2, "train.num_workers": workers})
     bundle = load(cfg.data)
     bundle.train = _SlowDataset(bundle.train)
     previous = torch.get_num_threads()
@@ -229,12 +231,8 @@ def test_auto_loader_workers_move_a_slow_data_path_beside_the_steps(workers, thr
 
 
 def _allocator_of(env: dict) -> dict:
-    code = ("import json; from core.runtime import allocator, tune_malloc; "
-            "print(json.dumps({'allocator': allocator(), 'tuned': tune_malloc()}))")
-    done = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120,
-                          env=env)
-    assert done.returncode == 0, done.stderr[-2000:]
-    return json.loads(done.stdout.strip().splitlines()[-1])
+    return _in_fresh_process("import json; from core.runtime import allocator, tune_malloc; "
+                             "print(json.dumps({'allocator': allocator(), 'tuned': tune_malloc()}))", base_env=env)
 
 
 def test_run_processes_start_on_jemalloc_where_the_machine_has_it(monkeypatch):

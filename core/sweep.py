@@ -828,6 +828,18 @@ def request_stop(name: str, storage: str | None = None, store=None) -> None:
         store.put_sweep(name, storage or default_storage(), status="stopping")
 
 
+def set_trials(name: str, storage: str | None, trials: int) -> int:
+    """Give a study a new trial budget (more for a study that ran out, fewer to end it sooner).
+    Running workers pick it up at their next heartbeat. Returns the old budget."""
+    study, spec = load(name, storage)
+    old = spec.settings.trials
+    settings = parse_settings({**spec.settings.to_dict(), "trials": trials})
+    attrs = dict(study.user_attrs[STUDY_ATTR])
+    attrs["spec"] = SweepSpec(base=spec.base, space=spec.space, settings=settings).to_dict()
+    study.set_user_attr(STUDY_ATTR, attrs)
+    return old
+
+
 def clear_stop(study) -> None:
     if study.user_attrs.get("stop_requested"):
         study.set_user_attr("stop_requested", None)
@@ -1021,7 +1033,18 @@ class SweepWorker:
             self._last_beat = now
         if now - self._last_reap >= HEARTBEAT_SECONDS:
             reap(self.study, self.store)
+            self._refresh_budget()
             self._last_reap = now
+
+    def _refresh_budget(self) -> None:
+        """The study's trial budget as stored now (`sweep worker --trials N` may have changed it)."""
+        try:
+            trials = int(self.study.user_attrs[STUDY_ATTR]["spec"]["settings"]["trials"])
+        except (KeyError, TypeError, ValueError):
+            return
+        if trials != self.spec.settings.trials:
+            self.log(f"the study's budget is now {trials} trials (was {self.spec.settings.trials})")
+            self.spec.settings.trials = trials
 
 
 def objective_value(store, run_id: str, settings: SweepSettings) -> float | None:

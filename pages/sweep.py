@@ -8,7 +8,7 @@ from core import sweep
 from core.errors import ConfigError
 from dashboard import sweep_parts as parts
 from dashboard.engine import engine
-from dashboard.forms import most_processes
+from dashboard.forms import most_processes, param_widget
 from dashboard.router import require_router
 
 require_router()
@@ -104,6 +104,13 @@ def watch(name: str) -> None:
     if not alive and sweep.wants_more(study, s) and top[1].button("Resume", key="sweep.resume", type="primary"):
         sweep.start_worker(eng.store, name, workers=s.workers)
         st.rerun(scope="fragment")
+    with top[2].popover("Trials", help="change the study's trial budget: more for a study that ran out, fewer to "
+                                       "end it sooner; a running worker picks it up at its next heartbeat"):
+        trials_param = next(p for p in sweep.settings_params() if p.name == "trials")
+        wanted = param_widget(trials_param, f"sweep.budget.{name}", s.trials)
+        if st.button("Set the budget", key="sweep.set_budget", disabled=wanted == s.trials):
+            sweep.set_trials(name, None, int(wanted))
+            st.rerun()
     objectives = ", ".join(f"{m} ({g})" for m, g in s.objectives())
     budgets = "; ".join(f"{sweep.COSTS[c][0]} ≤ {v:g}" for c, v in s.budgets().items()) or "none"
     st.caption(f"Objectives: {objectives} · budgets: {budgets} · sampler {s.sampler}, pruner {s.pruner}, "

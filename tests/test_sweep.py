@@ -243,6 +243,24 @@ def test_stopping_a_sweep_keeps_finished_trials_and_a_resume_finishes_it(runs, s
     assert store.get_sweep(name)["status"] == "finished"
 
 
+def test_a_finished_study_given_more_trials_runs_only_the_new_ones(runs, store, capsys):
+    """A study that spent its budget takes a new one from `sweep worker --trials N`, and a
+    running worker picks a changed budget up without a restart."""
+    name = sweep.create_study(make_spec(trials=1, epochs=1, pruner="none"))
+    assert sweep.SweepWorker(name, store=store).run()["trials"]["complete"] == 1
+    worker = sweep.SweepWorker(name, store=store)
+    assert sweep.set_trials(name, None, 3) == 1
+    worker._refresh_budget()
+    assert worker.spec.settings.trials == 3
+    with pytest.raises(typed.ConfigError):
+        sweep.set_trials(name, None, 0)
+    assert main(["sweep", "worker", "--study", name, "--trials", "2", "--json"]) == 0
+    assert "budget 3 -> 2 trials" in capsys.readouterr().err
+    summary = sweep.summary(name)
+    assert summary["budget"] == 2 and summary["trials"]["complete"] == 2, summary
+    assert sorted(by_number(name)) == [0, 1]
+
+
 def test_a_trial_cancelled_by_a_stop_is_queued_again_even_when_it_was_a_retry(runs, store):
     """A retry stopped by a second stop kept no place in the queue and its config was lost; a
     stop now always queues what it cancels, while a retry that fails otherwise is not retried."""

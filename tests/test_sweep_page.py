@@ -110,6 +110,13 @@ def test_a_finished_study_shows_its_trials_reasons_figures_and_trains_a_trial(ru
     assert {"History", "Curves", "Pareto front", "Parallel coordinates", "Slice"} <= set(tabs), tabs
     assert len(at.get("plotly_chart")) >= 4
     assert "Best so far: trial" in texts(at)
+    at.number_input(key=f"sweep.budget.{name}").set_value(5).run()
+    at.button(key="sweep.set_budget").click().run()
+    assert sweep.load(name)[1].settings.trials == 5
+    assert not at.exception, [e.message for e in at.exception]
+    assert "of 5 trials" in at.get("progress")[0].proto.text
+    study, spec = sweep.load(name)
+    assert sweep.remaining(study, spec.settings) == 2  # a resume runs two more
     at.number_input(key="sweep.train_epochs").set_value(1).run()
     at.button(key="sweep.train").click().run()
     assert not at.exception, [e.message for e in at.exception]

@@ -51,7 +51,7 @@ def add_parser(subparsers) -> None:
                    "memory_mb; repeatable")
     p.add_argument("--budget", action="append", default=[], metavar="COST=LIMIT",
                    help="refuse configs over it before training, e.g. latency_ms=5; repeatable")
-    p.add_argument("--trials", type=int, help="trials in the study")
+    p.add_argument("--trials", type=int, help="trials in the study (worker: a new budget for an existing study)")
     p.add_argument("--workers", type=int, help="trials training at once on this machine")
     p.add_argument("--epochs", type=int, help="epochs per trial (sweep) or of the run (best --train)")
     p.add_argument("--set-sweep", dest="sweep_sets", action="append", default=[], metavar="KEY=VALUE",
@@ -174,6 +174,9 @@ def run(args: argparse.Namespace) -> int:
         if sweep.stop_requested(study):
             sweep.clear_stop(study)
             print(f"study {name} was stopped; resuming it", file=sys.stderr)
+        if args.trials is not None:
+            before = sweep.set_trials(name, storage, args.trials)
+            print(f"study {name}: budget {before} -> {args.trials} trials", file=sys.stderr)
     else:
         spec = build_spec(args)
         name = sweep.create_study(spec, args.study, storage)

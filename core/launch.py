@@ -409,9 +409,11 @@ def child_env(threads: int | None = None) -> dict:
     share the cores, a thread spins while the thread it waits for is not scheduled: 10x slower.
     (OMP_WAIT_POLICY=PASSIVE, which never spins, made an uncontended epoch 2.3x slower.)"""
     from core.runtime import allocator_env
+    from core.threads import ADAPT_ENV
 
     env = allocator_env(dict(os.environ))  # jemalloc where the machine has it (core.runtime)
     env.setdefault("GOMP_SPINCOUNT", SPIN_COUNT)
+    env.setdefault(ADAPT_ENV, "1")  # a run's threads follow other processes' load (core.threads.threads_beside)
     if threads:
         for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
             env[var] = str(threads)

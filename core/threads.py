@@ -35,6 +35,7 @@ from __future__ import annotations
 import os
 import socket
 import threading
+import time
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -126,6 +127,79 @@ def inference_threads(store=None) -> int:
         innermost = {b.thread: b.n for b in _blocks.values()}  # insertion order: the last is the innermost
     innermost.pop(threading.get_ident(), None)
     return max(1, cores() - busy_threads(store) - sum(innermost.values()))
+
+
+# ---- other processes' load: a run's own thread count -------------------------------------------------
+ADAPT_ENV = "SIGSCOPE_ADAPT_THREADS"  # "1" (run processes, core.launch.child_env): follow the load; else fixed
+UP_MARGIN = 0.75  # a run takes a thread back only with this much of a core free beyond its count
+
+
+def _cpu_sample() -> tuple[float, float, float] | None:
+    """(CPU-seconds the cores this process may use were busy, this process's own CPU-seconds,
+    monotonic wall seconds) now; None where /proc/stat cannot be read (not Linux)."""
+    try:
+        lines = Path("/proc/stat").read_text().splitlines()
+    except OSError:
+        return None
+    try:
+        mine = {f"cpu{i}" for i in os.sched_getaffinity(0)}
+    except AttributeError:
+        mine = None
+    busy = 0
+    for line in lines:
+        fields = line.split()
+        if not fields or not fields[0].startswith("cpu") or fields[0] == "cpu":
+            continue
+        if mine is not None and fields[0] not in mine:
+            continue
+        ticks = [int(v) for v in fields[1:9]]  # user nice system idle iowait irq softirq steal
+        busy += sum(ticks) - ticks[3] - ticks[4]
+    own = os.times()
+    return busy / os.sysconf("SC_CLK_TCK"), own.user + own.system, time.monotonic()
+
+
+class ForeignLoad:
+    """Cores other processes kept busy since the last look: the busy time of this process's
+    cores (/proc/stat) less its own CPU time, per wall second. A loader worker process counts
+    as other: it needs a core too."""
+
+    MIN_SECONDS = 0.5  # a shorter look is mostly clock-tick rounding
+
+    def __init__(self) -> None:
+        self._last = _cpu_sample()
+
+    def take(self) -> float | None:
+        """The cores others used since the last look that returned a value; None where it
+        cannot be measured or less than MIN_SECONDS passed (the look goes on)."""
+        now = _cpu_sample()
+        if now is None or self._last is None:
+            return None
+        busy, own, wall = (a - b for a, b in zip(now, self._last))
+        if wall < self.MIN_SECONDS:
+            return None
+        self._last = now
+        return max(0.0, (busy - own) / wall)
+
+
+def threads_beside(others: float, most: int, now: int) -> int:
+    """Compute threads for a run beside other processes that keep `others` cores busy: the
+    cores left, rounded, at most `most`, at least 1. Going up needs UP_MARGIN of a core more
+    than `now` has, so a run does not flap at the boundary. Measured on the 2-core machine with
+    three single-thread trainings beside it: MiniRocket's ArrowHead fit took 147 CPU-s (305 s)
+    on 2 threads and 10 CPU-s (24 s) on 1; OpenMP barriers wait for threads the kernel has not
+    scheduled."""
+    free = cores() - max(0.0, others)
+    target = max(1, min(int(most), int(free + 0.5)))
+    if target > now and free < now + UP_MARGIN:
+        return max(1, min(int(most), now))
+    return target
+
+
+def adapting() -> bool:
+    """Whether this process's trainer follows other processes' load: a run process does (its
+    environment says so); a trainer inside another program (a test, a benchmark, the dashboard)
+    keeps the threads it was given."""
+    return os.environ.get(ADAPT_ENV) == "1"
 
 
 # ---- the context manager ----------------------------------------------------------------------

@@ -194,6 +194,18 @@ def cli(*args: str, timeout: float = 120) -> subprocess.CompletedProcess:
                           timeout=timeout, env=os.environ.copy())
 
 
+def cli_here(capsys, *args: str) -> subprocess.CompletedProcess:
+    """What `python -m core ARGS` answers, run in this process (core.__main__.main, the same
+    error handling) without paying a new interpreter's imports; one case per test still goes
+    through a real process."""
+    from core.__main__ import main
+
+    capsys.readouterr()
+    code = main(list(args))
+    out = capsys.readouterr()
+    return subprocess.CompletedProcess(list(args), code, out.out, out.err)
+
+
 def assert_one_error_line(done: subprocess.CompletedProcess) -> str:
     """Exit code 2 and exactly one `error:` line on stderr, no traceback; returns the line."""
     lines = done.stderr.strip().splitlines()
@@ -214,7 +226,7 @@ def test_the_untouched_copy_loads_and_answers_with_finite_probabilities(trained)
 
 
 @pytest.mark.parametrize("spoil,file,message", CASES, ids=[c[0].__name__ for c in CASES])
-def test_a_spoiled_run_folder_is_one_line_naming_the_file_and_the_problem(trained, spoil, file, message):
+def test_a_spoiled_run_folder_is_one_line_naming_the_file_and_the_problem(trained, spoil, file, message, capsys):
     run_id, folder = copy_run(trained, spoil.__name__)
     spoil(folder)
     with pytest.raises(SigscopeError, match=message) as caught:
@@ -223,7 +235,8 @@ def test_a_spoiled_run_folder_is_one_line_naming_the_file_and_the_problem(traine
     assert "\n" not in text and file in text, text
     assert not (folder / "PWNED").exists(), "the pickle payload ran"
 
-    line = assert_one_error_line(cli("predict", "--run", run_id, str(ROOT / "data" / "nothing-read.csv")))
+    args = ("predict", "--run", run_id, str(ROOT / "data" / "nothing-read.csv"))
+    line = assert_one_error_line(cli(*args) if spoil is CASES[0][0] else cli_here(capsys, *args))
     assert file in line and re.search(message, line), line
     assert not (folder / "PWNED").exists(), "the pickle payload ran"
 
@@ -237,20 +250,20 @@ def test_the_input_limit_is_configurable_and_named(trained, monkeypatch):
     assert load_run(run_id).input_shape == (6, 128)
 
 
-def test_evaluate_on_a_spoiled_checkpoint_is_one_error_line(trained):
+def test_evaluate_on_a_spoiled_checkpoint_is_one_error_line(trained, capsys):
     run_id, folder = copy_run(trained, "evaluate")
     nan_weights(folder)
-    line = assert_one_error_line(cli("evaluate", "--run", run_id))
+    line = assert_one_error_line(cli_here(capsys, "evaluate", "--run", run_id))
     assert "best.pt" in line and "non-finite" in line
 
 
 # ---- resume -------------------------------------------------------------------------------
-def test_resume_on_a_corrupt_last_checkpoint_is_refused_and_the_run_never_runs(trained):
+def test_resume_on_a_corrupt_last_checkpoint_is_refused_and_the_run_never_runs(trained, capsys):
     run_id, folder = copy_run(trained, "resume-corrupt")
     Store().update_run(run_id, status="interrupted")
     last = folder / "checkpoints" / "last.pt"
     last.write_bytes(last.read_bytes()[:4096])
-    line = assert_one_error_line(cli("train", "--resume", run_id, "--epochs", "2"))
+    line = assert_one_error_line(cli_here(capsys, "train", "--resume", run_id, "--epochs", "2"))
     assert "last.pt" in line and "not a PyTorch checkpoint archive" in line
     assert Store().get_run(run_id)["status"] == "interrupted"  # untouched: never queued, never running
 

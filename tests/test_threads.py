@@ -218,3 +218,70 @@ def test_a_run_in_a_child_process_keeps_its_threads_while_this_process_profiles_
     finally:
         gate.write_text("go")
         jobs.shutdown(cancel=True)
+
+
+# ---- a run process follows other processes' load ---------------------------------------------------
+@pytest.mark.parametrize("others,most,now,expected", [
+    (0.0, 2, 2, 2),   # alone: every core it was given
+    (1.1, 2, 2, 1),   # one busy neighbour on 2 cores: one thread
+    (3.0, 2, 2, 1),   # never below one
+    (0.0, 2, 1, 2),   # the neighbour left: the thread comes back
+    (0.4, 2, 1, 1),   # 1.6 cores free: not enough margin to go back up (no flapping)
+    (0.0, 1, 1, 1),   # never above what it was given
+    (2.2, 8, 8, 6),   # 5.8 of 8 cores free
+])
+def test_threads_beside_other_processes_round_the_free_cores(monkeypatch, others, most, now, expected):
+    monkeypatch.setattr(threads, "cores", lambda: 2 if most <= 2 else 8)
+    assert threads.threads_beside(others, most, now) == expected
+
+
+def _spinners(n: int) -> list[subprocess.Popen]:
+    return [subprocess.Popen([sys.executable, "-c", "while True: pass"]) for _ in range(n)]
+
+
+@pytest.mark.skipif(not Path("/proc/stat").exists(), reason="other processes' load is read from /proc/stat (Linux)")
+def test_foreign_load_sees_a_busy_neighbour_and_not_this_process():
+    watch = threads.ForeignLoad()
+    spin = _spinners(1)
+    try:
+        end = time.monotonic() + 1.0
+        while time.monotonic() < end:
+            pass  # this process is busy too: its own CPU is not the neighbour's
+        others = watch.take()
+    finally:
+        for p in spin:
+            p.kill()
+            p.wait()
+    assert others is not None and 0.5 <= others <= threads.cores() + 0.2, others
+    assert watch.take() is None, "a look shorter than MIN_SECONDS is no measurement"
+
+
+@pytest.mark.skipif(launch.cores() < 2 or not Path("/proc/stat").exists(),
+                    reason="needs 2 or more cores and /proc/stat")
+def test_a_run_process_beside_busy_neighbours_computes_on_one_thread(monkeypatch):
+    """A run process (core.launch.child_env sets SIGSCOPE_ADAPT_THREADS=1) beside as many busy
+    processes as cores drops to one thread, says why, and sets its MFU against that peak; a
+    trainer inside another program keeps the threads it was given."""
+    from core.train import Trainer
+
+    config = RunConfig().with_overrides({**SMALL, "train.epochs": 1})
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    spin = _spinners(launch.cores())
+    try:
+        monkeypatch.delenv(threads.ADAPT_ENV, raising=False)
+        assert Trainer(config).load_watch is None, "not a run process: its count is left alone"
+        monkeypatch.setenv(threads.ADAPT_ENV, "1")
+        trainer = Trainer(config)
+        time.sleep(threads.ForeignLoad.MIN_SECONDS)  # a measured look, not the load average
+        trainer.fit()
+        assert torch.get_num_threads() == 1
+        events = [e["message"] for e in trainer.recorder.event_rows]
+        assert any("cores busy while the run started: the run computes on 1 thread instead of 2" in e
+                   for e in events), events
+    finally:
+        for p in spin:
+            p.kill()
+            p.wait()
+        torch.set_num_threads(before)
+    assert launch.child_env()[threads.ADAPT_ENV] == "1"

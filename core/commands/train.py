@@ -31,6 +31,7 @@ prints the ensemble's accuracy on the runs' test split (the mean of their probab
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import time
 from pathlib import Path
@@ -168,14 +169,21 @@ def _in_process(store, run_id: str, cfg: RunConfig, resume_from) -> str:
     from core.train import ProgressPrinter
     from core.worker import injected
 
+    from core.threads import ADAPT_ENV
+
     cancel = threading.Event()
     _stop_on_sigterm(cancel)
+    before = os.environ.get(ADAPT_ENV)
+    os.environ.setdefault(ADAPT_ENV, "1")  # this process is the run's, as a run process is: its threads follow the load
     try:
         return run_job(store, run_id, cfg, device=None if cfg.train.device == "auto" else cfg.train.device,
                        cancel=cancel, callbacks=[ProgressPrinter(), *injected()], resume_from=resume_from)
     except KeyboardInterrupt:
         store.update_run(run_id, status="cancelled", error="cancelled with Ctrl-C")
         raise
+    finally:
+        if before is None:
+            os.environ.pop(ADAPT_ENV, None)
 
 
 def _launch(args, store, run_id: str, cfg: RunConfig, resume_from) -> str:

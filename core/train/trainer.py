@@ -30,6 +30,7 @@ shared by every rank.
 from __future__ import annotations
 
 import contextlib
+import os
 import random
 import time
 from dataclasses import dataclass, field
@@ -47,6 +48,7 @@ from torch.utils.data import DataLoader, DistributedSampler
 from core import distributed
 from core.config import RunConfig
 from core.errors import ConfigError
+from core.threads import ForeignLoad, adapting, cores, threads_beside
 from core.train import closed_form
 from core.train.callbacks import Callback, EarlyStopping, NanGuard
 from core.train.checkpoints import Checkpointer, check_model_state, read_checkpoint, set_rng_state
@@ -129,6 +131,10 @@ class Trainer:
         self.recorder = recorder if recorder is not None else MemoryRecorder()
         self.device = device if isinstance(device, torch.device) else resolve_device(device or tc.device)
         seed_everything(tc.seed)
+        # a run process on CPU follows other processes' load (core.threads): the first look spans
+        # loading the data and building the model, later ones an epoch each
+        self.max_threads = torch.get_num_threads()
+        self.load_watch = ForeignLoad() if adapting() and self.world == 1 and self.device.type == "cpu" else None
         if bundle is None:
             from core.data import load
             bundle = load(config.data)
@@ -247,6 +253,24 @@ class Trainer:
                             f"{epoch + 2} one worker process loads them, on one of the run's {threads} threads "
                             "(train.num_workers is auto)")
 
+    def _fit_threads_to_load(self, when: str) -> None:
+        """A run process computes on the cores other processes leave it (core.threads.threads_beside),
+        up to the threads it was given less a loader worker's: on a shared machine OpenMP threads
+        that outnumber the free cores wait at every barrier for one the kernel has not scheduled."""
+        if self.load_watch is None:
+            return
+        others = self.load_watch.take()
+        if others is None and when == "while the run started":
+            others = os.getloadavg()[0]  # too short to measure: the last minute's runnable processes
+        if others is None:
+            return
+        now = torch.get_num_threads()
+        n = threads_beside(others, self.max_threads - self.loader_workers, now)
+        if n != now:
+            torch.set_num_threads(n)
+            self.recorder.event(f"other processes kept {others:.1f} of {cores()} cores busy {when}: the run "
+                                f"computes on {n} thread{'s' if n > 1 else ''} instead of {now}")
+
     def _builtin_callbacks(self) -> list[Callback]:
         tc = self.config.train
         main = self.rank == 0
@@ -324,6 +348,7 @@ class Trainer:
     def fit(self, resume_from: str | Path | None = None) -> FitResult:
         """Train for the configured epochs (from a checkpoint's epoch when resuming; under
         torchrun rank 0's `resume_from` decides for every rank)."""
+        self._fit_threads_to_load("while the run started")
         if distributed.broadcast(resume_from is not None):
             self.load_training_state(resume_from)
         else:  # data-fitted buffers (MiniRocket's biases) before the first epoch; a resume has them
@@ -349,6 +374,7 @@ class Trainer:
                 final = self._end_epoch(epoch, train_metrics)
                 completed = epoch + 1
                 self._adapt_loader(epoch, train_metrics)
+                self._fit_threads_to_load(f"during epoch {epoch + 1}")
                 if self.stop_status is not None:
                     break
             test_metrics = {}

@@ -40,6 +40,7 @@ class Utilization(Callback):
         self.peak_flops: float | None = None
         self.peak_dtype: str | None = None
         self.processes = 1
+        self.threads = 0
         self.by_epoch: list[float] = []
 
     def on_fit_start(self, trainer: "Trainer") -> None:
@@ -55,11 +56,7 @@ class Utilization(Callback):
                                    "warning")
             return
         try:
-            from core.profiling.peak import device_peak
-
-            peak = device_peak(trainer.device, torch.get_num_threads())
-            self.peak_dtype = peak_dtype(trainer, peak.flops)
-            self.peak_flops = peak.of(self.peak_dtype)
+            peak = self._read_peak(trainer)
         except Exception as error:  # noqa: BLE001
             trainer.recorder.event(f"MFU not measured: the peak FLOP/s benchmark failed ({_why(error)})", "warning")
             return
@@ -70,7 +67,22 @@ class Utilization(Callback):
             f"counted) against a peak of {mfu_math.format_flops(self.peak_flops, per_second=True)}{per} "
             f"({self.peak_dtype} matmul on {peak.device}, {peak.threads} thread(s), measured {when})")
 
+    def _read_peak(self, trainer: "Trainer"):
+        """The peak at the thread count the steps run on now (a run process may change it with the load)."""
+        from core.profiling.peak import device_peak
+
+        self.threads = torch.get_num_threads()
+        peak = device_peak(trainer.device, self.threads)
+        self.peak_dtype = peak_dtype(trainer, peak.flops)
+        self.peak_flops = peak.of(self.peak_dtype)
+        return peak
+
     def on_epoch_end(self, trainer: "Trainer", epoch: int, metrics: dict[str, float]) -> None:
+        if self.peak_flops is not None and torch.get_num_threads() != self.threads:
+            try:  # the epoch ran on another thread count (the load changed, or a loader worker took one)
+                self._read_peak(trainer)
+            except Exception:  # noqa: BLE001 - keep the last peak
+                pass
         achieved = mfu_math.achieved_flops(self.flops_per_example, metrics.get("train_samples_per_sec"))
         if achieved is None:
             return

@@ -120,13 +120,16 @@ def _default_store():
 
 def inference_threads(store=None) -> int:
     """Threads for in-process work that should not stall behind others: the cores this
-    process may use, less the threads of the store's running runs on this host and of the
-    compute_threads blocks open in other threads of this process; at least 1.
+    process may use, less what other processes hold (the threads of the store's running runs
+    on this host, or the cores other processes keep busy (foreign_load), whichever is more:
+    the runs are among those processes) and the compute_threads blocks open in other threads
+    of this process; at least 1.
     store: None = the default store (SIGSCOPE_RUNS_DIR)."""
     with _lock:
         innermost = {b.thread: b.n for b in _blocks.values()}  # insertion order: the last is the innermost
     innermost.pop(threading.get_ident(), None)
-    return max(1, cores() - busy_threads(store) - sum(innermost.values()))
+    held = max(busy_threads(store), int(foreign_load() + 0.5))
+    return max(1, cores() - held - sum(innermost.values()))
 
 
 # ---- other processes' load: a run's own thread count -------------------------------------------------
@@ -179,6 +182,26 @@ class ForeignLoad:
             return None
         self._last = now
         return max(0.0, (busy - own) / wall)
+
+
+_watch: list = [None]  # this process's ForeignLoad, kept between calls of foreign_load
+
+
+def foreign_load() -> float:
+    """Cores other processes keep busy, for a job about to start in this process: measured since
+    the last call when that was 0.5-30 s ago (a page classifying again), else the 1-minute load
+    average (this process's own share of it is small: it has just started, or has been idle)."""
+    watch = _watch[0]
+    if watch is not None and watch._last is not None and time.monotonic() - watch._last[2] <= 30.0:
+        measured = watch.take()
+        if measured is not None:
+            return measured
+    else:
+        _watch[0] = ForeignLoad()
+    try:
+        return os.getloadavg()[0]
+    except (AttributeError, OSError):
+        return 0.0
 
 
 def threads_beside(others: float, most: int, now: int) -> int:

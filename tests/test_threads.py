@@ -115,6 +115,7 @@ def running(store: Store, threads: int | None, pid: int | None = None, host: str
 
 
 def test_inference_threads_are_the_cores_running_runs_on_this_host_do_not_hold(store, monkeypatch):
+    monkeypatch.setattr(threads, "foreign_load", lambda: 0.0)  # nothing else on the machine
     monkeypatch.setattr(threads, "cores", lambda: 8)
     assert inference_threads(store) == 8, "nothing running: every core"
     running(store, 2)
@@ -139,6 +140,7 @@ def test_inference_threads_are_the_cores_running_runs_on_this_host_do_not_hold(s
 
 
 def test_inference_threads_count_blocks_open_in_other_threads(store, monkeypatch):
+    monkeypatch.setattr(threads, "foreign_load", lambda: 0.0)  # nothing else on the machine
     monkeypatch.setattr(threads, "cores", lambda: 4)
     profiling = Block(1).open()
     try:
@@ -285,3 +287,24 @@ def test_a_run_process_beside_busy_neighbours_computes_on_one_thread(monkeypatch
             p.wait()
         torch.set_num_threads(before)
     assert launch.child_env()[threads.ADAPT_ENV] == "1"
+
+
+def test_inference_threads_leave_the_cores_other_processes_keep_busy(store, monkeypatch):
+    """Work other than Sigscope's runs counts too; a run is among the busy processes, so the
+    larger of the two is what is held, not their sum."""
+    monkeypatch.setattr(threads, "cores", lambda: 4)
+    monkeypatch.setattr(threads, "foreign_load", lambda: 1.2)
+    assert inference_threads(store) == 3
+    running(store, 2)
+    assert inference_threads(store) == 2
+    monkeypatch.setattr(threads, "foreign_load", lambda: 3.6)
+    assert inference_threads(store) == 1
+
+
+def test_foreign_load_is_measured_between_calls_and_the_load_average_before(monkeypatch):
+    monkeypatch.setattr(threads, "_watch", [None])
+    monkeypatch.setattr(os, "getloadavg", lambda: (7.0, 0.0, 0.0))
+    assert threads.foreign_load() == 7.0, "no earlier call: the load average"
+    assert threads.foreign_load() == 7.0, "a call 0.5 s later at most: still the load average"
+    time.sleep(threads.ForeignLoad.MIN_SECONDS + 0.1)
+    assert threads.foreign_load() < 7.0 - 1.0 or not Path("/proc/stat").exists()

@@ -114,8 +114,12 @@ def run(args: argparse.Namespace) -> int:
 
     if args.top_k < 1:
         raise ConfigError(f"--top-k {args.top_k}: list at least one class")
-    with dynamo_deferred():  # classifying never compiles: no 1.2 s import of torch._dynamo (core.coldstart)
-        results = _classify(args)
+    from core.threads import compute_threads, inference_threads
+
+    # the cores that running runs and other processes leave (on a busy 2-core machine a 30 s clip
+    # took 2,016 ms on 2 threads and 399 ms on 1: OpenMP barriers wait for unscheduled threads)
+    with dynamo_deferred(), compute_threads(inference_threads(), purpose="predict"):
+        results = _classify(args)  # classifying never compiles: no 1.2 s import of torch._dynamo (core.coldstart)
     lines = []
     for r in results:
         if "error" in r:

@@ -170,9 +170,12 @@ def screenshot(page, path: Path) -> Path:
             if (e.scrollHeight > e.clientHeight + 5 && getComputedStyle(e).overflowY !== 'visible') h = Math.max(h, e.scrollHeight);
         return h; }""")
     size = page.viewport_size
-    page.set_viewport_size({"width": size["width"], "height": min(int(height) + 40, 8000)})
-    time.sleep(1.0)  # charts re-layout to the new size
+    tall = min(int(height) + 40, 8000)
+    if tall > size["height"]:
+        page.set_viewport_size({"width": size["width"], "height": tall})
+        time.sleep(0.6)  # charts re-layout to the new size (a page that fits is shot as it is)
     page.screenshot(path=str(path), full_page=True)
-    page.set_viewport_size(size)
+    if tall > size["height"]:
+        page.set_viewport_size(size)
     assert_not_blank(path)
     return path

@@ -104,7 +104,7 @@ def watch(name: str) -> None:
     if not alive and sweep.wants_more(study, s) and top[1].button("Resume", key="sweep.resume", type="primary"):
         sweep.start_worker(eng.store, name, workers=s.workers)
         st.rerun(scope="fragment")
-    with top[2].popover("Trials", help="change the study's trial budget: more for a study that ran out, fewer to "
+    with top[2].popover("Change trials", help="change the study's trial budget: more for a study that ran out, fewer to "
                                        "end it sooner; a running worker picks it up at its next heartbeat"):
         trials_param = next(p for p in sweep.settings_params() if p.name == "trials")
         wanted = param_widget(trials_param, f"sweep.budget.{name}", s.trials)

@@ -131,7 +131,7 @@ def check_rendezvous(endpoint: str | None, nnodes: int, node_rank: int) -> tuple
 @dataclass(frozen=True)
 class MemoryCheck:
     """Whether a run fits in the memory free now: the profiler's estimate of one training
-    step (per process; on CPU with the allocator's margin, CPU_RSS_MARGIN) against what the
+    step (per process; on CPU its resident memory with CPU_HEADROOM, expected_peak) against what the
     device has free, less what runs started before it are still expected to take (`reserved`:
     a run that has just started has not grown to its peak yet)."""
 
@@ -198,13 +198,11 @@ def memory_needed(config) -> int:
     return _ESTIMATES[key]
 
 
-# A CPU training process's peak RSS growth over the profiler's tensor-level estimate, by the
-# allocator run processes get (core.runtime.run_allocator; `bench/profile_accuracy.py --rss`):
-# on tuned glibc the estimate was 0.52-0.80 of it across the zoo (the heap fragments: freed
-# blocks the next larger request cannot reuse), on jemalloc 0.90-1.38 (RSS at most 1.12x it).
-# A CPU run is admitted only where this much more is free. On CUDA the estimate is what the
-# caching allocator reports.
-CPU_RSS_MARGIN = {"glibc": 1.9, "jemalloc": 1.25}
+# A CPU run is admitted only where its expected resident memory (core.runtime.resident_bytes:
+# the tensor estimate with its allocator's overhead) and this much more is free: the same
+# model's RSS growth varied up to 8 % between measurements (meg_resnet 240-280 MiB). On CUDA the
+# estimate is what the caching allocator reports.
+CPU_HEADROOM = 1.15
 
 
 def memory_check(config, device: str, reserved: int = 0) -> MemoryCheck:
@@ -216,10 +214,12 @@ def memory_check(config, device: str, reserved: int = 0) -> MemoryCheck:
 
 def expected_peak(config, device: str) -> int:
     """Bytes a run is expected to take at its peak on `device` (all its processes)."""
-    from core.runtime import run_allocator
+    from core.runtime import resident_bytes
 
-    margin = CPU_RSS_MARGIN[run_allocator()] if not str(device).startswith("cuda") else 1.0
-    return int(memory_needed(config) * max(1, config.train.processes) * margin)
+    processes = max(1, config.train.processes)
+    if str(device).startswith("cuda"):
+        return int(memory_needed(config) * processes)
+    return int(resident_bytes(memory_needed(config) * processes, processes=processes) * CPU_HEADROOM)
 
 
 def process_rss(pid: int | None) -> int | None:

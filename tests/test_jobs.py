@@ -241,16 +241,15 @@ def test_a_run_that_does_not_fit_in_memory_is_held_with_the_reason(store, monkey
 
 def test_memory_a_started_run_will_still_take_is_reserved_before_the_next_starts(store, monkeypatch):
     """Two trials admitted at once both counted the same free memory and one was killed for it;
-    now a run that has started keeps its expected peak (on CPU the estimate x CPU_RSS_MARGIN, less
-    what its process already holds) reserved, and the next waits with the reason."""
+    now a run that has started keeps its expected peak (on CPU its resident memory with headroom,
+    less what its process already holds) reserved, and the next waits with the reason."""
     from core import launch
+    from core.runtime import resident_bytes
 
     mib = 2**20
-    from core.runtime import run_allocator
-
     monkeypatch.setattr(launch, "memory_needed", lambda config: 100 * mib)
     expected = launch.expected_peak(tiny(), "cpu")
-    assert expected == int(100 * mib * launch.CPU_RSS_MARGIN[run_allocator()]) > 100 * mib
+    assert expected == int(resident_bytes(100 * mib) * launch.CPU_HEADROOM) > 100 * mib
     monkeypatch.setattr(launch, "free_memory", lambda device: int(1.5 * expected))  # room for one run, not two
     manager = JobManager(store, devices=["cpu"], max_workers=2, mode="thread")
     gate = Gate(step=1)

@@ -171,6 +171,10 @@ class ForeignLoad:
     def __init__(self) -> None:
         self._last = _cpu_sample()
 
+    def seconds_since(self) -> float | None:
+        """Wall seconds since the last look that returned a value (or since it was made)."""
+        return None if self._last is None else time.monotonic() - self._last[2]
+
     def take(self) -> float | None:
         """The cores others used since the last look that returned a value; None where it
         cannot be measured or less than MIN_SECONDS passed (the look goes on)."""
@@ -192,12 +196,18 @@ def foreign_load() -> float:
     the last call when that was 0.5-30 s ago (a page classifying again), else the 1-minute load
     average (this process's own share of it is small: it has just started, or has been idle)."""
     watch = _watch[0]
-    if watch is not None and watch._last is not None and time.monotonic() - watch._last[2] <= 30.0:
+    since = watch.seconds_since() if watch is not None else None
+    if since is not None and since <= 30.0:
         measured = watch.take()
         if measured is not None:
             return measured
     else:
         _watch[0] = ForeignLoad()
+    return load_average()
+
+
+def load_average() -> float:
+    """The last minute's runnable processes (os.getloadavg); 0 where the OS has none."""
     try:
         return os.getloadavg()[0]
     except (AttributeError, OSError):

@@ -21,6 +21,7 @@ from core.errors import ConfigError, SigscopeError
 from core.infer import load_run, load_run_dir
 from core.models import create
 from core.store import Store
+from tests.test_cli_models import run_cli
 
 ROOT = Path(__file__).resolve().parents[1]
 CLASSES = 4
@@ -198,12 +199,9 @@ def cli_here(capsys, *args: str) -> subprocess.CompletedProcess:
     """What `python -m core ARGS` answers, run in this process (core.__main__.main, the same
     error handling) without paying a new interpreter's imports; one case per test still goes
     through a real process."""
-    from core.__main__ import main
-
     capsys.readouterr()
-    code = main(list(args))
-    out = capsys.readouterr()
-    return subprocess.CompletedProcess(list(args), code, out.out, out.err)
+    code, out, err = run_cli(capsys, *args)
+    return subprocess.CompletedProcess(list(args), code, out, err)
 
 
 def assert_one_error_line(done: subprocess.CompletedProcess) -> str:

@@ -30,7 +30,6 @@ shared by every rank.
 from __future__ import annotations
 
 import contextlib
-import os
 import random
 import time
 from dataclasses import dataclass, field
@@ -48,7 +47,7 @@ from torch.utils.data import DataLoader, DistributedSampler
 from core import distributed
 from core.config import RunConfig
 from core.errors import ConfigError
-from core.threads import ForeignLoad, adapting, cores, threads_beside
+from core.threads import ForeignLoad, adapting, cores, load_average, threads_beside
 from core.train import closed_form
 from core.train.callbacks import Callback, EarlyStopping, NanGuard
 from core.train.checkpoints import Checkpointer, check_model_state, read_checkpoint, set_rng_state
@@ -253,15 +252,15 @@ class Trainer:
                             f"{epoch + 2} one worker process loads them, on one of the run's {threads} threads "
                             "(train.num_workers is auto)")
 
-    def _fit_threads_to_load(self, when: str) -> None:
+    def _fit_threads_to_load(self, when: str, first: bool = False) -> None:
         """A run process computes on the cores other processes leave it (core.threads.threads_beside),
         up to the threads it was given less a loader worker's: on a shared machine OpenMP threads
         that outnumber the free cores wait at every barrier for one the kernel has not scheduled."""
         if self.load_watch is None:
             return
         others = self.load_watch.take()
-        if others is None and when == "while the run started":
-            others = os.getloadavg()[0]  # too short to measure: the last minute's runnable processes
+        if others is None and first:
+            others = load_average()  # too short to measure: the last minute's runnable processes
         if others is None:
             return
         now = torch.get_num_threads()
@@ -348,7 +347,7 @@ class Trainer:
     def fit(self, resume_from: str | Path | None = None) -> FitResult:
         """Train for the configured epochs (from a checkpoint's epoch when resuming; under
         torchrun rank 0's `resume_from` decides for every rank)."""
-        self._fit_threads_to_load("while the run started")
+        self._fit_threads_to_load("while the run started", first=True)
         if distributed.broadcast(resume_from is not None):
             self.load_training_state(resume_from)
         else:  # data-fitted buffers (MiniRocket's biases) before the first epoch; a resume has them

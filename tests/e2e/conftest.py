@@ -125,13 +125,33 @@ def browser():
         b.close()
 
 
+def outside_requests(page) -> list[str]:
+    """The URLs the page asks of any host but this machine (the dashboards the tests start
+    listen on 127.0.0.1), as the page goes on."""
+    from urllib.parse import urlparse
+
+    outside: list[str] = []
+
+    def seen(request) -> None:
+        url = urlparse(request.url)
+        if url.scheme in ("http", "https", "ws", "wss") and url.hostname not in ("127.0.0.1", "localhost"):
+            outside.append(request.url)
+    page.on("request", seen)
+    return outside
+
+
 @pytest.fixture
 def page(browser):
+    """A page of a fresh browser context. A local tool stays local: every end-to-end test fails
+    if its page asked any host but the dashboard's own server (a favicon, a font or a script from
+    the internet), on whichever page and after whatever the test clicked."""
     context = browser.new_context(viewport={"width": 1400, "height": 1000})
     pg = context.new_page()
     pg.set_default_timeout(30_000)
+    outside = outside_requests(pg)
     yield pg
     context.close()
+    assert outside == [], f"requests to other hosts: {sorted(set(outside))[:10]}"
 
 
 def assert_not_blank(path: Path) -> None:

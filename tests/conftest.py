@@ -66,16 +66,3 @@ def one_thread():
     yield
     torch.set_num_threads(before)
 
-
-def pytest_collection_modifyitems(config, items):
-    """The longest test files first (tests/file_durations.json), each file's tests in their own
-    order: with `--dist loadfile` a worker takes the next file when it is done with one, so the
-    short files at the end fill the gaps and both workers finish together. (pytest-xdist's own
-    order, most tests first, left the slow end-to-end files of few tests for last.)"""
-    from tests.file_durations import load
-
-    seconds = load()
-    first: dict[str, int] = {}
-    for i, item in enumerate(items):
-        first.setdefault(item.nodeid.split("::")[0], i)
-    items.sort(key=lambda item: (-seconds.get(item.nodeid.split("::")[0], 0), first[item.nodeid.split("::")[0]]))

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import functools
 import json
 from dataclasses import dataclass, field, fields
 from typing import Any, get_type_hints
@@ -41,6 +42,13 @@ def section(cls: type) -> Any:
 MAX_CONFIG_CHARS = 1_000_000  # a run config is a few kB; a file this large is the wrong file
 
 
+@functools.cache
+def _fields_of(cls: type) -> tuple[dict, frozenset]:
+    """A config class's type hints and field names, read once (get_type_hints evaluates the
+    annotations each time: a third of `with_overrides` before)."""
+    return get_type_hints(cls), frozenset(f.name for f in fields(cls))
+
+
 class _Config:
     """to_dict / from_dict for nested dataclasses; unknown keys are refused by name."""
 
@@ -53,8 +61,7 @@ class _Config:
             raise ConfigError(f"{cls.__name__}: expected an object of settings, got {type(data).__name__} "
                               f"{json.dumps(data, default=str)[:60]}")
         data = dict(data or {})
-        hints = get_type_hints(cls)
-        known = {f.name for f in fields(cls)}
+        hints, known = _fields_of(cls)
         unknown = sorted(set(data) - known)
         if unknown:
             raise ConfigError(f"{cls.__name__}: unknown key(s) {', '.join(unknown)}; "

@@ -143,8 +143,8 @@ def outside_requests(page) -> list[str]:
 @pytest.fixture
 def page(browser):
     """A page of a fresh browser context. A local tool stays local: every end-to-end test fails
-    if its page asked any host but the dashboard's own server (a favicon, a font or a script from
-    the internet), on whichever page and after whatever the test clicked."""
+    if its page asked any host but this machine, where the dashboard runs (a favicon, a font or a
+    script from the internet), on whichever page and after whatever the test clicked."""
     context = browser.new_context(viewport={"width": 1400, "height": 1000})
     pg = context.new_page()
     pg.set_default_timeout(30_000)

@@ -524,16 +524,21 @@ def _augment_entries(data: dict) -> list[Entry]:
     return out
 
 
-def lookup(key: str, config: Any = None) -> Param:
+def lookup(key: str, config: Any = None, listed: dict[str, Param] | None = None) -> Param:
     """The Param behind a dotted key for this config (default: RunConfig()); ConfigError
-    naming the nearest known keys when there is none."""
+    naming the nearest known keys when there is none. `listed`: an empty dict the caller keeps
+    for several keys of one config, which the first lookup that needs them fills with the
+    config's choices by key (`params` walks every section: listed once, not once per key)."""
     plain = _section_param(key)
     if plain is not None:  # a field of the config classes: no need to load the zoo and the data sources
         return plain
     data = _as_dict(config)
-    for e in params(data):
-        if e.key == key:
-            return e.param
+    listed = {} if listed is None else listed
+    if not listed:
+        for e in params(data):
+            listed.setdefault(e.key, e.param)
+    if key in listed:
+        return listed[key]
     parts = key.split(".")
     if parts[:2] == ["data", "augment"] and len(parts) >= 4:
         from core.data.augment import AUGMENTATIONS
@@ -690,15 +695,12 @@ def apply_overrides(config: Any, overrides: dict[str, Any], explicit: bool = Tru
                 _set(data, family, {})
         _set(data, key, value, create=True)
     found: list[str] = []
-    index: dict[str, Param] | None = None  # the resulting config's choices, listed once for all its keys
+    listed: dict[str, Param] = {}  # the resulting config's choices, listed once for all its keys
     for key in overrides:
         if key in ("model.hparams", "data.options", "data.augment", "name") or "[" in key:
             continue
         try:
-            p = _section_param(key)
-            if p is None:
-                index = {e.key: e.param for e in params(data)} if index is None else index
-                p = index[key] if key in index else lookup(key, data)  # lookup: augmentations, or the error
+            p = lookup(key, data, listed)
         except ConfigError as e:
             found.append(str(e))
             continue

@@ -164,7 +164,8 @@ def _meta_twin(model: nn.Module) -> nn.Module:
 
 def profile_model(name: str, hparams: dict | None = None, input_shape: tuple | None = None, num_classes: int = 6,
                   batch_size: int = 32, optimizer: str = "adamw", amp: str = "off", grad_checkpointing: bool = False,
-                  measure_latency: bool = True, device: str = "cpu", cross_check: bool = True) -> ProfileReport:
+                  measure_latency: bool = True, device: str = "cpu", cross_check: bool = True,
+                  operator_latency: bool = False) -> ProfileReport:
     """Profile zoo model `name` at `hparams` (defaults for the rest) on `input_shape`
     ((C, T) or (C, F, T), no batch; the model's default input when None).
 
@@ -188,7 +189,7 @@ def profile_model(name: str, hparams: dict | None = None, input_shape: tuple | N
     model = create(name, shape, num_classes, **hp).to(device)
     report = _profile(model, shape, batch_size, optimizer=optimizer, amp=amp,
                       grad_checkpointing=grad_checkpointing, measure_latency=measure_latency,
-                      device=device, cross_check=cross_check, name=name)
+                      device=device, cross_check=cross_check, name=name, operator_latency=operator_latency)
     report.settings["hparams"] = hp
     report.settings["num_classes"] = num_classes
     return report
@@ -196,7 +197,8 @@ def profile_model(name: str, hparams: dict | None = None, input_shape: tuple | N
 
 def profile_module(model: nn.Module, input_shape: tuple, batch_size: int = 32, optimizer: str = "adamw",
                    amp: str = "off", grad_checkpointing: bool = False, measure_latency: bool = True,
-                   device: str = "cpu", cross_check: bool = True, name: str | None = None) -> ProfileReport:
+                   device: str = "cpu", cross_check: bool = True, name: str | None = None,
+                   operator_latency: bool = False) -> ProfileReport:
     """Profile any nn.Module taking (batch, *input_shape) tensors on `device`.
 
     The model comes back as it was: train/eval mode, buffers (BN statistics), gradients,
@@ -207,12 +209,12 @@ def profile_module(model: nn.Module, input_shape: tuple, batch_size: int = 32, o
     check_profile_memory(model, input_shape, batch_size, optimizer, grad_checkpointing, name)
     return _profile(model, input_shape, batch_size, optimizer=optimizer, amp=amp,
                     grad_checkpointing=grad_checkpointing, measure_latency=measure_latency, device=device,
-                    cross_check=cross_check, name=name)
+                    cross_check=cross_check, name=name, operator_latency=operator_latency)
 
 
 def _profile(model: nn.Module, input_shape: tuple, batch_size: int, optimizer: str, amp: str,
              grad_checkpointing: bool, measure_latency: bool, device: str, cross_check: bool,
-             name: str | None) -> ProfileReport:
+             name: str | None, operator_latency: bool = False) -> ProfileReport:
     """profile_module once the memory check has passed."""
     shape = tuple(int(v) for v in input_shape)
     seconds: dict[str, float] = {}
@@ -248,6 +250,12 @@ def _profile(model: nn.Module, input_shape: tuple, batch_size: int, optimizer: s
     latency = {"estimated": estimate_latency_ms(flops, device), "measured": None,
                "machine_flops_per_s": machine_flops_per_s(device), "efficiency": EFFICIENCY,
                "batch_size": batch_size}
+    if operator_latency and torch.device(device).type == "cpu" and amp == "off":
+        from core.profiling.op_latency import estimate_forward_ms
+
+        start = time.perf_counter()
+        latency["by_operator"] = estimate_forward_ms(model, shape, batch_size).to_dict()
+        seconds["operator_latency"] = time.perf_counter() - start
     if measure_latency:
         start = time.perf_counter()
         latency["measured"] = measure_latency_ms(model, shape, batch_size, device=device, amp=amp)

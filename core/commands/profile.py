@@ -6,11 +6,14 @@ model before training it.
     python -m core profile audio_resnet_attention --shape 4,40,126 --amp bf16 --checkpointing
     python -m core profile tcn_dilated --measure         # also time real forwards at the batch
     python -m core profile imu_conformer --cross-check   # also count the FLOPs with fvcore
+    python -m core profile mobilenet1d --operator-latency   # latency from per-operator-class rates
 
 By default it prints the analytical card: parameters, FLOPs (FlopCounterMode), the training
 memory estimate, the latency estimate and the per-layer table. `--measure` adds the measured
 latency (13 real forwards at the batch: seconds for a large model or batch) and `--cross-check`
 fvcore's count of the same forward (a TorchScript trace; fvcore is imported only then).
+`--operator-latency` adds core.profiling.op_latency's estimate: every operator of the forward
+priced by this machine's rate for its class and shape (measured once per machine and cached).
 """
 from __future__ import annotations
 
@@ -37,6 +40,9 @@ def add_parser(subparsers) -> None:
     parser.add_argument("--device", default="cpu", help="cpu or cuda (default cpu)")
     parser.add_argument("--measure", action="store_true",
                         help="also time real forwards at the batch (measured latency; off by default: slower)")
+    parser.add_argument("--operator-latency", action="store_true",
+                        help="also estimate latency from this machine's per-operator-class rates (CPU, amp off; "
+                             "the first time on a machine it times the operator shapes it needs: seconds)")
     parser.add_argument("--cross-check", action="store_true",
                         help="also count the FLOPs with fvcore and compare (off by default: slower)")
     # the defaults before the card became analytical-only: still accepted, they change nothing
@@ -85,6 +91,14 @@ def report_text(d: dict) -> str:
         f"latency     estimated {lat['estimated']:.2f} ms "
         f"(machine {lat['machine_flops_per_s'] / 1e9:.1f} GFLOP/s x efficiency {lat['efficiency']}), {measured}",
     ]
+    by_operator = lat.get("by_operator")
+    if by_operator:
+        parts = ", ".join(f"{kind} {ms:.2f}" for kind, ms in sorted(by_operator["by_class"].items(), key=lambda kv: -kv[1])
+                          if ms >= 0.005)
+        calibrated = (f"; timed the operator shapes it lacked in {by_operator['calibration_s']:.1f} s"
+                      if by_operator["calibration_s"] else "")
+        lines.append(f"            by operator class {by_operator['total_ms']:.2f} ms ({parts}; "
+                     f"{by_operator['operators']} operators{calibrated})")
     cc = d.get("cross_check") or {}
     if cc:
         if cc.get("error"):
@@ -121,7 +135,8 @@ def run(args) -> int:
                                num_classes=args.classes, batch_size=args.batch, optimizer=optimizer,
                                amp=amp, grad_checkpointing=args.checkpointing,
                                measure_latency=args.measure and not args.no_measure, device=args.device,
-                               cross_check=args.cross_check and not args.no_cross_check)
+                               cross_check=args.cross_check and not args.no_cross_check,
+                               operator_latency=args.operator_latency)
     d = report.to_dict()
     emit(d, args.json, report_text(d))
     return 0

@@ -9,7 +9,9 @@ estimate is set against the median of `rounds` measurements (core.profiling.late
 measure_latency_ms: the median wall time of 10 forwards after 3 warm-up ones), the models taken
 in turn each round so that a machine whose speed drifts meets all of them alike. One torch
 thread, malloc tuned as in every `python -m core` process. Prints estimate/measured per model
-and how many are within +-25 %.
+and how many are within +-25 %, beside the profile card's FLOPs / (peak x 0.25) estimate, and
+the time of a fixed reference mix of kernels before and after calibrating and after each round:
+on a shared host the machine's own speed moves by as much as the estimate's error.
 """
 import argparse
 import json
@@ -33,6 +35,17 @@ from core.runtime import tune_malloc  # noqa: E402
 TOLERANCE = 0.25
 
 
+def reference_ms() -> float:
+    """A fixed mix of kernels (conv, matmul, GELU): how fast the machine runs right now."""
+    from core.profiling.op_latency import _median_seconds
+
+    conv, x = torch.nn.Conv1d(64, 64, 3, padding=1), torch.randn(8, 64, 128)
+    a, b, c = torch.randn(256, 512), torch.randn(512, 512), torch.randn(1 << 20)
+    with torch.no_grad():
+        return statistics.median(_median_seconds(lambda: (conv(x), a @ b, torch.nn.functional.gelu(c)))
+                                 for _ in range(5)) * 1e3
+
+
 def run(batches: list[int], rounds: int, tables: int, names: list[str]) -> dict:
     torch.set_num_threads(1)
     tune_malloc()
@@ -43,6 +56,7 @@ def run(batches: list[int], rounds: int, tables: int, names: list[str]) -> dict:
     results = {"batches": batches, "rounds": rounds, "tables": []}
     for table in range(tables):
         rates = Rates(threads=1)
+        reference = [reference_ms()]
         start = time.perf_counter()
         flops_estimates = {(name, batch): estimate_latency_ms(
             count_flops(models[name], torch.randn(1, *spec(name).default_input)).total * batch)
@@ -51,10 +65,13 @@ def run(batches: list[int], rounds: int, tables: int, names: list[str]) -> dict:
                                                       rates)
                      for batch in batches for name in names}
         calibration_s = time.perf_counter() - start
+        reference.append(reference_ms())
         measured: dict[tuple, list[float]] = {key: [] for key in estimates}
+        while_measuring = []
         for _ in range(rounds):
             for (name, batch) in estimates:
                 measured[(name, batch)].append(measure_latency_ms(models[name], spec(name).default_input, batch))
+            while_measuring.append(reference_ms())
         rows = []
         for (name, batch), est in estimates.items():
             median = statistics.median(measured[(name, batch)])
@@ -65,6 +82,8 @@ def run(batches: list[int], rounds: int, tables: int, names: list[str]) -> dict:
                          "flops_estimate_ratio": round(flops_estimates[(name, batch)] / median, 3),
                          "by_class_ms": {k: round(v, 3) for k, v in est.by_class.items()}})
         results["tables"].append({"calibration_s": round(calibration_s, 1), "points": sum(map(len, rates.tables.values())),
+                                  "reference_ms": {"calibrating": [round(r, 2) for r in reference],
+                                                   "measuring": [round(r, 2) for r in while_measuring]},
                                   "rows": rows})
     return results
 
@@ -73,7 +92,8 @@ def report(results: dict) -> bool:
     met = True
     for i, table in enumerate(results["tables"]):
         print(f"table {i + 1}: measured {table['points']} grid points and the element-wise operators in "
-              f"{table['calibration_s']} s")
+              f"{table['calibration_s']} s; the reference kernels took {table['reference_ms']['calibrating']} ms "
+              f"around it and {table['reference_ms']['measuring']} ms while the models were measured")
         for batch in results["batches"]:
             rows = [r for r in table["rows"] if r["batch"] == batch]
             for r in rows:

@@ -52,8 +52,9 @@ MAC_BUDGET = 16_000_000  # multiply-adds per timed call of a grid point (about 0
 LENGTH = 128  # a conv grid point's output length (its batch makes up the rows)
 PLANE = (16, 32)  # a 2-D conv grid point's output height and width
 
-CONV_GRID = {"cin": (1, 8, 64, 512), "k": (1, 3, 9, 27, 81), "cout": (8, 32, 128, 512)}
-CONV2D_GRID = {"cin": (1, 8, 64, 512), "kh": (1, 3, 9), "kw": (1, 3, 9, 27), "cout": (8, 32, 128, 512)}
+CHANNELS = (1, 8, 32, 128, 512)
+CONV_GRID = {"cin": CHANNELS, "k": (1, 3, 9, 27, 81), "cout": CHANNELS[1:]}
+CONV2D_GRID = {"cin": CHANNELS, "kh": (1, 3, 9), "kw": (1, 3, 9, 27), "cout": CHANNELS[1:]}
 DEPTHWISE_GRID = {"c": (16, 64, 256), "k": (3, 7, 15, 31), "length": (32, 128, 512)}
 MATMUL_GRID = {"k": (8, 64, 512, 4096), "n": (8, 64, 512, 4096)}
 ATTENTION_GRID = {"s": (16, 64, 256), "d": (8, 32, 128)}

@@ -16,7 +16,9 @@ How each figure is made:
   scaled by the batch. fvcore counts the same forward by tracing as a cross-check.
 - memory: see core.profiling.memory (real forward + backward at batches 2 and 4,
   extrapolated storage by storage to the batch).
-- latency: see core.profiling.latency.
+- latency: see core.profiling.latency; with `operator_latency=True` (CPU, amp off) also
+  core.profiling.op_latency's estimate from this machine's per-operator-class rates, under
+  latency_ms["by_operator"].
 
 Work is bounded before it starts: `check_profile_memory` makes the memory estimate on a
 meta-device copy of the model, where nothing is allocated, and refuses a shape or batch

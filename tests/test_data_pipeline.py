@@ -285,3 +285,25 @@ def test_window_and_stride_in_seconds_use_the_source_rate():
     assert bundle.input_shape == (6, 128) and bundle.info["stride"] == 64
     with pytest.raises(data.DataError, match="in seconds need the sampling rate"):
         data.load(DataConfig(source="imu_csv", path=str(ROOT / "data"), window="2s"))
+
+
+def test_the_phase_vocoder_stretch_keeps_pitch_and_scales_duration():
+    """core.data.augment.stretch is librosa.effects.time_stretch's algorithm in numpy (no numba
+    compile in each run process): rate 1 gives the input back, the length scales by 1 / rate,
+    and a tone keeps its frequency."""
+    from core.data.augment import stretch
+
+    sr, f0 = 8000, 440.0
+    t = np.arange(sr) / sr
+    tone = np.sin(2 * np.pi * f0 * t).astype(np.float32)
+    same = stretch(tone, 1.0)
+    assert same.shape == tone.shape
+    assert np.max(np.abs(same[256:-256] - tone[256:-256])) < 1e-3  # away from the zero-padded edges
+    for rate in (0.8, 1.25):
+        out = stretch(tone, rate)
+        assert out.shape == (round(sr / rate),)
+        spectrum = np.abs(np.fft.rfft(out[512:-512] * np.hanning(len(out) - 1024)))
+        peak_hz = np.argmax(spectrum) * sr / (len(out) - 1024)
+        assert abs(peak_hz - f0) < 10, (rate, peak_hz)
+    two = stretch(np.stack([tone, -tone]), 1.25)  # (..., T): each row alike
+    assert two.shape == (2, round(sr / 1.25)) and np.allclose(two[0], -two[1], atol=1e-5)

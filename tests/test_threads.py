@@ -127,9 +127,12 @@ def test_inference_threads_are_the_cores_running_runs_on_this_host_do_not_hold(s
     dead.wait()
     running(store, 4, pid=dead.pid)  # its process has ended: holds nothing
     assert inference_threads(store) == 6
-    sleeper = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"],
-                               env=dict(os.environ, OMP_NUM_THREADS="3"))
+    sleeper = subprocess.Popen([sys.executable, "-c", "import time; print('ready', flush=True); time.sleep(60)"],
+                               env=dict(os.environ, OMP_NUM_THREADS="3"), stdout=subprocess.PIPE, text=True)
     try:
+        # until the child has exec'd, /proc/<pid>/environ is still this process's (no OMP_NUM_THREADS):
+        # a busy machine showed that race (inference_threads 1 instead of 3)
+        assert sleeper.stdout.readline().strip() == "ready"
         running(store, None, pid=sleeper.pid)  # a CLI run: no threads column, its OMP_NUM_THREADS
         assert inference_threads(store) == 3
         running(store, 5)

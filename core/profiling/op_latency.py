@@ -32,9 +32,7 @@ version and thread count in `<cache>/op_rates.json` beside the peak FLOP/s
 """
 from __future__ import annotations
 
-import json
 import math
-import os
 import statistics
 import time
 from dataclasses import dataclass, field
@@ -406,7 +404,7 @@ def machine_rates(threads: int | None = None, *, cache_dir: str | Path | None = 
 
     threads = max(1, int(threads or torch.get_num_threads()))
     key = _cache_key(threads)
-    path = _cache_path(cache_dir).with_name(CACHE_FILE)
+    path = _cache_path(cache_dir, CACHE_FILE)
     if (str(path), key) in _MEMO:
         return _MEMO[(str(path), key)]
     entry = _read_cache(path).get(key)
@@ -422,23 +420,12 @@ def machine_rates(threads: int | None = None, *, cache_dir: str | Path | None = 
 
 
 def save_rates(rates: Rates, cache_dir: str | Path | None = None) -> None:
-    """Store the table when points were added (read, merge, atomic replace); a folder that
-    cannot be written keeps the in-process table only."""
-    from core.profiling.peak import _cache_path, _read_cache
+    """Store the table when points were added; a folder that cannot be written keeps the
+    in-process table only."""
+    from core.profiling.peak import _cache_path, write_cache_entry
 
-    if not rates.added:
-        return
-    path = _cache_path(cache_dir).with_name(CACHE_FILE)
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        data = _read_cache(path)
-        data[rates.key] = rates.to_dict()
-        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-        tmp.write_text(json.dumps(data, sort_keys=True))
-        os.replace(tmp, path)
+    if rates.added and write_cache_entry(_cache_path(cache_dir, CACHE_FILE), rates.key, rates.to_dict()):
         rates.added = 0
-    except OSError:
-        pass
 
 
 # ---------------------------------------------------------------------------------- the estimate

@@ -128,7 +128,7 @@ def device_peak(device: str | torch.device = "cpu", threads: int | None = None, 
     if cached is not None:  # re-measured on a quieter machine: the best of both
         peak.flops = {d: max(r, cached.flops.get(d, 0.0)) for d, r in peak.flops.items()}
     _MEMO[key] = peak
-    _write_cache(path, key, peak)
+    write_cache_entry(path, key, peak.to_dict())
     return peak
 
 
@@ -217,12 +217,13 @@ def _cuda_peak(device: torch.device) -> dict[str, float]:  # pragma: no cover - 
 
 # ------------------------------------------------------------------------------- the cache file
 
-def _cache_path(cache_dir: str | Path | None) -> Path:
+def _cache_path(cache_dir: str | Path | None, name: str = CACHE_FILE) -> Path:
+    """`name` in the cache folder (None: the data cache folder, $SIGSCOPE_CACHE_DIR or runs/cache)."""
     if cache_dir is None:  # a fact about the machine, kept with the other caches (not one per runs folder)
         from core.paths import cache_dir as folder
 
         cache_dir = folder()
-    return Path(cache_dir) / CACHE_FILE
+    return Path(cache_dir) / name
 
 
 def _cached_entry(path: Path, key: str) -> Peak | None:
@@ -241,15 +242,16 @@ def _read_cache(path: Path) -> dict:
     return data if isinstance(data, dict) else {}
 
 
-def _write_cache(path: Path, key: str, peak: Peak) -> None:
-    """Add one entry (read, merge, atomic replace); a folder that cannot be written keeps the
-    in-process value only."""
+def write_cache_entry(path: Path, key: str, entry: dict) -> bool:
+    """Add one entry to a JSON cache of machine facts (read, merge, atomic replace); False when
+    the folder cannot be written (the caller keeps its in-process value only)."""
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         data = _read_cache(path)
-        data[key] = peak.to_dict()
+        data[key] = entry
         tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
         tmp.write_text(json.dumps(data, indent=1, sort_keys=True))
         os.replace(tmp, path)
     except OSError:
-        pass
+        return False
+    return True

@@ -49,21 +49,21 @@ def reference_ms() -> float:
 def run(batches: list[int], rounds: int, tables: int, names: list[str]) -> dict:
     torch.set_num_threads(1)
     tune_malloc()
-    models = {}
+    models, flops = {}, {}
     for name in names:
         torch.manual_seed(0)
         models[name] = create(name, spec(name).default_input).eval()
+        flops[name] = count_flops(models[name], torch.randn(1, *spec(name).default_input)).total
+    # the same for every table: traced once, and the FLOPs estimate from the cached peak
+    traces = {(name, batch): trace_forward(models[name], spec(name).default_input, batch)
+              for batch in batches for name in names}
+    flops_estimates = {(name, batch): estimate_latency_ms(flops[name] * batch) for name, batch in traces}
     results = {"batches": batches, "rounds": rounds, "tables": []}
     for table in range(tables):
         rates = Rates(threads=1)
         reference = [reference_ms()]
         start = time.perf_counter()
-        flops_estimates = {(name, batch): estimate_latency_ms(
-            count_flops(models[name], torch.randn(1, *spec(name).default_input)).total * batch)
-            for batch in batches for name in names}
-        estimates = {(name, batch): estimate_trace_ms(trace_forward(models[name], spec(name).default_input, batch),
-                                                      rates)
-                     for batch in batches for name in names}
+        estimates = {key: estimate_trace_ms(trace, rates) for key, trace in traces.items()}
         calibration_s = time.perf_counter() - start
         reference.append(reference_ms())
         measured: dict[tuple, list[float]] = {key: [] for key in estimates}

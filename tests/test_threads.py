@@ -140,6 +140,7 @@ def test_inference_threads_are_the_cores_running_runs_on_this_host_do_not_hold(s
     finally:
         sleeper.kill()
         sleeper.wait()
+        sleeper.stdout.close()
 
 
 def test_inference_threads_count_blocks_open_in_other_threads(store, monkeypatch):

@@ -58,16 +58,18 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def start_server(runs: Path, timeout: float = 60, script: Path | str = "Home.py") -> tuple[subprocess.Popen, str]:
-    """`streamlit run SCRIPT` (the dashboard by default) on a free localhost port over `runs`;
-    (process, url) once it answers /_stcore/health. Its log is runs/server-<script>.log."""
+def start_server(runs: Path, timeout: float = 60, script: Path | str = "Home.py",
+                 options: tuple[str, ...] = ()) -> tuple[subprocess.Popen, str]:
+    """`streamlit run SCRIPT` (the dashboard by default) on a free localhost port over `runs`,
+    with Streamlit `options` (`--runner.postScriptGC`, `true`) after the usual ones; (process,
+    url) once it answers /_stcore/health. Its log is runs/server-<script>.log."""
     port = free_port()
     env = dict(os.environ, SIGSCOPE_RUNS_DIR=str(runs), SIGSCOPE_CACHE_DIR=str(runs / "cache"))
     log = runs / f"server-{Path(script).stem}.log"
     proc = subprocess.Popen(
         [sys.executable, "-m", "streamlit", "run", str(script), "--server.address", "127.0.0.1", "--server.port",
          str(port), "--server.headless", "true", "--browser.gatherUsageStats", "false",
-         "--server.fileWatcherType", "none"],
+         "--server.fileWatcherType", "none", *options],
         cwd=ROOT, env=env, stdout=open(log, "w"), stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}"
     deadline = time.time() + timeout

@@ -115,19 +115,22 @@ def test_runs_list_with_no_engine_marks_a_killed_run_and_leaves_other_machines_r
 
 
 # ---- exposure -------------------------------------------------------------------------------------
-def test_streamlit_config_binds_to_localhost_with_the_products_upload_limit_and_no_statistics():
+def test_streamlit_config_binds_to_localhost_with_the_products_upload_limit_no_statistics_and_no_gc_per_rerun():
     with open(ROOT / ".streamlit" / "config.toml", "rb") as f:
         toml = tomllib.load(f)
     assert toml["server"]["address"] == "127.0.0.1"
     assert toml["server"]["maxUploadSize"] == Limits().max_upload_mib == 50, \
         "Streamlit's upload limit (MiB) is the product's max_upload_mib"
     assert toml["browser"]["gatherUsageStats"] is False
+    # a full collection after every script run costs 0.24 s of CPU with torch loaded, and the
+    # Monitor reruns every second (bench/watch_cost.py)
+    assert toml["runner"]["postScriptGC"] is False
     # and Streamlit itself reads it from the folder `streamlit run` starts in
     read = subprocess.run([sys.executable, "-c", "from streamlit import config; print(config.get_option("
                            "'server.address'), config.get_option('server.maxUploadSize'), "
-                           "config.get_option('browser.gatherUsageStats'))"],
+                           "config.get_option('browser.gatherUsageStats'), config.get_option('runner.postScriptGC'))"],
                           cwd=ROOT, capture_output=True, text=True, timeout=120)
-    assert read.stdout.split() == ["127.0.0.1", "50", "False"], read.stderr[-2000:]
+    assert read.stdout.split() == ["127.0.0.1", "50", "False", "False"], read.stderr[-2000:]
 
 
 def imu_csv(path: Path, first_line: str = "subject,time,acc_x,acc_y,acc_z,label") -> Path:

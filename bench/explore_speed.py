@@ -15,11 +15,11 @@ The data embedding before any model (inputs flattened, standardized, PCA to 50; 
 Every step runs on one thread, as core.explore runs it (torch, BLAS and OpenMP: on a shared
 2-core CPU that is the fastest). Measured in one process, one after the other; each step is
 timed once (t-SNE and UMAP on 10,000 windows take tens of seconds): wall seconds
-(perf_counter) and CPU seconds (process_time, all threads). UMAP's first call in a process
-compiles with numba (some of it is not cached on disk), and from 4,096 points on it takes
-pynndescent's approximate neighbours, compiled on their first use: a warm-up UMAP on 4,200 of
-the windows runs first, so its row measures the fit, not the compile; the warm-up's time is
-printed too (a page's first UMAP map pays it once per server process).
+(perf_counter) and CPU seconds (process_time, all threads). UMAP's first call on a machine
+compiles with numba (core.explore.project.cache_numba caches what umap-learn leaves uncached,
+so a later process loads it), and from 4,096 points on it takes pynndescent's approximate
+neighbours, compiled on their first use: a warm-up UMAP on 4,200 of the windows runs first, so
+its row measures the fit, not the compile; the warm-up's time is printed too.
 
 Measured 2026-12-07 on the shared 2-core CPU (load ~2), one run, 10,000 windows, 32-D features:
   embed (model) 5.9 s, embed (data, flatten -> PCA 50) 2.7 s;

@@ -7,6 +7,9 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import subprocess
+import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -125,11 +128,31 @@ def test_a_runs_projection_is_cached_beside_its_embedding(embedding):
     assert first.xy.shape == (len(embedding), 2)
 
 
-def test_umap_is_deterministic_with_a_seed(embedding):
+def test_umap_is_deterministic_with_a_seed_and_compiles_once_per_machine(embedding, tmp_path):
     few = small(embedding, 200)
     first = project(few, "umap", seed=0)
     assert first.xy.shape == (200, 2) and np.isfinite(first.xy).all()
     np.testing.assert_array_equal(first.xy, project(few, "umap", seed=0).xy)
+    # umap-learn's numba functions, cached on disk by core.explore.project.cache_numba: the
+    # next process loads every one of them instead of compiling them again (17-21 s of CPU)
+    np.save(tmp_path / "few.npy", few.vectors)
+    heavy = ("umap_.fast_knn_indices", "umap_.smooth_knn_dist", "umap_.compute_membership_strengths",
+             "layouts._nb_optimize_layout_euclidean_single_epoch")  # 17 of the 21 s
+    code = ("import sys, importlib, numpy as np\n"
+            "from core.explore.project import _umap, one_thread\n"
+            "with one_thread():\n    xy = _umap(np.load(sys.argv[1]), 0)\n"
+            "np.save(sys.argv[2], xy)\n"
+            "for name in sys.argv[3:]:\n"
+            "    module, fn = name.split('.')\n"
+            "    stats = getattr(importlib.import_module('umap.' + module), fn).stats\n"
+            "    print(name, len(stats.cache_misses), len(stats.cache_hits))")
+    done = subprocess.run([sys.executable, "-c", code, str(tmp_path / "few.npy"), str(tmp_path / "xy.npy"), *heavy],
+                          capture_output=True, text=True, timeout=600, cwd=Path(__file__).resolve().parents[1])
+    assert done.returncode == 0, done.stderr[-2000:]
+    compiled = {name: (int(missed), int(hit)) for name, missed, hit in
+                (line.split() for line in done.stdout.splitlines()[-len(heavy):])}
+    assert compiled == {name: (0, 1) for name in heavy}, f"(compiled, loaded from cache) per function: {compiled}"
+    np.testing.assert_array_equal(np.load(tmp_path / "xy.npy"), first.xy)
 
 
 def test_too_few_windows_for_tsne_or_umap_is_a_clear_message(embedding):

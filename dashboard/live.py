@@ -16,6 +16,12 @@ from dashboard.parts import RESUMABLE, progress_bar, resume_view, status_banner
 from dashboard.series import (downsample, ema, epoch_series, histograms_over_time, layer_grid, split_series)
 
 EPOCH_KEYS = ("loss", "accuracy", "macro_f1")
+# The per-step charts are rebuilt at most this often while a run trains (the numbers above
+# them every tick). Between, the same figure is sent again, which Streamlit's frontend does not
+# redraw: four charts changing every second cost Chromium 0.48 core-s/s, the same four sent
+# unchanged 0.13 (docs/RESULTS.md), CPU the run beside them could have had.
+CHART_SECONDS = 3.0
+clock = time.monotonic  # (a test steps it)
 LOG_LINES = 200
 HISTOGRAM_NAMES = {"grad": "gradients", "weight": "weights", "activation": "activations"}
 
@@ -61,7 +67,7 @@ def live_view(run_id: str, smoothing: float, was_active: bool) -> None:
     # Keyed and bound to the URL (?tab=Gradients): the chosen tab survives every tick and the
     # full redraw when the run ends, and only the open tab's figures are computed.
     views = probe_views(store, run)
-    parts = {"Curves": lambda: _curves(store, run_id, steps, smoothing)}
+    parts = {"Curves": lambda: _curves(store, run_id, steps, smoothing, run["status"])}
     for tab, tab_views in views.items():
         parts[tab] = lambda tab_views=tab_views: _draw_views(store, run, tab_views)
     parts["Events"] = lambda: _events(store, run_id)
@@ -118,14 +124,30 @@ def _smoothed(series: dict[str, tuple[list, list]], smoothing: float) -> tuple[d
     return raw, smooth
 
 
-def _curves(store, run_id: str, steps: dict, smoothing: float) -> None:
-    left, right = st.columns(2)
+def _held(key: str, drawn_for: tuple, build):
+    """The figure under `key`, rebuilt when `drawn_for` (the run, its status, the options)
+    changed or CHART_SECONDS have passed since it was built; else the one built then."""
+    held = st.session_state.setdefault("monitor.figures", {})
+    now = clock()
+    last = held.get(key)
+    if last is None or last[0] != drawn_for or now - last[1] >= CHART_SECONDS:
+        last = held[key] = (drawn_for, now, build())
+    return last[2]
+
+
+def _step_curves(steps: dict, smoothing: float):
     loss = {"train loss (per step)": steps["step/loss"]} if "step/loss" in steps else {}
     raw, smooth = _smoothed(loss, smoothing)
-    left.plotly_chart(figures.curves(raw, "Training loss per step", smoothing, smoothed=smooth, y_title="loss"),
-                      width="stretch", key="monitor.loss")
     lr = {"lr": downsample(*steps["step/lr"])} if "step/lr" in steps else {}
-    right.plotly_chart(figures.curves(lr, "Learning rate", y_title="lr"), width="stretch", key="monitor.lr")
+    return (figures.curves(raw, "Training loss per step", smoothing, smoothed=smooth, y_title="loss"),
+            figures.curves(lr, "Learning rate", y_title="lr"))
+
+
+def _curves(store, run_id: str, steps: dict, smoothing: float, status: str) -> None:
+    left, right = st.columns(2)
+    loss, lr = _held("monitor.step_curves", (run_id, status, smoothing), lambda: _step_curves(steps, smoothing))
+    left.plotly_chart(loss, width="stretch", key="monitor.loss")
+    right.plotly_chart(lr, width="stretch", key="monitor.lr")
     epoch_rows = [r for r in store.metric_series(run_id, keys=list(EPOCH_KEYS)) if r["split"] in ("train", "val")]
     per_epoch = epoch_series(epoch_rows)
     left, right = st.columns(2)

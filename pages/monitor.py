@@ -3,7 +3,7 @@ reload, a second tab or a run started from the CLI are watched the same way."""
 import streamlit as st
 
 from dashboard.engine import engine
-from dashboard.live import live_view
+from dashboard.live import CHART_SECONDS, live_view
 from dashboard.parts import run_label
 from dashboard.router import require_router
 
@@ -50,7 +50,9 @@ st.query_params["run"] = run_id  # like the tab: a reload or a shared link shows
 smoothing = c2.slider("Smoothing", 0.0, 0.99, 0.6, 0.01, key="monitor.smoothing",
                       help="exponential moving average of per-step curves (0 = raw)")
 refresh = c3.selectbox("Refresh", [0.5, 1.0, 2.0, 5.0], index=1, key="monitor.refresh",
-                       format_func=lambda s: f"every {s:g} s", help="how often the live view polls the store")
+                       format_func=lambda s: f"every {s:g} s",
+                       help="how often the live view polls the store (the per-step charts are redrawn "
+                            f"{CHART_SECONDS:g} s apart at the most often)")
 
 active = by_id[run_id]["status"] in ("queued", "running")
 st.fragment(live_view, run_every=refresh if active else None)(run_id, smoothing, active)

@@ -4,6 +4,7 @@ other change. Activation histograms are such a probe. A stopped run resumes from
 from __future__ import annotations
 
 import json
+import os
 
 import pytest
 
@@ -101,3 +102,39 @@ def test_a_cancelled_run_resumes_from_monitor_for_more_epochs(runs_dir, capsys):
     assert engine().jobs.wait(run_id, timeout=120) == "completed"
     run = store.get_run(run_id)
     assert run["config"]["train"]["epochs"] == 3 and run["summary"]["epochs_completed"] == 3
+
+
+def test_the_step_charts_of_a_running_run_are_rebuilt_at_most_every_chart_seconds(runs_dir, monkeypatch):
+    """Between rebuilds the Monitor sends the same figure again (the browser then redraws
+    nothing); new points appear once CHART_SECONDS have passed, and at once for new options."""
+    import dashboard.live as live
+
+    store = Store(runs_dir / "sigscope.db")
+    run_id = store.create_run(RunConfig().to_dict(), name="live", status="running", owner_pid=os.getpid())
+
+    def add_steps(first: int, last: int) -> None:
+        with store.writer(run_id, flush_seconds=0) as writer:
+            for step in range(first, last):
+                writer.metrics(step, 0, "step", {"loss": 1.0 / step, "lr": 1e-3})
+
+    def loss_points(at) -> int:
+        spec = next(json.loads(c.proto.spec) for c in at.get("plotly_chart")
+                    if "Training loss per step" in json.loads(c.proto.spec)["layout"]["title"]["text"])
+        return len(spec["data"][0]["x"])
+
+    clock = [1000.0]
+    monkeypatch.setattr(live, "clock", lambda: clock[0])
+    add_steps(1, 11)
+    at = open_page("pages/monitor.py", query={"run": run_id})
+    assert loss_points(at) == 10
+    add_steps(11, 21)
+    clock[0] += live.CHART_SECONDS / 2
+    at.run()
+    assert loss_points(at) == 10, "rebuilt before CHART_SECONDS had passed"
+    assert "20" in [m.value for m in at.metric if m.label == "Loss points"], "the numbers follow every tick"
+    clock[0] += live.CHART_SECONDS / 2
+    at.run()
+    assert loss_points(at) == 20
+    add_steps(21, 31)
+    at.slider(key="monitor.smoothing").set_value(0.0).run()
+    assert loss_points(at) == 30, "a new option draws at once"

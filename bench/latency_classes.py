@@ -37,12 +37,12 @@ TOLERANCE = 0.25
 
 def reference_ms() -> float:
     """A fixed mix of kernels (conv, matmul, GELU): how fast the machine runs right now."""
-    from core.profiling.op_latency import _median_seconds
+    from core.profiling.op_latency import median_seconds
 
     conv, x = torch.nn.Conv1d(64, 64, 3, padding=1), torch.randn(8, 64, 128)
     a, b, c = torch.randn(256, 512), torch.randn(512, 512), torch.randn(1 << 20)
     with torch.no_grad():
-        return statistics.median(_median_seconds(lambda: (conv(x), a @ b, torch.nn.functional.gelu(c)))
+        return statistics.median(median_seconds(lambda: (conv(x), a @ b, torch.nn.functional.gelu(c)))
                                  for _ in range(5)) * 1e3
 
 

@@ -98,7 +98,7 @@ def test_numpy_features_match_librosa_and_scipy():
             reference = librosa.filters.mel(sr=sr, n_fft=n_fft, n_mels=n_mels)
         np.testing.assert_allclose(features._mel_filters(sr, n_fft, n_mels), reference, rtol=1e-6, atol=1e-9)
     for n in (64, 256, 2048):
-        assert np.array_equal(features._hann(n), scipy.signal.get_window("hann", n, fftbins=True).astype(np.float32))
+        assert np.array_equal(features.hann(n), scipy.signal.get_window("hann", n, fftbins=True).astype(np.float32))
     logmel = np.random.default_rng(0).normal(scale=5.0, size=(2, 32, 40)).astype(np.float32)
     np.testing.assert_allclose(features._mfcc(logmel, 20, True),
                                scipy.fft.dct(logmel, axis=-2, type=2, norm="ortho")[..., :20, :], atol=2e-5)

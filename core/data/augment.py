@@ -59,7 +59,7 @@ def stretch(y: np.ndarray, rate: float, n_fft: int = STRETCH_N_FFT) -> np.ndarra
     agree to 0.3 % of the peak) in numpy. librosa's own runs numba functions whose first call
     compiles them: about 40 s in a process whose numba cache is cold and 5 s with it warm, paid
     by every run process that used this augmentation (measured here)."""
-    from core.data.features import _hann, stft
+    from core.data.features import hann, stft
 
     hop = n_fft // 4
     spectrum = np.moveaxis(stft(np.asarray(y, dtype=np.float64), n_fft, hop), -2, -1)  # (..., bins, frames)
@@ -78,7 +78,7 @@ def stretch(y: np.ndarray, rate: float, n_fft: int = STRETCH_N_FFT) -> np.ndarra
                                                          axis=-1)
     out = magnitude * np.exp(1j * phase)
     # inverse STFT: windowed frames overlap-added, divided by the summed squared window
-    window = _hann(n_fft).astype(np.float64)
+    window = hann(n_fft).astype(np.float64)
     frames = np.fft.irfft(np.moveaxis(out, -1, -2), n=n_fft, axis=-1) * window  # (..., frames, n_fft)
     total = n_fft + hop * (frames.shape[-2] - 1)
     signal, norm, squared = np.zeros(frames.shape[:-2] + (total,)), np.zeros(total), window ** 2

@@ -113,7 +113,7 @@ _LOGSTEP = np.log(6.4) / 27.0
 
 
 @lru_cache(maxsize=16)
-def _hann(n_fft: int) -> np.ndarray:
+def hann(n_fft: int) -> np.ndarray:
     """Periodic Hann window, as scipy.signal.get_window("hann", n_fft, fftbins=True)."""
     return (0.5 - 0.5 * np.cos(2.0 * np.pi * np.arange(n_fft) / n_fft)).astype(np.float32)
 
@@ -132,7 +132,7 @@ def stft(y: np.ndarray, n_fft: int, hop_length: int) -> np.ndarray:
     (..., T) -> (..., frames, n_fft//2+1)."""
     padded = np.pad(y, [(0, 0)] * (y.ndim - 1) + [(n_fft // 2, n_fft // 2)])
     frames = np.lib.stride_tricks.sliding_window_view(padded, n_fft, axis=-1)[..., ::hop_length, :]
-    return np.fft.rfft(frames * _hann(n_fft), axis=-1)
+    return np.fft.rfft(frames * hann(n_fft), axis=-1)
 
 
 def _logmel(y: np.ndarray, sr: float, cfg: DataConfig) -> np.ndarray:

@@ -193,7 +193,7 @@ def trace_forward(model: nn.Module, input_shape: tuple, batch_size: int = 32,
 
 # ----------------------------------------------------------------------------------------- the rates
 
-def _median_seconds(fn: Callable[[], object], repeats: int = 5, warmup: int = 1) -> float:
+def median_seconds(fn: Callable[[], object], repeats: int = 5, warmup: int = 1) -> float:
     """Median wall time of `repeats` calls after `warmup` (3 calls when one takes over 20 ms)."""
     for _ in range(warmup):
         start = time.perf_counter()
@@ -234,7 +234,7 @@ def _timed_by_batch(fn: Callable[[torch.Tensor], object], make: Callable[[int], 
 
     def timed(batch: int) -> float:
         x = inputs.setdefault(batch, make(batch))
-        return _median_seconds(lambda: fn(x))
+        return median_seconds(lambda: fn(x))
     return timed
 
 
@@ -306,7 +306,7 @@ def _measure_elementwise(name: str) -> list[list[float]]:
         with recorder:
             fn(x)
         nbytes = max((c.nbytes for c in recorder.calls if c.name == name), default=0) or 2 * _bytes([x])
-        points.append([nbytes, _median_seconds(lambda: fn(x))])
+        points.append([nbytes, median_seconds(lambda: fn(x))])
     return points
 
 
@@ -314,9 +314,9 @@ def _measure_fixed(name: str) -> float:
     one = torch.randn(1)
     if name == "module":
         idn = nn.Identity()
-        return _median_seconds(lambda: idn(one), repeats=51)
+        return median_seconds(lambda: idn(one), repeats=51)
     if name == "view":
-        return _median_seconds(lambda: one.view(1), repeats=51)
+        return median_seconds(lambda: one.view(1), repeats=51)
     if name == "double":  # fp64 / fp32 time of a conv per multiply-add
         return max(1.0, _measure_conv(64, 3, 64, torch.float64)[1] / _measure_conv(64, 3, 64)[1])
     raise KeyError(name)
@@ -400,14 +400,14 @@ def _cache_key(threads: int) -> str:
 def machine_rates(threads: int | None = None, *, cache_dir: str | Path | None = None) -> Rates:
     """This machine's table for `threads` torch threads (None: the current count), as far as it
     has been measured (cached on disk; `save_rates` stores what an estimate added)."""
-    from core.profiling.peak import _cache_path, _read_cache
+    from core.profiling.peak import cache_path, read_cache
 
     threads = max(1, int(threads or torch.get_num_threads()))
     key = _cache_key(threads)
-    path = _cache_path(cache_dir, CACHE_FILE)
+    path = cache_path(cache_dir, CACHE_FILE)
     if (str(path), key) in _MEMO:
         return _MEMO[(str(path), key)]
-    entry = _read_cache(path).get(key)
+    entry = read_cache(path).get(key)
     rates = None
     if isinstance(entry, dict) and entry.get("version") == VERSION:
         try:
@@ -422,9 +422,9 @@ def machine_rates(threads: int | None = None, *, cache_dir: str | Path | None = 
 def save_rates(rates: Rates, cache_dir: str | Path | None = None) -> None:
     """Store the table when points were added; a folder that cannot be written keeps the
     in-process table only."""
-    from core.profiling.peak import _cache_path, write_cache_entry
+    from core.profiling.peak import cache_path, write_cache_entry
 
-    if rates.added and write_cache_entry(_cache_path(cache_dir, CACHE_FILE), rates.key, rates.to_dict()):
+    if rates.added and write_cache_entry(cache_path(cache_dir, CACHE_FILE), rates.key, rates.to_dict()):
         rates.added = 0
 
 

@@ -117,7 +117,7 @@ def device_peak(device: str | torch.device = "cpu", threads: int | None = None, 
     key = cache_key(dev, threads)
     if not refresh and key in _MEMO:
         return _MEMO[key]
-    path = _cache_path(cache_dir)
+    path = cache_path(cache_dir)
     cached = None if refresh else _cached_entry(path, key)
     if cached is not None and not (dev.type == "cpu" and cached.measured_busy
                                    and (load_per_core() or 0.0) <= BUSY_LOAD_PER_CORE):
@@ -217,7 +217,7 @@ def _cuda_peak(device: torch.device) -> dict[str, float]:  # pragma: no cover - 
 
 # ------------------------------------------------------------------------------- the cache file
 
-def _cache_path(cache_dir: str | Path | None, name: str = CACHE_FILE) -> Path:
+def cache_path(cache_dir: str | Path | None, name: str = CACHE_FILE) -> Path:
     """`name` in the cache folder (None: the data cache folder, $SIGSCOPE_CACHE_DIR or runs/cache)."""
     if cache_dir is None:  # a fact about the machine, kept with the other caches (not one per runs folder)
         from core.paths import cache_dir as folder
@@ -227,14 +227,14 @@ def _cache_path(cache_dir: str | Path | None, name: str = CACHE_FILE) -> Path:
 
 
 def _cached_entry(path: Path, key: str) -> Peak | None:
-    entry = _read_cache(path).get(key)
+    entry = read_cache(path).get(key)
     try:
         return Peak.from_dict(entry) if isinstance(entry, dict) else None
     except (KeyError, TypeError, ValueError):  # a damaged entry: measured again
         return None
 
 
-def _read_cache(path: Path) -> dict:
+def read_cache(path: Path) -> dict:
     try:
         data = json.loads(path.read_text())
     except (OSError, ValueError):
@@ -247,7 +247,7 @@ def write_cache_entry(path: Path, key: str, entry: dict) -> bool:
     the folder cannot be written (the caller keeps its in-process value only)."""
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        data = _read_cache(path)
+        data = read_cache(path)
         data[key] = entry
         tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
         tmp.write_text(json.dumps(data, indent=1, sort_keys=True))

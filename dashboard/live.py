@@ -125,13 +125,12 @@ def _smoothed(series: dict[str, tuple[list, list]], smoothing: float) -> tuple[d
 
 
 def _held(key: str, drawn_for: tuple, build):
-    """The figure under `key`, rebuilt when `drawn_for` (the run, its status, the options)
-    changed or CHART_SECONDS have passed since it was built; else the one built then."""
-    held = st.session_state.setdefault("monitor.figures", {})
+    """What `build` made, held in the session under `key`: built again when `drawn_for` (the
+    run, its status, the options) changed or CHART_SECONDS have passed since; else as it was."""
     now = clock()
-    last = held.get(key)
+    last = st.session_state.get(key)
     if last is None or last[0] != drawn_for or now - last[1] >= CHART_SECONDS:
-        last = held[key] = (drawn_for, now, build())
+        last = st.session_state[key] = (drawn_for, now, build())
     return last[2]
 
 

@@ -42,8 +42,8 @@ def chromium_cpu() -> float:
     total = 0.0
     for pid in os.listdir("/proc"):
         if pid.isdigit():
-            try:
-                if Path(f"/proc/{pid}/cmdline").read_bytes().startswith(b"/usr/lib/chromium/"):
+            try:  # by executable: its utility processes are named /proc/self/exe on their command line
+                if os.readlink(f"/proc/{pid}/exe").startswith("/usr/lib/chromium/"):
                     total += cpu_seconds(int(pid)) or 0.0
             except OSError:
                 pass

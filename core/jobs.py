@@ -413,8 +413,7 @@ class JobManager:
         self.store.update_run(job.run_id, threads=threads, processes=processes, log_path=str(log_path), held=None,
                               device=device)
         launch.clear_rank_errors(run["run_dir"])
-        with open(log_path, "ab") as log:
-            proc = launch.spawn(cmd, launch.child_env(threads), log)
+        proc = launch.start_run_process(cmd, launch.child_env(threads), log_path, device)
         killed = False
         while proc.poll() is None:
             if job.cancel.wait(0.5):

@@ -248,7 +248,7 @@ def group_alive(pgid: int) -> bool:
         return False
 
 
-def stop(proc: subprocess.Popen, owner_pid: int | None, grace: float = GRACE_SECONDS) -> bool:
+def stop(proc, owner_pid: int | None, grace: float = GRACE_SECONDS) -> bool:
     """Ask a run's process to stop after its current step (SIGTERM to the process that trains,
     rank 0 under torchrun, which tells the other ranks at the step's end); after `grace`
     seconds kill the whole process group. True when it had to be killed."""
@@ -390,6 +390,20 @@ def _end(store, run_id: str, status: str, message: str) -> None:
 
 
 # ---- running a child in the foreground (the CLI) ---------------------------------------------------
+def start_run_process(cmd: list[str], env: dict, log_path: Path, device: str):
+    """Start a stored run's process (a worker_command) with its output appended to `log_path`:
+    forked from this process's fork server (core.forkserver: torch already imported) when it is
+    one CPU process, else exec'd. The handle has Popen's pid, poll(), wait() and returncode."""
+    from core import forkserver
+
+    if device == "cpu":  # the server never touches CUDA, but a CUDA run is started as it always was
+        proc = forkserver.start(cmd, env, log_path)
+        if proc is not None:
+            return proc
+    with open(log_path, "ab") as log:
+        return spawn(cmd, env, log)
+
+
 def spawn(cmd: list[str], env: dict | None = None, log=None) -> subprocess.Popen:
     return subprocess.Popen(cmd, stdout=log if log is not None else subprocess.PIPE, stderr=subprocess.STDOUT,
                             start_new_session=True, env=env or child_env())

@@ -10,7 +10,8 @@ current step on every rank, checkpoint kept.
 
 Two switches for the tests of how runs end (fault injection, off unless set):
 SIGSCOPE_FAULT=RANK:STEP makes that rank raise at that step; SIGSCOPE_PAUSE=STEP:PATH makes
-rank 0 wait at the end of that step (after writing PATH.reached) until PATH exists.
+rank 0 wait at the end of that step (after writing PATH.reached: the step, and the process's torch
+thread count and OMP_NUM_THREADS as JSON) until PATH exists.
 """
 from __future__ import annotations
 
@@ -111,6 +112,7 @@ def _fault():
 
 def _pause():
     """A callback that holds rank 0 at the end of the step SIGSCOPE_PAUSE names until a file appears."""
+    import json
     import time
 
     from core.train import Callback
@@ -123,7 +125,10 @@ def _pause():
 
         def on_step_end(self, trainer, step: int) -> None:
             if distributed.rank() == 0 and step == int(step_text):
-                Path(str(gate) + ".reached").write_text(str(step))
+                import torch  # what the held process runs on, for the tests that read it
+                Path(str(gate) + ".reached").write_text(json.dumps({
+                    "step": step, "torch_threads": torch.get_num_threads(),
+                    "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS")}))
                 deadline = time.monotonic() + 120
                 while not gate.exists() and time.monotonic() < deadline:
                     time.sleep(0.05)

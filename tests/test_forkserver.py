@@ -16,20 +16,7 @@ import pytest
 
 from core import forkserver, launch
 from core.jobs import JobManager
-from core.store import Store
-from tests.test_runs_as_processes import child_pid, small, wait_until
-
-
-@pytest.fixture
-def runs(tmp_path, monkeypatch):
-    folder = tmp_path / "runs"
-    monkeypatch.setenv("SIGSCOPE_RUNS_DIR", str(folder))
-    return folder
-
-
-@pytest.fixture
-def store(runs):
-    return Store(runs / "sigscope.db")
+from tests.test_runs_as_processes import child_pid, runs, small, store, wait_until  # noqa: F401 - fixtures
 
 
 @pytest.fixture

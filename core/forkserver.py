@@ -138,6 +138,7 @@ class _Server:
 
 
 _server: list = [None]
+_broken: list = []  # why a server could not start in this process: its runs are exec'd from then on
 idle_seconds = IDLE_SECONDS  # what a new server is started with (a test shortens it)
 _server_lock = threading.Lock()
 
@@ -150,21 +151,35 @@ def start(argv: list[str], env: dict, log_path) -> Forked | None:
         return None
     with _server_lock:
         for attempt in range(2):  # a server that went idle and exited is started again once
-            server = _server[0]
+            server = _ready_server(env)
+            if server is None:
+                return None
             try:
-                if server is None or server.fixed != fixed_part(env) or server.proc.poll() is not None:
-                    if server is not None:
-                        server.close()
-                    _server[0] = None
-                    server = _server[0] = _Server(_server_env(env), idle_seconds)
                 return server.fork(argv[3:], env, str(log_path))
             except OSError as error:
-                if server is not None:
-                    server.close()
+                server.close()
                 _server[0] = None
                 if attempt:
                     print(f"sigscope: starting the run process with exec ({error})", file=sys.stderr)
     return None
+
+
+def _ready_server(env: dict) -> _Server | None:
+    """This process's server for `env`: started (again) when there is none, it has exited or
+    `env` differs in what a server fixes; None once one could not start here."""
+    server = _server[0]
+    if server is not None and server.fixed == fixed_part(env) and server.proc.poll() is None:
+        return server
+    if server is not None:
+        server.close()
+    _server[0] = None
+    if not _broken:
+        try:
+            _server[0] = _Server(_server_env(env), idle_seconds)
+        except OSError as error:
+            _broken.append(str(error))
+            print(f"sigscope: run processes are exec'd from now on ({error})", file=sys.stderr)
+    return _server[0]
 
 
 def _server_env(env: dict) -> dict:
@@ -281,7 +296,10 @@ def _fork(request: dict, sock: socket.socket, children: dict[int, int], status_r
         traceback.print_exc()
         code = 1
     finally:
-        try:
+        try:  # what the interpreter does at exit, as multiprocessing's forked processes do it
+            threading._shutdown()  # joins non-daemon threads
+            import atexit
+            atexit._run_exitfuncs()
             sys.stdout.flush()
             sys.stderr.flush()
         finally:

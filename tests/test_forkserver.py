@@ -2,7 +2,8 @@
 of one warm server, in its own session, named, with the run's environment and exit status; a
 run whose fixed environment differs gets a new server; the server exits once idle or once its
 client has gone and its children have ended, and a later run starts a new one; with the server
-off, or for an argv that is not `-m core`, the run process is exec'd as before."""
+off, for an argv that is not `-m core`, or where a server cannot start, the run process is
+exec'd as before."""
 from __future__ import annotations
 
 import os
@@ -25,6 +26,7 @@ def fresh_server():
     forkserver.shutdown()
     yield
     forkserver.shutdown()
+    forkserver._broken.clear()
 
 
 def stat(pid: int) -> tuple[str, int, int]:
@@ -155,3 +157,20 @@ def test_off_or_not_a_core_command_means_exec(store, monkeypatch, fresh_server):
         assert server_pid() is None
     finally:
         jobs.shutdown(cancel=True)
+
+
+def test_a_server_that_cannot_start_is_tried_once_and_runs_are_execd(store, monkeypatch, fresh_server):
+    tries = []
+
+    def cannot_start(*args):
+        tries.append(args)
+        raise OSError("the fork server did not start")
+
+    monkeypatch.setattr(forkserver, "_Server", cannot_start)
+    jobs = JobManager(store, max_workers=1)
+    try:
+        for _ in range(2):
+            assert jobs.wait(jobs.submit(small(**{"train.epochs": 1})), timeout=180) == "completed"
+    finally:
+        jobs.shutdown(cancel=True)
+    assert len(tries) == 1, "not tried again for every run"

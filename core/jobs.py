@@ -7,9 +7,9 @@
     jobs.wait(run_id)                        # -> final status
     jobs.shutdown()
 
-Each run trains in a child process (`python -m core train --run-id ID`, or torchrun with
-train.processes ranks for DDP; core.launch), in a session of its own, its output in
-`<run>/train.log`. Worker threads here only launch, watch and stop those processes, so the
+Each run trains in a process of its own (`python -m core train --run-id ID`, forked from this
+process's warm fork server, core.forkserver, on CPU; or torchrun with train.processes ranks for
+DDP; core.launch), in a session of its own, its output in `<run>/train.log`. Worker threads here only launch, watch and stop those processes, so the
 pages never share an interpreter with training, and a run that crashes or is killed by the
 kernel ends `failed` with its exit status and the last lines of its log while the dashboard
 and the other runs go on. The queue runs higher `priority` first, then in order, at most one

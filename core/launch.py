@@ -4,6 +4,7 @@ is stopped, and how its end is recorded when the process could not record it its
 
     cmd = worker_command(run_id, store_path, threads=2)                 # python -m core train --run-id ...
     cmd = worker_command(run_id, store_path, threads=1, processes=2)    # python -m torch.distributed.run ...
+    proc = start_run_process(cmd, child_env(threads), log_path, "cpu")  # forked (core.forkserver) or exec'd
     finish(store, run_id, proc.returncode, cancelled=False, log_path)   # failed / cancelled with the reason
 
 The child writes its own status through the store as any run does. This module covers what
@@ -389,7 +390,7 @@ def _end(store, run_id: str, status: str, message: str) -> None:
     store.add_event(run_id, message, "error" if status == "failed" else "warning")
 
 
-# ---- running a child in the foreground (the CLI) ---------------------------------------------------
+# ---- starting a run's process -----------------------------------------------------------------------
 def start_run_process(cmd: list[str], env: dict, log_path: Path, device: str):
     """Start a stored run's process (a worker_command) with its output appended to `log_path`:
     forked from this process's fork server (core.forkserver: torch already imported) when it is
@@ -404,6 +405,7 @@ def start_run_process(cmd: list[str], env: dict, log_path: Path, device: str):
         return spawn(cmd, env, log)
 
 
+# ---- running a child in the foreground (the CLI) ---------------------------------------------------
 def spawn(cmd: list[str], env: dict | None = None, log=None) -> subprocess.Popen:
     return subprocess.Popen(cmd, stdout=log if log is not None else subprocess.PIPE, stderr=subprocess.STDOUT,
                             start_new_session=True, env=env or child_env())

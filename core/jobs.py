@@ -9,14 +9,15 @@
 
 Each run trains in a process of its own (`python -m core train --run-id ID`, forked from this
 process's warm fork server, core.forkserver, on CPU; or torchrun with train.processes ranks for
-DDP; core.launch), in a session of its own, its output in `<run>/train.log`. Worker threads here only launch, watch and stop those processes, so the
-pages never share an interpreter with training, and a run that crashes or is killed by the
-kernel ends `failed` with its exit status and the last lines of its log while the dashboard
-and the other runs go on. The queue runs higher `priority` first, then in order, at most one
-run per worker (one worker per device by default); a run is given the cores of its slot
-(`threads`, recorded in its row) and is held, with the reason in its row, while the profiler's
-estimate of its memory does not fit in what is free. Cancel sends SIGTERM (the run stops after
-its current step) and kills the process group after a grace period.
+DDP; core.launch), in a session of its own, its output in `<run>/train.log`. Worker threads here
+only launch, watch and stop those processes, so the pages never share an interpreter with
+training, and a run that crashes or is killed by the kernel ends `failed` with its exit status
+and the last lines of its log while the dashboard and the other runs go on. The queue runs
+higher `priority` first, then in order, at most one run per worker (one worker per device by
+default); a run is given the cores of its slot (`threads`, recorded in its row) and is held,
+with the reason in its row, while the profiler's estimate of its memory does not fit in what is
+free. Cancel sends SIGTERM (the run stops after its current step) and kills the process group
+after a grace period.
 
 `mode="thread"` trains in this process's worker threads instead (the tests that hand the
 Trainer callbacks use it; the bench compares the two). Every outcome is recorded in the

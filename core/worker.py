@@ -11,7 +11,7 @@ current step on every rank, checkpoint kept.
 Two switches for the tests of how runs end (fault injection, off unless set):
 SIGSCOPE_FAULT=RANK:STEP makes that rank raise at that step; SIGSCOPE_PAUSE=STEP:PATH makes
 rank 0 wait at the end of that step (after writing PATH.reached: the step, and the process's torch
-thread count and OMP_NUM_THREADS as JSON) until PATH exists.
+thread count and OMP_NUM_THREADS as JSON) until PATH exists or the run is asked to stop.
 """
 from __future__ import annotations
 
@@ -51,7 +51,7 @@ def run_worker(args) -> int:
             raise ConfigError(f"no run {args.run_id!r} in {store.path}")
         run_dir = run["run_dir"] if run else None
         config = distributed.broadcast(RunConfig.from_dict(run["config"]) if rank == 0 else None)
-        callbacks = injected()
+        callbacks = injected(cancel)
         if run and run.get("sweep") and rank == 0:
             from core.sweep import trial_callback
             callbacks.append(trial_callback(run))
@@ -89,9 +89,10 @@ def _other_rank(config, device: str, cancel, callbacks: list, args) -> str:
     return trainer.fit(resume_from=args.resume_checkpoint).status
 
 
-def injected() -> list:
-    """The fault-injection callbacks the environment asks for (none unless set)."""
-    return ([_fault()] if os.environ.get(FAULT_ENV) else []) + ([_pause()] if os.environ.get(PAUSE_ENV) else [])
+def injected(cancel: threading.Event | None = None) -> list:
+    """The fault-injection callbacks the environment asks for (none unless set); `cancel` is the
+    run's stop flag, which also ends a pause."""
+    return ([_fault()] if os.environ.get(FAULT_ENV) else []) + ([_pause(cancel)] if os.environ.get(PAUSE_ENV) else [])
 
 
 def _fault():
@@ -110,8 +111,9 @@ def _fault():
     return InjectedFault()
 
 
-def _pause():
-    """A callback that holds rank 0 at the end of the step SIGSCOPE_PAUSE names until a file appears."""
+def _pause(cancel: threading.Event | None = None):
+    """A callback that holds rank 0 at the end of the step SIGSCOPE_PAUSE names until a file
+    appears or the run is asked to stop (then it stops at that step's end)."""
     import json
     import time
 
@@ -130,7 +132,7 @@ def _pause():
                     "step": step, "torch_threads": torch.get_num_threads(),
                     "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS")}))
                 deadline = time.monotonic() + 120
-                while not gate.exists() and time.monotonic() < deadline:
+                while not gate.exists() and time.monotonic() < deadline and not (cancel and cancel.is_set()):
                     time.sleep(0.05)
 
     return Pause()

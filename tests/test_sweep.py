@@ -217,14 +217,19 @@ def test_a_killed_workers_trial_is_failed_and_retried_once(runs, store, tmp_path
     assert sweep.remaining(sweep.load(name)[0], sweep.load(name)[1].settings) == 0, "the retry took its place"
 
 
-def test_stopping_a_sweep_keeps_finished_trials_and_a_resume_finishes_it(runs, store):
+def test_stopping_a_sweep_keeps_finished_trials_and_a_resume_finishes_it(runs, store, tmp_path, monkeypatch):
     name = sweep.create_study(make_spec(trials=3, epochs=3, pruner="none"))
     worker = sweep.SweepWorker(name, store=store)
     thread = threading.Thread(target=worker.run)
     thread.start()
+    gate = tmp_path / "gate"  # never opened: the held trial ends when the stop cancels it
     try:
-        wait_until(lambda: sweep.summary(name)["trials"]["complete"] >= 1 and sweep.summary(name)["trials"]["running"],
-                   300, "one complete trial and one running")
+        wait_until(lambda: store.list_runs("running"), 300, "the first trial's process to run")
+        # trials started from now on hold at their first step's end: the second is surely running when stopped
+        monkeypatch.setenv("SIGSCOPE_PAUSE", f"1:{gate}")
+        wait_until(lambda: Path(str(gate) + ".reached").exists(), 300, "the second trial to hold at its first step")
+        assert sweep.summary(name)["trials"]["complete"] == 1
+        monkeypatch.delenv("SIGSCOPE_PAUSE")
         sweep.request_stop(name, store=store)
         thread.join(180)
         assert not thread.is_alive()

@@ -177,7 +177,7 @@ def _in_process(store, run_id: str, cfg: RunConfig, resume_from) -> str:
     os.environ.setdefault(ADAPT_ENV, "1")  # this process is the run's, as a run process is: its threads follow the load
     try:
         return run_job(store, run_id, cfg, device=None if cfg.train.device == "auto" else cfg.train.device,
-                       cancel=cancel, callbacks=[ProgressPrinter(), *injected()], resume_from=resume_from)
+                       cancel=cancel, callbacks=[ProgressPrinter(), *injected(cancel)], resume_from=resume_from)
     except KeyboardInterrupt:
         store.update_run(run_id, status="cancelled", error="cancelled with Ctrl-C")
         raise

@@ -38,6 +38,7 @@ import time
 ENV = "SIGSCOPE_FORKSERVER"
 IDLE_SECONDS = 600.0  # a server with no child and no request for this long exits (a new one starts on demand)
 READY_SECONDS = 120.0  # how long a new server may take to import before its runs are exec'd instead
+REPLY_SECONDS = 30.0  # how long a fork may take to be answered
 THREAD_VARS = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")
 # imported by the server before it forks: what `python -m core train --run-id` imports (torch._dynamo:
 # the first optimizer a process builds imports it, 2.7 s of CPU)
@@ -116,6 +117,7 @@ class _Server:
                                      pass_fds=[theirs.fileno()], env=env, stdin=subprocess.DEVNULL,
                                      stdout=subprocess.DEVNULL, start_new_session=True)
         theirs.close()
+        ours.settimeout(REPLY_SECONDS)  # a server that stops answering is replaced (start's retry)
         ready, _, _ = select.select([ours], [], [], READY_SECONDS)
         if not ready or json.loads(ours.recv(MAX_MESSAGE) or b"{}").get("ready") is not True:
             self.close()

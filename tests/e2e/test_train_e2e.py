@@ -100,28 +100,38 @@ def test_build_a_small_model_and_train_it_on_hapt(server, page, test_output):
     STATE["watched"] = run_id
 
 
+# the x values of the Monitor's loss chart as the browser holds them (Plotly's own data)
+LOSS_X = """
+    const charts = Array.from(document.querySelectorAll('.js-plotly-plot'));
+    const title = c => String((c._fullLayout && c._fullLayout.title && c._fullLayout.title.text) || '');
+    const loss = charts.find(c => title(c).includes('Training loss per step'));  // Streamlit wraps titles in <b>
+    const x = loss && loss.data.length ? loss.data[0].x : [];"""
+
+
 def loss_points(page) -> int:
-    """Points in the Monitor's loss chart as the browser holds them (Plotly's own data)."""
-    return page.evaluate("""() => {
-        const charts = Array.from(document.querySelectorAll('.js-plotly-plot'));
-        const title = c => String((c._fullLayout && c._fullLayout.title && c._fullLayout.title.text) || '');
-        const loss = charts.find(c => title(c).includes('Training loss per step'));  // Streamlit wraps titles in <b>
-        return loss && loss.data.length ? loss.data[0].x.length : 0; }""")
+    """Points in the Monitor's loss chart."""
+    return page.evaluate("() => {" + LOSS_X + " return x.length; }")
+
+
+def last_loss_step(page) -> float:
+    """The last step in the Monitor's loss chart. Not the number of points: past
+    dashboard.series.MAX_POINTS steps the chart is thinned to that many."""
+    return page.evaluate("() => {" + LOSS_X + " return x.length ? Number(x[x.length - 1]) : 0; }")
 
 
 def test_monitor_charts_gain_points_while_the_run_trains(server, page, test_output):
     run_id = STATE["watched"]
     page.goto(f"{server['url']}/monitor?run={run_id}")
     page.get_by_text("Loss points").wait_for(timeout=60_000)
-    seen = [loss_points(page)]
+    seen = [last_loss_step(page)]
     deadline = time.time() + 90
     while time.time() < deadline and len(set(seen)) < 3:
         time.sleep(1.0)
-        seen.append(loss_points(page))
+        seen.append(last_loss_step(page))
         if store_of(server).get_run(run_id)["status"] not in ("queued", "running"):
             break
     grew = sorted(set(seen))
-    assert len(grew) >= 3 and seen[-1] == max(seen), f"the loss chart did not keep gaining points: {seen}"
+    assert len(grew) >= 3 and seen[-1] == max(seen), f"the loss chart did not keep gaining steps: {seen}"
     page.get_by_text("Running on").wait_for()
     screenshot(page, test_output / "monitor.png")
     page.get_by_role("tab", name="Gradients").click()

@@ -17,6 +17,7 @@ import pytest
 
 from core import forkserver, launch
 from core.jobs import JobManager
+from core.store import process_alive
 from tests.test_runs_as_processes import child_pid, runs, small, store, wait_until  # noqa: F401 - fixtures
 
 
@@ -43,12 +44,8 @@ def server_pid() -> int | None:
 
 
 def gone(pid: int) -> bool:
-    """The process has exited (a zombie not yet reaped counts)."""
-    try:
-        text = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return True
-    return text[text.rindex(")") + 2] in "ZX"
+    """The process has exited (a zombie not yet reaped counts), as the store judges a run's owner."""
+    return not process_alive(pid, None, None)
 
 
 def test_runs_are_forked_from_one_warm_server_each_in_a_session_of_its_own(store, tmp_path, monkeypatch,

@@ -47,8 +47,9 @@ PRELOAD = ("torch", "torch._dynamo", "core.__main__", "core.worker", "core.jobs"
 MAX_MESSAGE = 1 << 20
 
 
-def enabled(env: dict | None = None) -> bool:
-    return (os.environ if env is None else env).get(ENV, "1").strip().lower() not in ("0", "off", "false", "no")
+def enabled(env: dict) -> bool:
+    """Whether a run process with this environment may be forked (SIGSCOPE_FORKSERVER not off)."""
+    return env.get(ENV, "1").strip().lower() not in ("0", "off", "false", "no")
 
 
 def fixed_part(env: dict) -> dict:
@@ -149,7 +150,7 @@ def start(argv: list[str], env: dict, log_path) -> Forked | None:
     """Fork a run process `python -m core ARGS` (argv: [python, "-m", "core", ...]) from this
     process's server, its output appended to `log_path`; None when it should be exec'd instead
     (the server is off, cannot start, or argv is not a plain `-m core` command)."""
-    if not enabled(env) or not enabled() or len(argv) < 3 or argv[1:3] != ["-m", "core"]:
+    if not enabled(env) or len(argv) < 3 or argv[1:3] != ["-m", "core"]:
         return None
     with _server_lock:
         for attempt in range(2):  # a server that went idle and exited is started again once
